@@ -1,0 +1,62 @@
+//! Why a pool operation was refused.
+
+use std::fmt;
+
+/// Every way a [`Pool`](crate::Pool) operation can fail.
+///
+/// A failed operation leaves the pool exactly as it was: no block is lost,
+/// freed twice, or half-tracked. (The one exception is a custom allocator that
+/// breaks its contract, see `AllocatorReturnedLiveBlock`: the pool still never
+/// frees a block twice, but the memory involved is not protected.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolError {
+    /// `number * elem_size` does not fit in `usize` (or exceeds `isize::MAX`,
+    /// the largest object Rust and C can address).
+    SizeOverflow { number: usize, elem_size: usize },
+    /// The backing allocator (or the pool's own table) could not provide memory.
+    OutOfMemory { bytes: usize },
+    /// The pointer was never handed out by this pool, or was already freed.
+    UnknownPointer { addr: usize },
+    /// `realloc` must grow a block: cymem refuses a size that is not larger.
+    NotLarger {
+        addr: usize,
+        current: usize,
+        requested: usize,
+    },
+    /// The backing allocator returned an address that is still a live block of
+    /// this pool (a broken custom allocator). The new block is not tracked.
+    AllocatorReturnedLiveBlock { addr: usize },
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            PoolError::SizeOverflow { number, elem_size } => write!(
+                f,
+                "cannot allocate {number} x {elem_size} bytes: the size overflows"
+            ),
+            PoolError::OutOfMemory { bytes } => {
+                write!(f, "out of memory: failed to allocate {bytes} bytes")
+            }
+            PoolError::UnknownPointer { addr } => write!(
+                f,
+                "pointer {addr:#x} is not a live block of this pool (foreign or already freed)"
+            ),
+            PoolError::NotLarger {
+                addr,
+                current,
+                requested,
+            } => write!(
+                f,
+                "realloc of {addr:#x} to {requested} bytes refused: the block already has \
+                 {current} bytes and realloc only grows"
+            ),
+            PoolError::AllocatorReturnedLiveBlock { addr } => write!(
+                f,
+                "the custom allocator returned {addr:#x}, which is still a live block of this pool"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}

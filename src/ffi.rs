@@ -1,0 +1,348 @@
+//! The C ABI: a thin shell over [`Pool`]. `include/cymem_rs.h` is generated
+//! from this file by cbindgen (`make header`).
+//!
+//! Conventions, as a C programmer expects them:
+//! - functions returning a pointer return NULL on failure; functions returning
+//!   [`CymemStatus`] return [`CYMEM_OK`] on success;
+//! - after a failure, [`cymem_last_error`] and [`cymem_last_error_message`]
+//!   say why, for the calling thread (like `errno`, a success does not reset them);
+//! - every function accepts NULL arguments and reports them instead of crashing;
+//! - one pool may be used from several threads at once (calls are serialised
+//!   by a lock inside the pool).
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ptr;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::allocator::Allocator;
+use crate::error::PoolError;
+use crate::pool::Pool;
+
+/// Version of this C ABI; bumped on any incompatible change.
+pub const CYMEM_RS_ABI_VERSION: u32 = 1;
+
+/// Result of a call: `CYMEM_OK` (0) or one of the `CYMEM_ERR_*` codes.
+pub type CymemStatus = c_int;
+/// Success.
+pub const CYMEM_OK: CymemStatus = 0;
+/// A required argument (pool handle, allocator function, out-pointer) was NULL.
+pub const CYMEM_ERR_NULL_ARGUMENT: CymemStatus = 1;
+/// The allocator could not provide the memory.
+pub const CYMEM_ERR_OUT_OF_MEMORY: CymemStatus = 2;
+/// `number * elem_size` overflows, or exceeds the largest addressable object.
+pub const CYMEM_ERR_SIZE_OVERFLOW: CymemStatus = 3;
+/// The pointer is not a live block of this pool (foreign, NULL or already freed).
+pub const CYMEM_ERR_UNKNOWN_POINTER: CymemStatus = 4;
+/// `realloc` to a size that is not larger than the block.
+pub const CYMEM_ERR_NOT_LARGER: CymemStatus = 5;
+/// A custom allocator returned a block that is still live in this pool.
+pub const CYMEM_ERR_BAD_ALLOCATOR: CymemStatus = 6;
+
+/// `void *malloc(size_t)`-shaped function for a custom allocator.
+pub type CymemMallocFn = Option<unsafe extern "C" fn(usize) -> *mut c_void>;
+/// `void free(void *)`-shaped function for a custom allocator.
+pub type CymemFreeFn = Option<unsafe extern "C" fn(*mut c_void)>;
+
+/// An opaque pool handle. Create with `cymem_pool_new*`, release with
+/// `cymem_pool_destroy`.
+pub struct CymemPool {
+    pool: Mutex<Pool>,
+}
+
+impl CymemPool {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Pool> {
+        // Pool methods never panic while holding the lock, so a poisoned lock
+        // still guards a consistent pool.
+        self.pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl From<PoolError> for CymemStatus {
+    fn from(err: PoolError) -> Self {
+        match err {
+            PoolError::SizeOverflow { .. } => CYMEM_ERR_SIZE_OVERFLOW,
+            PoolError::OutOfMemory { .. } => CYMEM_ERR_OUT_OF_MEMORY,
+            PoolError::UnknownPointer { .. } => CYMEM_ERR_UNKNOWN_POINTER,
+            PoolError::NotLarger { .. } => CYMEM_ERR_NOT_LARGER,
+            PoolError::AllocatorReturnedLiveBlock { .. } => CYMEM_ERR_BAD_ALLOCATOR,
+        }
+    }
+}
+
+struct LastError {
+    status: CymemStatus,
+    message: CString,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<LastError> = RefCell::new(LastError {
+        status: CYMEM_OK,
+        message: CString::default(),
+    });
+}
+
+fn set_last_error(status: CymemStatus, message: String) -> CymemStatus {
+    // Our messages hold no NUL bytes; fall back to the static text if one did.
+    let message = CString::new(message).unwrap_or_else(|_| static_message(status).to_owned());
+    // `try_with`: during thread teardown (atexit, TLS destructors) the slot
+    // is gone; the status code is still returned, only the detail is lost.
+    let _ = LAST_ERROR.try_with(|last| *last.borrow_mut() = LastError { status, message });
+    status
+}
+
+pub(crate) fn report(err: PoolError) -> CymemStatus {
+    set_last_error(err.into(), err.to_string())
+}
+
+fn null_argument(function: &str, argument: &str) -> CymemStatus {
+    set_last_error(
+        CYMEM_ERR_NULL_ARGUMENT,
+        format!("{function}: `{argument}` must not be NULL"),
+    )
+}
+
+fn static_message(status: CymemStatus) -> &'static CStr {
+    match status {
+        CYMEM_OK => c"no error",
+        CYMEM_ERR_NULL_ARGUMENT => c"a required argument was NULL",
+        CYMEM_ERR_OUT_OF_MEMORY => c"out of memory",
+        CYMEM_ERR_SIZE_OVERFLOW => c"requested size overflows",
+        CYMEM_ERR_UNKNOWN_POINTER => c"pointer is not a live block of this pool",
+        CYMEM_ERR_NOT_LARGER => c"realloc only grows a block",
+        CYMEM_ERR_BAD_ALLOCATOR => c"custom allocator returned a live block",
+        _ => c"unknown status code",
+    }
+}
+
+/// The pool behind a handle, or `None` (with the error recorded) for NULL.
+///
+/// # Safety
+/// `pool` is NULL or a live handle from `cymem_pool_new*`.
+unsafe fn handle<'a>(pool: *const CymemPool, function: &str) -> Option<&'a CymemPool> {
+    // SAFETY: caller's contract; a live handle is a valid, shared `CymemPool`.
+    let found = unsafe { pool.as_ref() };
+    if found.is_none() {
+        null_argument(function, "pool");
+    }
+    found
+}
+
+pub(crate) fn into_handle(pool: Pool) -> *mut CymemPool {
+    Box::into_raw(Box::new(CymemPool {
+        pool: Mutex::new(pool),
+    }))
+}
+
+/// The ABI version of the loaded library (compare with `CYMEM_RS_ABI_VERSION`).
+#[no_mangle]
+pub extern "C" fn cymem_abi_version() -> u32 {
+    CYMEM_RS_ABI_VERSION
+}
+
+/// A new pool on the system allocator (`calloc`/`realloc`/`free`).
+#[no_mangle]
+pub extern "C" fn cymem_pool_new() -> *mut CymemPool {
+    into_handle(Pool::new())
+}
+
+/// A new pool whose blocks come from `malloc_fn` and go back to `free_fn`.
+/// Returns NULL (`CYMEM_ERR_NULL_ARGUMENT`) if either is NULL.
+///
+/// # Safety
+/// The functions must behave like C `malloc` and `free` and be callable from
+/// any thread that uses the pool, for as long as the pool lives.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_new_with_allocator(
+    malloc_fn: CymemMallocFn,
+    free_fn: CymemFreeFn,
+) -> *mut CymemPool {
+    let (Some(malloc), Some(free)) = (malloc_fn, free_fn) else {
+        let missing = if malloc_fn.is_none() {
+            "malloc_fn"
+        } else {
+            "free_fn"
+        };
+        null_argument("cymem_pool_new_with_allocator", missing);
+        return ptr::null_mut();
+    };
+    // SAFETY: the caller promises malloc/free semantics (see above).
+    into_handle(Pool::with_allocator(unsafe {
+        Allocator::from_raw(malloc, free)
+    }))
+}
+
+/// Frees every block still live in the pool, then the pool, and sets
+/// `*pool` to NULL so later calls through it fail cleanly. NULL or a pointer
+/// to NULL is a no-op.
+///
+/// # Safety
+/// `pool` is NULL or points to NULL or to a live handle, which no other
+/// thread is using.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_destroy(pool: *mut *mut CymemPool) {
+    // SAFETY: caller's contract.
+    let Some(slot) = (unsafe { pool.as_mut() }) else {
+        return;
+    };
+    let handle = std::mem::replace(slot, ptr::null_mut());
+    if !handle.is_null() {
+        // SAFETY: a live handle was made by `Box::into_raw` in `into_handle`,
+        // and we just cleared the caller's only way to reach it again.
+        drop(unsafe { Box::from_raw(handle) });
+    }
+}
+
+/// A zeroed block of `number * elem_size` bytes, owned by the pool. A 0-byte
+/// request returns a unique non-NULL pointer. NULL on failure.
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_alloc(
+    pool: *mut CymemPool,
+    number: usize,
+    elem_size: usize,
+) -> *mut c_void {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, "cymem_pool_alloc") }) else {
+        return ptr::null_mut();
+    };
+    let result = pool.lock().alloc(number, elem_size);
+    match result {
+        Ok(block) => block.as_ptr(),
+        Err(err) => {
+            report(err);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// Releases a block of the pool. `CYMEM_ERR_UNKNOWN_POINTER` (and no memory
+/// touched) for a foreign, NULL or already freed pointer.
+///
+/// # Safety
+/// `pool` is NULL or a live handle. `ptr` may be anything.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_free(pool: *mut CymemPool, ptr: *mut c_void) -> CymemStatus {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, "cymem_pool_free") }) else {
+        return CYMEM_ERR_NULL_ARGUMENT;
+    };
+    let result = pool.lock().free(ptr);
+    match result {
+        Ok(_) => CYMEM_OK,
+        Err(err) => report(err),
+    }
+}
+
+/// Grows a block to `new_size` bytes (contents kept, tail zeroed, old block
+/// released) and returns its new address. NULL on failure, with the block
+/// left as it was: `CYMEM_ERR_UNKNOWN_POINTER`, `CYMEM_ERR_NOT_LARGER` (the
+/// size is not larger), `CYMEM_ERR_SIZE_OVERFLOW`, `CYMEM_ERR_OUT_OF_MEMORY`.
+/// (`CYMEM_ERR_BAD_ALLOCATOR`: a broken custom allocator returned a live
+/// block; the old block is already released and no longer tracked.)
+///
+/// # Safety
+/// `pool` is NULL or a live handle. `ptr` may be anything.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_realloc(
+    pool: *mut CymemPool,
+    ptr: *mut c_void,
+    new_size: usize,
+) -> *mut c_void {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, "cymem_pool_realloc") }) else {
+        return ptr::null_mut();
+    };
+    let result = pool.lock().realloc(ptr, new_size);
+    match result {
+        Ok(block) => block.as_ptr(),
+        Err(err) => {
+            report(err);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// Bytes in live blocks. 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
+    // SAFETY: caller's contract.
+    unsafe { handle(pool, "cymem_pool_size") }.map_or(0, |pool| pool.lock().size())
+}
+
+/// Number of live blocks. 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_block_count(pool: *const CymemPool) -> usize {
+    // SAFETY: caller's contract.
+    unsafe { handle(pool, "cymem_pool_block_count") }.map_or(0, |pool| pool.lock().block_count())
+}
+
+/// Stores the size of a live block in `*size_out`.
+/// `CYMEM_ERR_UNKNOWN_POINTER` if `ptr` is not one of the pool's blocks.
+///
+/// # Safety
+/// `pool` is NULL or a live handle; `size_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_block_size(
+    pool: *const CymemPool,
+    ptr: *const c_void,
+    size_out: *mut usize,
+) -> CymemStatus {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, "cymem_pool_block_size") }) else {
+        return CYMEM_ERR_NULL_ARGUMENT;
+    };
+    if size_out.is_null() {
+        return null_argument("cymem_pool_block_size", "size_out");
+    }
+    let found = pool.lock().block_size(ptr);
+    match found {
+        Some(size) => {
+            // SAFETY: non-NULL and writable by the caller's contract.
+            unsafe { size_out.write(size) };
+            CYMEM_OK
+        }
+        None => report(PoolError::UnknownPointer { addr: ptr as usize }),
+    }
+}
+
+/// The status of the last failed call on this thread (`CYMEM_OK` if none).
+#[no_mangle]
+pub extern "C" fn cymem_last_error() -> CymemStatus {
+    LAST_ERROR
+        .try_with(|last| last.borrow().status)
+        .unwrap_or(CYMEM_OK)
+}
+
+/// A description of the last failed call on this thread, with its details
+/// (sizes, addresses). Valid until the next failing call on this thread.
+#[no_mangle]
+pub extern "C" fn cymem_last_error_message() -> *const c_char {
+    LAST_ERROR
+        .try_with(|last| {
+            let last = last.borrow();
+            if last.status == CYMEM_OK {
+                static_message(CYMEM_OK).as_ptr()
+            } else {
+                // The CString lives in thread-local storage until replaced.
+                last.message.as_ptr()
+            }
+        })
+        .unwrap_or_else(|_| static_message(CYMEM_OK).as_ptr())
+}
+
+/// A static description of a status code (any value is accepted).
+#[no_mangle]
+pub extern "C" fn cymem_status_message(status: CymemStatus) -> *const c_char {
+    static_message(status).as_ptr()
+}

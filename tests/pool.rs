@@ -1,0 +1,365 @@
+//! The pool core's rules, from a Rust caller's side.
+
+use std::cell::Cell;
+use std::ffi::c_void;
+
+use cymem_rs::{Allocator, Pool, PoolError};
+
+fn bytes<'a>(ptr: std::ptr::NonNull<c_void>, len: usize) -> &'a mut [u8] {
+    // SAFETY (test helper): `ptr` is a live block of at least `len` bytes,
+    // used by one test thread only.
+    unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().cast(), len) }
+}
+
+#[test]
+fn alloc_returns_zeroed_distinct_blocks_and_counts_bytes() {
+    let mut pool = Pool::new();
+    let a = pool.alloc(10, 4).unwrap();
+    let b = pool.alloc(1, 1 << 20).unwrap();
+    assert_ne!(a, b);
+    assert!(bytes(a, 40).iter().all(|&x| x == 0));
+    assert!(bytes(b, 1 << 20).iter().all(|&x| x == 0));
+    assert_eq!(pool.size(), 40 + (1 << 20));
+    assert_eq!(pool.block_count(), 2);
+    assert_eq!(pool.block_size(a.as_ptr()), Some(40));
+    assert!(pool.contains(b.as_ptr()));
+}
+
+#[test]
+fn memory_is_zeroed_even_when_the_allocator_reuses_dirty_blocks() {
+    let mut pool = Pool::new();
+    for _ in 0..100 {
+        let p = pool.alloc(1, 256).unwrap();
+        let block = bytes(p, 256);
+        assert!(block.iter().all(|&x| x == 0));
+        block.fill(0xAB);
+        pool.free(p.as_ptr()).unwrap();
+    }
+}
+
+#[test]
+fn zero_byte_requests_get_unique_non_null_pointers_counted_as_zero() {
+    let mut pool = Pool::new();
+    let ptrs: Vec<_> = (0..50)
+        .map(|i| {
+            if i % 2 == 0 {
+                pool.alloc(0, 8)
+            } else {
+                pool.alloc(8, 0)
+            }
+            .unwrap()
+        })
+        .collect();
+    let mut addrs: Vec<usize> = ptrs.iter().map(|p| p.as_ptr() as usize).collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 50);
+    assert_eq!(pool.size(), 0);
+    assert_eq!(pool.block_count(), 50);
+    assert_eq!(pool.block_size(ptrs[0].as_ptr()), Some(0));
+    for p in ptrs {
+        assert_eq!(pool.free(p.as_ptr()), Ok(0));
+    }
+    assert_eq!(pool.block_count(), 0);
+}
+
+#[test]
+fn overflowing_sizes_are_refused_not_truncated() {
+    let mut pool = Pool::new();
+    for (number, elem_size) in [
+        (usize::MAX, 2),
+        (2, usize::MAX),
+        (1 << 33, 1 << 33),
+        (1, usize::MAX),
+        (1, isize::MAX as usize + 1),
+    ] {
+        assert_eq!(
+            pool.alloc(number, elem_size),
+            Err(PoolError::SizeOverflow { number, elem_size })
+        );
+    }
+    assert_eq!(pool.size(), 0);
+    assert_eq!(pool.block_count(), 0);
+}
+
+#[test]
+fn impossible_but_representable_size_is_out_of_memory() {
+    let mut pool = Pool::new();
+    let huge = isize::MAX as usize;
+    assert_eq!(
+        pool.alloc(1, huge),
+        Err(PoolError::OutOfMemory { bytes: huge })
+    );
+    assert_eq!(pool.block_count(), 0);
+}
+
+#[test]
+fn free_of_unknown_pointer_is_an_error_that_changes_nothing() {
+    let mut pool = Pool::new();
+    let p = pool.alloc(4, 4).unwrap();
+    let mut local = 7u64;
+    let foreign = (&mut local as *mut u64).cast::<c_void>();
+    assert_eq!(
+        pool.free(foreign),
+        Err(PoolError::UnknownPointer {
+            addr: foreign as usize
+        })
+    );
+    assert_eq!(
+        pool.free(std::ptr::null_mut()),
+        Err(PoolError::UnknownPointer { addr: 0 })
+    );
+    // An interior pointer is not a block either.
+    let interior = p.as_ptr().wrapping_byte_add(4);
+    assert!(matches!(
+        pool.free(interior),
+        Err(PoolError::UnknownPointer { .. })
+    ));
+    assert_eq!(local, 7);
+    assert_eq!((pool.size(), pool.block_count()), (16, 1));
+
+    assert_eq!(pool.free(p.as_ptr()), Ok(16));
+    assert_eq!(
+        pool.free(p.as_ptr()),
+        Err(PoolError::UnknownPointer {
+            addr: p.as_ptr() as usize
+        })
+    );
+    assert_eq!((pool.size(), pool.block_count()), (0, 0));
+}
+
+#[test]
+fn a_block_of_another_pool_is_foreign() {
+    let mut a = Pool::new();
+    let mut b = Pool::new();
+    let p = a.alloc(1, 8).unwrap();
+    assert!(matches!(
+        b.free(p.as_ptr()),
+        Err(PoolError::UnknownPointer { .. })
+    ));
+    assert!(a.contains(p.as_ptr()));
+}
+
+#[test]
+fn realloc_moves_contents_zeroes_the_tail_and_releases_the_old_block() {
+    let mut pool = Pool::new();
+    let p = pool.alloc(1, 16).unwrap();
+    bytes(p, 16).copy_from_slice(&[0x5A; 16]);
+    let q = pool.realloc(p.as_ptr(), 4096).unwrap();
+    let grown = bytes(q, 4096);
+    assert!(grown[..16].iter().all(|&x| x == 0x5A));
+    assert!(grown[16..].iter().all(|&x| x == 0));
+    assert_eq!((pool.size(), pool.block_count()), (4096, 1));
+    assert_eq!(pool.block_size(q.as_ptr()), Some(4096));
+    if q != p {
+        assert!(!pool.contains(p.as_ptr()));
+        assert!(pool.free(p.as_ptr()).is_err());
+    }
+}
+
+#[test]
+fn realloc_refuses_unknown_pointers_and_sizes_that_do_not_grow() {
+    let mut pool = Pool::new();
+    let p = pool.alloc(1, 32).unwrap();
+    bytes(p, 32).fill(9);
+    for smaller_or_equal in [0, 1, 31, 32] {
+        assert_eq!(
+            pool.realloc(p.as_ptr(), smaller_or_equal),
+            Err(PoolError::NotLarger {
+                addr: p.as_ptr() as usize,
+                current: 32,
+                requested: smaller_or_equal
+            })
+        );
+    }
+    assert!(bytes(p, 32).iter().all(|&x| x == 9), "block left intact");
+    assert_eq!(pool.size(), 32);
+    assert!(matches!(
+        pool.realloc(std::ptr::null_mut(), 64),
+        Err(PoolError::UnknownPointer { addr: 0 })
+    ));
+    assert!(matches!(
+        pool.realloc(p.as_ptr(), usize::MAX),
+        Err(PoolError::SizeOverflow { .. })
+    ));
+    pool.free(p.as_ptr()).unwrap();
+    assert!(matches!(
+        pool.realloc(p.as_ptr(), 64),
+        Err(PoolError::UnknownPointer { .. })
+    ));
+}
+
+#[test]
+fn realloc_grows_a_zero_byte_block() {
+    let mut pool = Pool::new();
+    let p = pool.alloc(0, 0).unwrap();
+    let q = pool.realloc(p.as_ptr(), 1).unwrap();
+    assert_eq!(bytes(q, 1), &[0]);
+    let r = pool.realloc(q.as_ptr(), 100).unwrap();
+    assert!(bytes(r, 100).iter().all(|&x| x == 0));
+    assert_eq!((pool.size(), pool.block_count()), (100, 1));
+}
+
+#[test]
+fn free_finds_blocks_among_many() {
+    let mut pool = Pool::new();
+    let ptrs: Vec<_> = (0..20_000)
+        .map(|i| pool.alloc(1, 16 + i % 64).unwrap())
+        .collect();
+    let expected: usize = (0..20_000).map(|i| 16 + i % 64).sum();
+    assert_eq!(pool.size(), expected);
+    assert_eq!(pool.blocks().count(), 20_000);
+    assert_eq!(pool.blocks().map(|(_, size)| size).sum::<usize>(), expected);
+    for p in ptrs.iter().step_by(2) {
+        pool.free(p.as_ptr()).unwrap();
+    }
+    assert_eq!(pool.block_count(), 10_000);
+    pool.free_all();
+    assert_eq!((pool.size(), pool.block_count()), (0, 0));
+    // Still usable after free_all.
+    assert!(pool.alloc(1, 8).is_ok());
+}
+
+// A counting allocator. Counters are per thread: each test runs on its own thread.
+thread_local! {
+    static MALLOCS: Cell<usize> = const { Cell::new(0) };
+    static FREES: Cell<usize> = const { Cell::new(0) };
+    /// Fail the n-th malloc call from now (0 = never).
+    static FAIL_AT: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe extern "C" fn counting_malloc(size: usize) -> *mut c_void {
+    let n = MALLOCS.with(|m| {
+        m.set(m.get() + 1);
+        m.get()
+    });
+    if FAIL_AT.with(|f| f.get()) == n {
+        MALLOCS.with(|m| m.set(m.get() - 1));
+        return std::ptr::null_mut();
+    }
+    // Dirty memory, so the pool's zeroing is what makes blocks zero.
+    let p = libc::malloc(size);
+    if !p.is_null() {
+        p.cast::<u8>().write_bytes(0xCD, size);
+    }
+    p
+}
+
+unsafe extern "C" fn counting_free(ptr: *mut c_void) {
+    FREES.with(|f| f.set(f.get() + 1));
+    libc::free(ptr)
+}
+
+fn counting_pool() -> Pool {
+    MALLOCS.with(|m| m.set(0));
+    FREES.with(|f| f.set(0));
+    FAIL_AT.with(|f| f.set(0));
+    // SAFETY: counting_malloc/free wrap libc malloc/free.
+    Pool::with_allocator(unsafe { Allocator::from_raw(counting_malloc, counting_free) })
+}
+
+fn counts() -> (usize, usize) {
+    (MALLOCS.with(|m| m.get()), FREES.with(|f| f.get()))
+}
+
+#[test]
+fn custom_allocator_releases_every_block_exactly_once() {
+    let mut pool = counting_pool();
+    let mut live = Vec::new();
+    for i in 0..100 {
+        let p = pool.alloc(i, 3).unwrap();
+        assert!(bytes(p, i * 3).iter().all(|&x| x == 0));
+        live.push(p);
+    }
+    for p in live.drain(..50) {
+        pool.free(p.as_ptr()).unwrap();
+    }
+    let grown = pool.realloc(live[0].as_ptr(), 10_000).unwrap();
+    assert!(bytes(grown, 10_000)[150..].iter().all(|&x| x == 0));
+    let (mallocs, frees) = counts();
+    assert_eq!((mallocs, frees), (101, 51));
+    drop(pool);
+    let (mallocs, frees) = counts();
+    assert_eq!(mallocs, frees, "every block freed once when the pool drops");
+}
+
+#[test]
+fn allocator_failure_is_out_of_memory_and_leaves_the_pool_consistent() {
+    let mut pool = counting_pool();
+    let p = pool.alloc(1, 64).unwrap();
+    bytes(p, 64).fill(1);
+    FAIL_AT.with(|f| f.set(2));
+    assert_eq!(
+        pool.alloc(1, 128),
+        Err(PoolError::OutOfMemory { bytes: 128 })
+    );
+    assert_eq!((pool.size(), pool.block_count()), (64, 1));
+
+    FAIL_AT.with(|f| f.set(2));
+    assert_eq!(
+        pool.realloc(p.as_ptr(), 1000),
+        Err(PoolError::OutOfMemory { bytes: 1000 })
+    );
+    assert!(bytes(p, 64).iter().all(|&x| x == 1), "old block intact");
+    assert_eq!(pool.block_size(p.as_ptr()), Some(64));
+    FAIL_AT.with(|f| f.set(0));
+    drop(pool);
+    let (mallocs, frees) = counts();
+    assert_eq!(mallocs, frees);
+}
+
+// An allocator that hands out the same static buffer every time: broken.
+static mut ONE_BLOCK: [u8; 64] = [0; 64];
+unsafe extern "C" fn same_block_malloc(_: usize) -> *mut c_void {
+    (&raw mut ONE_BLOCK).cast()
+}
+unsafe extern "C" fn ignore_free(_: *mut c_void) {}
+
+#[test]
+fn an_allocator_returning_a_live_block_twice_is_reported_not_tracked_twice() {
+    // SAFETY (of the contract): blocks are never really released, so
+    // "freeing" the static buffer is harmless.
+    let mut pool =
+        Pool::with_allocator(unsafe { Allocator::from_raw(same_block_malloc, ignore_free) });
+    let first = pool.alloc(1, 8).unwrap();
+    assert!(matches!(
+        pool.alloc(1, 8),
+        Err(PoolError::AllocatorReturnedLiveBlock { .. })
+    ));
+    assert_eq!((pool.size(), pool.block_count()), (8, 1));
+    pool.free(first.as_ptr()).unwrap();
+    assert_eq!(pool.block_count(), 0);
+}
+
+#[test]
+fn errors_explain_themselves() {
+    let msg = PoolError::NotLarger {
+        addr: 0x10,
+        current: 8,
+        requested: 4,
+    }
+    .to_string();
+    assert!(msg.contains("8 bytes") && msg.contains("4 bytes"), "{msg}");
+    assert!(PoolError::UnknownPointer { addr: 0xabc }
+        .to_string()
+        .contains("0xabc"));
+    assert!(PoolError::SizeOverflow {
+        number: 3,
+        elem_size: 5
+    }
+    .to_string()
+    .contains("3 x 5"));
+}
+
+#[test]
+fn pools_can_move_between_threads() {
+    let mut pool = Pool::new();
+    let p = pool.alloc(1, 64).unwrap().as_ptr() as usize;
+    let pool = std::thread::spawn(move || {
+        assert_eq!(pool.free(p as *mut c_void), Ok(64));
+        pool
+    })
+    .join()
+    .unwrap();
+    assert_eq!(pool.block_count(), 0);
+}
