@@ -1,15 +1,26 @@
-# The project's vocabulary. `make demo` is the main job, `make test` runs every
-# test layer; both install what they need on a fresh machine.
+# The project's vocabulary. `make demo` is the main job and `make test` runs
+# every test layer; both install what they need on a fresh machine (Python
+# tools go into .venv/, nothing is installed system-wide).
 
 CARGO    ?= cargo
 CC       ?= cc
 CXX      ?= c++
+PYTHON   ?= python3
 BUILD    := build
 RELEASE  := target/release
 CFLAGS_STRICT := -Wall -Wextra -Werror -pedantic -Iinclude
 C_LIBS   := -lpthread -ldl -lm
 
-.PHONY: all demo test test-rust test-c check-header check-no-python lint fmt bench header lib clean
+VENV     := .venv
+VPY      := $(VENV)/bin/python
+WHEELS   := $(BUILD)/wheels
+# Python builds use their own target dir so they don't flip the plain C
+# library's features back and forth in target/release.
+export CARGO_TARGET_DIR_PY := $(CURDIR)/target/wheels
+PY_TOOLS := maturin==1.16.0 "cython==3.3.1" pytest setuptools ruff
+
+.PHONY: all lib demo demo-c demo-cython test test-rust test-c test-python test-compat \
+	test-thirdparty check-header check-no-python install lint fmt bench header clean
 
 all: lib
 
@@ -20,13 +31,35 @@ lib:
 $(BUILD):
 	mkdir -p $(BUILD)
 
-## Main job: build the library, then run the C example program.
-demo: lib | $(BUILD)
+## Python tools for building and testing, in .venv/.
+$(VENV)/.tools:
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q $(PY_TOOLS)
+	touch $@
+
+## Build the wheel for .venv's Python and install it (not editable: tests and
+## the demo see exactly what users get from `pip install`).
+install: $(VENV)/.tools
+	CARGO_TARGET_DIR=$(CARGO_TARGET_DIR_PY) $(VENV)/bin/maturin build --release -q -i $(VPY) -o $(WHEELS)
+	$(VPY) -m pip install -q --force-reinstall --no-deps \
+		$$(ls -t $(WHEELS)/cymem_rs-*-$$($(VPY) -c 'import sys; print("cp%d%d" % sys.version_info[:2])')-*.whl | head -1)
+
+## Main job: the C example program, then the Cython one.
+demo: demo-c demo-cython
+
+demo-c: lib | $(BUILD)
 	$(CC) -std=c99 $(CFLAGS_STRICT) examples/demo.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/demo
 	./$(BUILD)/demo
 
+demo-cython: install | $(BUILD)
+	rm -rf $(BUILD)/demo-cython && mkdir -p $(BUILD)/demo-cython
+	cp examples/demo.pyx $(BUILD)/demo-cython/cymem_rs_demo.pyx
+	cd $(BUILD)/demo-cython && ../../$(VENV)/bin/cythonize -q -3 -i cymem_rs_demo.pyx >/dev/null
+	cd $(BUILD)/demo-cython && ../../$(VPY) -c 'import cymem_rs_demo; cymem_rs_demo.main()'
+
 ## Every test layer.
-test: test-rust test-c check-header check-no-python
+test: test-rust test-c check-header check-no-python test-python test-compat test-thirdparty
 
 test-rust:
 	$(CARGO) test --no-default-features
@@ -54,16 +87,34 @@ check-no-python: lib
 		echo "libcymem_rs.a references Python symbols"; exit 1; fi
 	@echo "libcymem_rs.so and libcymem_rs.a have no Python symbols"
 
+## Python and Cython tests (CPython of .venv, newest Cython), against the
+## installed wheel. Run from tests/ so the source tree's package can't shadow it.
+test-python: install
+	cd tests && ../$(VENV)/bin/pytest -q -p no:cacheprovider python
+
+## Cython 3.0 .. newest x CPython 3.9, 3.11, 3.13: build, import, smoke test.
+test-compat: $(VENV)/.tools
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash tests/compat/run_matrix.sh $(WHEELS)
+
+## Real projects written for cymem, built on cymem_rs, running their own tests.
+test-thirdparty: install
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHON=$(CURDIR)/$(VPY) CYMEM_RS_WHEEL_DIR=$(CURDIR)/$(WHEELS) \
+		bash tests/thirdparty/run.sh
+
 ## Regenerate include/cymem_rs.h from src/ffi.rs with cbindgen.
 header:
 	CYMEM_UPDATE_HEADER=1 $(CARGO) test --no-default-features --test header
 
-lint:
+lint: $(VENV)/.tools
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check cymem_rs tests examples
+	$(VENV)/bin/ruff format --check cymem_rs tests examples
 
-fmt:
+fmt: $(VENV)/.tools
 	$(CARGO) fmt
+	$(VENV)/bin/ruff format cymem_rs tests examples
 
 bench:
 	$(CARGO) bench --bench pool

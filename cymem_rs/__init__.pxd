@@ -1,0 +1,2 @@
+# `from cymem_rs cimport Pool, ...`: the same declarations as cymem_rs.cymem.
+from cymem_rs.cymem cimport *

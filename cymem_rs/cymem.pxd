@@ -1,0 +1,180 @@
+# cython: language_level=3
+# Cython declarations of cymem_rs: `from cymem_rs.cymem cimport Pool, Address,
+# PyMalloc, PyFree, WrapMalloc, WrapFree` (or `from cymem_rs cimport ...`).
+#
+# The types are declared as extern types over the Rust (pyo3) classes. Their
+# methods are inline C calls through the `cymem_rs.cymem._C_API` capsule, so
+# `mem.alloc(n, size)` costs no Python attribute lookup and no boxing. The C
+# block below needs no header and no include_dirs.
+
+ctypedef void* (*malloc_t)(size_t n)
+ctypedef void (*free_t)(void *p)
+
+cdef extern from *:
+    """
+    #include <stddef.h>
+
+    #if defined(__GNUC__) || defined(__clang__)
+    #define CYMEM_RS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+    #else
+    #define CYMEM_RS_UNLIKELY(x) (x)
+    #endif
+
+    typedef void *(*cymem_rs_malloc_fn)(size_t);
+    typedef void (*cymem_rs_free_fn)(void *);
+
+    /* The C-visible head of each Python object: the one field C reads comes
+       first after the object header. The C API table below reports where the
+       Rust side put it, and the two are compared before first use. */
+    typedef struct { PyObject_HEAD void *handle; } CymemRsPoolObject;
+    typedef struct { PyObject_HEAD void *ptr; } CymemRsAddressObject;
+    typedef struct { PyObject_HEAD cymem_rs_malloc_fn malloc; } CymemRsPyMallocObject;
+    typedef struct { PyObject_HEAD cymem_rs_free_fn free; } CymemRsPyFreeObject;
+
+    /* Mirror of `CApi` in src/python/capi.rs. */
+    #define CYMEM_RS_CAPI_VERSION 1
+    typedef struct {
+        size_t abi_version;
+        size_t table_size;
+        size_t pool_handle_offset;
+        size_t address_ptr_offset;
+        size_t pymalloc_fn_offset;
+        size_t pyfree_fn_offset;
+        void *(*pool_alloc)(void *pool, size_t number, size_t elem_size);
+        int (*pool_free)(void *pool, void *ptr);
+        void *(*pool_realloc)(void *pool, void *ptr, size_t new_size);
+        size_t (*pool_size)(const void *pool);
+        int (*raise_last_error)(int operation);
+        int (*warn_zero_alloc)(void);
+        PyObject *(*wrap_malloc)(cymem_rs_malloc_fn malloc_fn);
+        PyObject *(*wrap_free)(cymem_rs_free_fn free_fn);
+    } CymemRsCAPI;
+
+    /* Filled on first use by cymem_rs_load_capi(); the table is static in
+       cymem_rs and lives as long as the process. */
+    static const CymemRsCAPI *cymem_rs_capi = NULL;
+
+    /* Cython fetches a vtable for extern types with cdef methods; the Rust
+       type offers an empty one. */
+    static void *__pyx_vtabptr_8cymem_rs_5cymem_Pool = NULL;
+
+    static int cymem_rs_load_capi(void) {
+        const CymemRsCAPI *api =
+            (const CymemRsCAPI *)PyCapsule_Import("cymem_rs.cymem._C_API", 0);
+        if (api == NULL) return -1;
+        if (api->abi_version != CYMEM_RS_CAPI_VERSION) {
+            PyErr_Format(PyExc_ImportError,
+                "cymem_rs C API version mismatch: this module was compiled for "
+                "version %d, the installed cymem_rs provides version %zu; "
+                "recompile the module against the installed cymem_rs",
+                CYMEM_RS_CAPI_VERSION, api->abi_version);
+            return -1;
+        }
+        if (api->table_size < sizeof(CymemRsCAPI)
+            || api->pool_handle_offset != offsetof(CymemRsPoolObject, handle)
+            || api->address_ptr_offset != offsetof(CymemRsAddressObject, ptr)
+            || api->pymalloc_fn_offset != offsetof(CymemRsPyMallocObject, malloc)
+            || api->pyfree_fn_offset != offsetof(CymemRsPyFreeObject, free)) {
+            PyErr_SetString(PyExc_ImportError,
+                "cymem_rs object layout mismatch between this compiled module "
+                "and the installed cymem_rs; recompile the module");
+            return -1;
+        }
+        cymem_rs_capi = api;
+        return 0;
+    }
+
+    /* 0 when the C API is ready, -1 with ImportError set. */
+    #define CYMEM_RS_READY() \\
+        (CYMEM_RS_UNLIKELY(cymem_rs_capi == NULL) ? cymem_rs_load_capi() : 0)
+
+    /* cymem crashes on a method call through a None Pool; raise as Python does. */
+    static int cymem_rs_none_pool(PyObject *pool, const char *method) {
+        if (CYMEM_RS_UNLIKELY(pool == Py_None)) {
+            PyErr_Format(PyExc_AttributeError,
+                "'NoneType' object has no attribute '%s'", method);
+            return -1;
+        }
+        return 0;
+    }
+
+    #define CYMEM_RS_HANDLE(pool) (((CymemRsPoolObject *)(pool))->handle)
+
+    static inline void *cymem_rs_pool_alloc(PyObject *pool, size_t number, size_t elem_size) {
+        void *block;
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "alloc") < 0) return NULL;
+        if (CYMEM_RS_UNLIKELY(number == 0 || elem_size == 0)
+            && cymem_rs_capi->warn_zero_alloc() < 0) return NULL;
+        block = cymem_rs_capi->pool_alloc(CYMEM_RS_HANDLE(pool), number, elem_size);
+        if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(0);
+        return block;
+    }
+
+    static inline int cymem_rs_pool_free(PyObject *pool, void *ptr) {
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "free") < 0) return -1;
+        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_free(CYMEM_RS_HANDLE(pool), ptr) != 0))
+            return cymem_rs_capi->raise_last_error(1);
+        return 0;
+    }
+
+    static inline void *cymem_rs_pool_realloc(PyObject *pool, void *ptr, size_t new_size) {
+        void *block;
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "realloc") < 0) return NULL;
+        block = cymem_rs_capi->pool_realloc(CYMEM_RS_HANDLE(pool), ptr, new_size);
+        if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(2);
+        return block;
+    }
+
+    /* (size_t)-1 with an exception set on failure. */
+    static inline size_t cymem_rs_pool_size(PyObject *pool) {
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "size") < 0) return (size_t)-1;
+        return cymem_rs_capi->pool_size(CYMEM_RS_HANDLE(pool));
+    }
+
+    static PyObject *cymem_rs_wrap_malloc(cymem_rs_malloc_fn malloc_fn) {
+        if (CYMEM_RS_READY() < 0) return NULL;
+        return cymem_rs_capi->wrap_malloc(malloc_fn);
+    }
+
+    static PyObject *cymem_rs_wrap_free(cymem_rs_free_fn free_fn) {
+        if (CYMEM_RS_READY() < 0) return NULL;
+        return cymem_rs_capi->wrap_free(free_fn);
+    }
+    """
+    void* cymem_rs_pool_alloc(object pool, size_t number, size_t elem_size) except NULL
+    int cymem_rs_pool_free(object pool, void* ptr) except -1
+    void* cymem_rs_pool_realloc(object pool, void* ptr, size_t new_size) except NULL
+    size_t cymem_rs_pool_size(object pool) except? <size_t>-1
+    object cymem_rs_wrap_malloc(malloc_t malloc_fn)
+    object cymem_rs_wrap_free(free_t free_fn)
+
+    ctypedef class cymem_rs.cymem.PyMalloc [object CymemRsPyMallocObject, check_size ignore]:
+        cdef malloc_t malloc
+
+    ctypedef class cymem_rs.cymem.PyFree [object CymemRsPyFreeObject, check_size ignore]:
+        cdef free_t free
+
+    ctypedef class cymem_rs.cymem.Pool [object CymemRsPoolObject, check_size ignore]:
+        cdef inline void* alloc(self, size_t number, size_t elem_size) except NULL:
+            return cymem_rs_pool_alloc(self, number, elem_size)
+
+        cdef inline void free(self, void* addr) except *:
+            cymem_rs_pool_free(self, addr)
+
+        cdef inline void* realloc(self, void* addr, size_t n) except NULL:
+            return cymem_rs_pool_realloc(self, addr, n)
+
+        @property
+        cdef inline size_t size(self) except? <size_t>-1:
+            return cymem_rs_pool_size(self)
+
+    ctypedef class cymem_rs.cymem.Address [object CymemRsAddressObject, check_size ignore]:
+        cdef void* ptr
+
+
+cdef inline PyMalloc WrapMalloc(malloc_t malloc):
+    return <PyMalloc>cymem_rs_wrap_malloc(malloc)
+
+
+cdef inline PyFree WrapFree(free_t free):
+    return <PyFree>cymem_rs_wrap_free(free)

@@ -1,0 +1,57 @@
+"""Type stubs for the `cymem_rs.cymem` extension module (Rust, pyo3)."""
+
+from typing import Any, final
+
+WARN_ZERO_ALLOC: bool
+ABI_VERSION: int
+_C_API: Any
+
+@final
+class PyMalloc:
+    """A C `malloc`-like function; made from Cython with `WrapMalloc(f)`."""
+
+@final
+class PyFree:
+    """A C `free`-like function; made from Cython with `WrapFree(f)`."""
+
+Default_Malloc: PyMalloc
+Default_Free: PyFree
+
+class Pool:
+    """A memory pool: every block is zeroed, and freed when the Pool dies."""
+
+    def __init__(self, pymalloc: PyMalloc | None = None, pyfree: PyFree | None = None) -> None: ...
+    @property
+    def size(self) -> int:
+        """Bytes in live blocks."""
+    @property
+    def block_count(self) -> int:
+        """Number of live blocks."""
+    @property
+    def addresses(self) -> dict[int, int]:
+        """A snapshot of the live blocks: {address: size}."""
+    @property
+    def refs(self) -> list[Any]:
+        """Objects kept alive by `own_pyref`."""
+    @property
+    def pymalloc(self) -> PyMalloc: ...
+    @property
+    def pyfree(self) -> PyFree: ...
+    def own_pyref(self, obj: Any) -> None:
+        """Keeps `obj` alive as long as the pool."""
+    def alloc(self, number: int, elem_size: int) -> int:
+        """A zeroed block of `number * elem_size` bytes; returns its address."""
+    def free(self, addr: int) -> None:
+        """Releases a block (KeyError if the pool does not hold it)."""
+    def realloc(self, addr: int, new_size: int) -> int:
+        """Grows a block (ValueError unless larger); returns its new address."""
+
+@final
+class Address:
+    """One zeroed block of `number * elem_size` bytes, freed with the object."""
+
+    def __init__(self, number: int, elem_size: int) -> None: ...
+    @property
+    def addr(self) -> int: ...
+    @property
+    def size(self) -> int: ...

@@ -1,0 +1,107 @@
+//! `PyMalloc` / `PyFree`: Python objects carrying a C allocator function, as
+//! in cymem. `WrapMalloc(f)` / `WrapFree(g)` make them from Cython.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+use crate::allocator::{Allocator, FreeFn, MallocFn};
+
+/// A C `malloc`-like function wrapped as a Python object.
+/// Layout: C code reads `malloc` right after the object header (the offset is
+/// checked when the C API is loaded).
+#[pyclass(module = "cymem_rs.cymem", name = "PyMalloc", frozen)]
+#[repr(C)]
+pub struct PyMalloc {
+    pub(crate) malloc: MallocFn,
+    /// Set only on `Default_Malloc`: pairs with `Default_Free` to use
+    /// CPython's calloc/realloc as well.
+    is_default: bool,
+}
+
+/// A C `free`-like function wrapped as a Python object.
+#[pyclass(module = "cymem_rs.cymem", name = "PyFree", frozen)]
+#[repr(C)]
+pub struct PyFree {
+    pub(crate) free: FreeFn,
+    is_default: bool,
+}
+
+#[pymethods]
+impl PyMalloc {
+    fn __repr__(&self) -> String {
+        format!("<cymem_rs.PyMalloc {:p}>", self.malloc as *const ())
+    }
+}
+
+#[pymethods]
+impl PyFree {
+    fn __repr__(&self) -> String {
+        format!("<cymem_rs.PyFree {:p}>", self.free as *const ())
+    }
+}
+
+impl PyMalloc {
+    pub(crate) fn wrap(malloc: MallocFn) -> Self {
+        PyMalloc {
+            malloc,
+            is_default: false,
+        }
+    }
+}
+
+impl PyFree {
+    pub(crate) fn wrap(free: FreeFn) -> Self {
+        PyFree {
+            free,
+            is_default: false,
+        }
+    }
+}
+
+static DEFAULT_MALLOC: PyOnceLock<Py<PyMalloc>> = PyOnceLock::new();
+static DEFAULT_FREE: PyOnceLock<Py<PyFree>> = PyOnceLock::new();
+
+/// `Default_Malloc`: CPython's `PyMem_Malloc`, so tracemalloc sees the memory.
+pub(crate) fn default_malloc(py: Python<'_>) -> PyResult<&Py<PyMalloc>> {
+    DEFAULT_MALLOC.get_or_try_init(py, || {
+        Py::new(
+            py,
+            PyMalloc {
+                malloc: pyo3::ffi::PyMem_Malloc,
+                is_default: true,
+            },
+        )
+    })
+}
+
+/// `Default_Free`: CPython's `PyMem_Free`.
+pub(crate) fn default_free(py: Python<'_>) -> PyResult<&Py<PyFree>> {
+    DEFAULT_FREE.get_or_try_init(py, || {
+        Py::new(
+            py,
+            PyFree {
+                free: pyo3::ffi::PyMem_Free,
+                is_default: true,
+            },
+        )
+    })
+}
+
+/// The core allocator for a malloc/free pair of Python objects.
+pub(crate) fn allocator_for(malloc: &PyMalloc, free: &PyFree) -> Allocator {
+    // SAFETY: PyMem_Malloc/Calloc/Realloc/Free are one heap; the pool calls
+    // them with the GIL held (every entry point is a Python or Cython call).
+    // A user pair comes from WrapMalloc/WrapFree, whose contract (as in cymem)
+    // is that the two functions match.
+    unsafe {
+        let pair = Allocator::from_raw(malloc.malloc, free.free);
+        if malloc.is_default && free.is_default {
+            pair.with_accelerators(
+                Some(pyo3::ffi::PyMem_Calloc),
+                Some(pyo3::ffi::PyMem_Realloc),
+            )
+        } else {
+            pair
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! cymem's exceptions for the pool's errors: one mapping for Python calls and
+//! for Cython calls through the C API.
+
+use pyo3::exceptions::{PyKeyError, PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::PyErr;
+
+use crate::error::PoolError;
+use crate::ffi::{
+    CymemStatus, CYMEM_ERR_BAD_ALLOCATOR, CYMEM_ERR_NOT_LARGER, CYMEM_ERR_NULL_ARGUMENT,
+    CYMEM_ERR_OUT_OF_MEMORY, CYMEM_ERR_SIZE_OVERFLOW, CYMEM_ERR_UNKNOWN_POINTER,
+};
+
+/// Which pool operation failed: cymem raises KeyError for an unknown block in
+/// `free` but ValueError in `realloc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Alloc,
+    Free,
+    Realloc,
+}
+
+/// The Python exception for a status code and its message, as cymem raises it:
+/// MemoryError for allocation failures (and size overflow, which C reports the
+/// same way), KeyError for an unknown block in `free`, ValueError for an
+/// unknown block in `realloc` or a realloc that does not grow.
+pub(crate) fn exception(op: Operation, status: CymemStatus, message: String) -> PyErr {
+    match status {
+        CYMEM_ERR_OUT_OF_MEMORY | CYMEM_ERR_SIZE_OVERFLOW => PyMemoryError::new_err(message),
+        CYMEM_ERR_UNKNOWN_POINTER if op == Operation::Realloc => PyValueError::new_err(message),
+        CYMEM_ERR_UNKNOWN_POINTER => PyKeyError::new_err(message),
+        CYMEM_ERR_NOT_LARGER => PyValueError::new_err(message),
+        CYMEM_ERR_NULL_ARGUMENT => PyTypeError::new_err(message),
+        CYMEM_ERR_BAD_ALLOCATOR => PyRuntimeError::new_err(message),
+        _ => PyRuntimeError::new_err(format!("cymem_rs error {status}: {message}")),
+    }
+}
+
+/// The Python exception for a pool error.
+pub(crate) fn pool_exception(op: Operation, err: PoolError) -> PyErr {
+    exception(op, err.into(), err.to_string())
+}

@@ -1,0 +1,34 @@
+//! The pyo3 binding: the `cymem_rs.cymem` extension module. A thin shell over
+//! the C ABI in [`crate::ffi`]; Cython code reaches the same functions through
+//! the `_C_API` capsule (see `capi.rs` and `cymem_rs/cymem.pxd`).
+
+mod address;
+mod allocators;
+mod capi;
+mod errors;
+mod pool;
+
+use pyo3::prelude::*;
+
+pub use address::Address;
+pub use allocators::{PyFree, PyMalloc};
+pub use pool::Pool;
+
+#[pymodule]
+#[pyo3(name = "cymem")]
+fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Pool>()?;
+    m.add_class::<Address>()?;
+    m.add_class::<PyMalloc>()?;
+    m.add_class::<PyFree>()?;
+    m.add(
+        "Default_Malloc",
+        allocators::default_malloc(py)?.clone_ref(py),
+    )?;
+    m.add("Default_Free", allocators::default_free(py)?.clone_ref(py))?;
+    m.add("WARN_ZERO_ALLOC", false)?;
+    m.add("ABI_VERSION", crate::ffi::CYMEM_RS_ABI_VERSION)?;
+    m.add("_C_API", capi::capsule(py)?)?;
+    Ok(())
+}
