@@ -14,7 +14,9 @@ import pytest
 CYTHON_DIR = Path(__file__).parent / "cython"
 
 
-def build_cython_module(pyx: Path, out_dir: Path, language: str = "c") -> ModuleType:
+def build_cython_module(
+    pyx: Path, out_dir: Path, language: str = "c", include_path: list[str] | None = None
+) -> ModuleType:
     """Cythonizes and compiles `pyx` as C or C++, then imports the result."""
     from Cython.Build import cythonize
     from setuptools import Distribution, Extension
@@ -25,7 +27,12 @@ def build_cython_module(pyx: Path, out_dir: Path, language: str = "c") -> Module
     source = out_dir / f"{name}.pyx"
     shutil.copy(pyx, source)
     extension = Extension(name, [str(source)], language=language)
-    modules = cythonize([extension], quiet=True, compiler_directives={"language_level": 3})
+    modules = cythonize(
+        [extension],
+        quiet=True,
+        include_path=include_path or [],
+        compiler_directives={"language_level": 3},
+    )
     dist = Distribution({"ext_modules": modules, "script_name": "setup.py"})
     build_ext = dist.get_command_obj("build_ext")
     build_ext.build_lib = str(out_dir)
