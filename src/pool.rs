@@ -92,24 +92,26 @@ impl Pool {
     /// bytes): Cython code relies on it, as it did with cymem.
     pub fn alloc(&mut self, number: usize, elem_size: usize) -> Result<NonNull<c_void>, PoolError> {
         let bytes = block_bytes(number, elem_size)?;
-        // Reserve first: once the block exists, recording it must not fail.
-        self.table
-            .reserve_one()
-            .map_err(|_| PoolError::OutOfMemory { bytes })?;
         // A 0-byte block is backed by 1 byte so it has an address of its own.
         let block = self
             .allocator
             .alloc_zeroed(bytes.max(1))
             .ok_or(PoolError::OutOfMemory { bytes })?;
-        if !self.table.insert(block.as_ptr() as usize, bytes) {
+        let addr = block.as_ptr() as usize;
+        match self.table.insert(addr, bytes) {
+            Ok(true) => {
+                self.size += bytes;
+                Ok(block.cast())
+            }
             // A broken custom allocator handed out a live block again. Tracking
             // it twice would mean a double free later; leave it untracked.
-            return Err(PoolError::AllocatorReturnedLiveBlock {
-                addr: block.as_ptr() as usize,
-            });
+            Ok(false) => Err(PoolError::AllocatorReturnedLiveBlock { addr }),
+            Err(_) => {
+                // SAFETY: the block is ours, fresh, and tracked nowhere.
+                unsafe { self.allocator.release(block) };
+                Err(PoolError::OutOfMemory { bytes })
+            }
         }
-        self.size += bytes;
-        Ok(block.cast())
     }
 
     /// Releases a live block. Fails, touching no memory, if `ptr` is not one
@@ -155,8 +157,9 @@ impl Pool {
                 elem_size: new_size,
             });
         }
+        // Recording the moved block must not fail once the move happened.
         self.table
-            .reserve_one()
+            .reserve_large()
             .map_err(|_| PoolError::OutOfMemory { bytes: new_size })?;
         // A 0-byte block is backed by 1 zeroed byte; `new_size` >= 1 covers it.
         let backed = old.max(1);
