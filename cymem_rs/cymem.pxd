@@ -23,10 +23,12 @@ cdef extern from *:
     typedef void *(*cymem_rs_malloc_fn)(size_t);
     typedef void (*cymem_rs_free_fn)(void *);
 
-    /* The C-visible head of each Python object: the one field C reads comes
-       first after the object header. The C API table below reports where the
-       Rust side put it, and the two are compared before first use. */
-    typedef struct { PyObject_HEAD void *handle; } CymemRsPoolObject;
+    /* The C-visible head of the objects whose fields Cython reads: that field
+       comes first after the object header. The C API table reports where the
+       Rust side put it, and the two are compared before first use. A Pool's
+       core lives inside the object at `pool_core_offset`; C passes its
+       address to the table's functions and reads nothing from it. */
+    typedef struct { PyObject_HEAD } CymemRsPoolObject;
     typedef struct { PyObject_HEAD void *ptr; } CymemRsAddressObject;
     typedef struct { PyObject_HEAD cymem_rs_malloc_fn malloc; } CymemRsPyMallocObject;
     typedef struct { PyObject_HEAD cymem_rs_free_fn free; } CymemRsPyFreeObject;
@@ -36,7 +38,7 @@ cdef extern from *:
     typedef struct {
         size_t abi_version;
         size_t table_size;
-        size_t pool_handle_offset;
+        size_t pool_core_offset;
         size_t address_ptr_offset;
         size_t pymalloc_fn_offset;
         size_t pyfree_fn_offset;
@@ -53,6 +55,7 @@ cdef extern from *:
     /* Filled on first use by cymem_rs_load_capi(); the table is static in
        cymem_rs and lives as long as the process. */
     static const CymemRsCAPI *cymem_rs_capi = NULL;
+    static size_t cymem_rs_core_offset = 0;
 
     /* Cython fetches a vtable for extern types with cdef methods; the Rust
        type offers an empty one. */
@@ -71,7 +74,7 @@ cdef extern from *:
             return -1;
         }
         if (api->table_size < sizeof(CymemRsCAPI)
-            || api->pool_handle_offset != offsetof(CymemRsPoolObject, handle)
+            || api->pool_core_offset < sizeof(CymemRsPoolObject)
             || api->address_ptr_offset != offsetof(CymemRsAddressObject, ptr)
             || api->pymalloc_fn_offset != offsetof(CymemRsPyMallocObject, malloc)
             || api->pyfree_fn_offset != offsetof(CymemRsPyFreeObject, free)) {
@@ -80,6 +83,7 @@ cdef extern from *:
                 "and the installed cymem_rs; recompile the module");
             return -1;
         }
+        cymem_rs_core_offset = api->pool_core_offset;
         cymem_rs_capi = api;
         return 0;
     }
@@ -98,21 +102,21 @@ cdef extern from *:
         return 0;
     }
 
-    #define CYMEM_RS_HANDLE(pool) (((CymemRsPoolObject *)(pool))->handle)
+    #define CYMEM_RS_CORE(pool) ((void *)((char *)(pool) + cymem_rs_core_offset))
 
     static inline void *cymem_rs_pool_alloc(PyObject *pool, size_t number, size_t elem_size) {
         void *block;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "alloc") < 0) return NULL;
         if (CYMEM_RS_UNLIKELY(number == 0 || elem_size == 0)
             && cymem_rs_capi->warn_zero_alloc() < 0) return NULL;
-        block = cymem_rs_capi->pool_alloc(CYMEM_RS_HANDLE(pool), number, elem_size);
+        block = cymem_rs_capi->pool_alloc(CYMEM_RS_CORE(pool), number, elem_size);
         if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(0);
         return block;
     }
 
     static inline int cymem_rs_pool_free(PyObject *pool, void *ptr) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "free") < 0) return -1;
-        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_free(CYMEM_RS_HANDLE(pool), ptr) != 0))
+        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_free(CYMEM_RS_CORE(pool), ptr) != 0))
             return cymem_rs_capi->raise_last_error(1);
         return 0;
     }
@@ -120,7 +124,7 @@ cdef extern from *:
     static inline void *cymem_rs_pool_realloc(PyObject *pool, void *ptr, size_t new_size) {
         void *block;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "realloc") < 0) return NULL;
-        block = cymem_rs_capi->pool_realloc(CYMEM_RS_HANDLE(pool), ptr, new_size);
+        block = cymem_rs_capi->pool_realloc(CYMEM_RS_CORE(pool), ptr, new_size);
         if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(2);
         return block;
     }
@@ -128,7 +132,7 @@ cdef extern from *:
     /* (size_t)-1 with an exception set on failure. */
     static inline size_t cymem_rs_pool_size(PyObject *pool) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "size") < 0) return (size_t)-1;
-        return cymem_rs_capi->pool_size(CYMEM_RS_HANDLE(pool));
+        return cymem_rs_capi->pool_size(CYMEM_RS_CORE(pool));
     }
 
     static PyObject *cymem_rs_wrap_malloc(cymem_rs_malloc_fn malloc_fn) {

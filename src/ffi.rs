@@ -13,11 +13,11 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::ptr;
-use std::sync::{Mutex, MutexGuard};
 
 use crate::allocator::Allocator;
 use crate::error::PoolError;
 use crate::pool::Pool;
+use crate::shared::SharedPool;
 
 /// Version of this C ABI; bumped on any incompatible change.
 pub const CYMEM_RS_ABI_VERSION: u32 = 1;
@@ -46,17 +46,12 @@ pub type CymemFreeFn = Option<unsafe extern "C" fn(*mut c_void)>;
 
 /// An opaque pool handle. Create with `cymem_pool_new*`, release with
 /// `cymem_pool_destroy`.
-pub struct CymemPool {
-    pool: Mutex<Pool>,
-}
+#[repr(transparent)]
+pub struct CymemPool(pub(crate) SharedPool);
 
 impl CymemPool {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Pool> {
-        // Pool methods never panic while holding the lock, so a poisoned lock
-        // still guards a consistent pool.
-        self.pool
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
+        self.0.with(f)
     }
 }
 
@@ -130,10 +125,9 @@ unsafe fn handle<'a>(pool: *const CymemPool, function: &str) -> Option<&'a Cymem
     found
 }
 
-pub(crate) fn into_handle(pool: Pool) -> *mut CymemPool {
-    Box::into_raw(Box::new(CymemPool {
-        pool: Mutex::new(pool),
-    }))
+fn into_handle(pool: Pool) -> *mut CymemPool {
+    // C callers may share a handle between threads: it gets its own lock.
+    Box::into_raw(Box::new(CymemPool(SharedPool::locked(pool))))
 }
 
 /// The ABI version of the loaded library (compare with `CYMEM_RS_ABI_VERSION`).
@@ -210,7 +204,7 @@ pub unsafe extern "C" fn cymem_pool_alloc(
     let Some(pool) = (unsafe { handle(pool, "cymem_pool_alloc") }) else {
         return ptr::null_mut();
     };
-    let result = pool.lock().alloc(number, elem_size);
+    let result = pool.with(|p| p.alloc(number, elem_size));
     match result {
         Ok(block) => block.as_ptr(),
         Err(err) => {
@@ -231,7 +225,7 @@ pub unsafe extern "C" fn cymem_pool_free(pool: *mut CymemPool, ptr: *mut c_void)
     let Some(pool) = (unsafe { handle(pool, "cymem_pool_free") }) else {
         return CYMEM_ERR_NULL_ARGUMENT;
     };
-    let result = pool.lock().free(ptr);
+    let result = pool.with(|p| p.free(ptr));
     match result {
         Ok(_) => CYMEM_OK,
         Err(err) => report(err),
@@ -257,7 +251,7 @@ pub unsafe extern "C" fn cymem_pool_realloc(
     let Some(pool) = (unsafe { handle(pool, "cymem_pool_realloc") }) else {
         return ptr::null_mut();
     };
-    let result = pool.lock().realloc(ptr, new_size);
+    let result = pool.with(|p| p.realloc(ptr, new_size));
     match result {
         Ok(block) => block.as_ptr(),
         Err(err) => {
@@ -274,7 +268,7 @@ pub unsafe extern "C" fn cymem_pool_realloc(
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
     // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_size") }.map_or(0, |pool| pool.lock().size())
+    unsafe { handle(pool, "cymem_pool_size") }.map_or(0, |pool| pool.with(|p| p.size()))
 }
 
 /// Number of live blocks. 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
@@ -284,7 +278,8 @@ pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_block_count(pool: *const CymemPool) -> usize {
     // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_block_count") }.map_or(0, |pool| pool.lock().block_count())
+    unsafe { handle(pool, "cymem_pool_block_count") }
+        .map_or(0, |pool| pool.with(|p| p.block_count()))
 }
 
 /// Stores the size of a live block in `*size_out`.
@@ -305,7 +300,7 @@ pub unsafe extern "C" fn cymem_pool_block_size(
     if size_out.is_null() {
         return null_argument("cymem_pool_block_size", "size_out");
     }
-    let found = pool.lock().block_size(ptr);
+    let found = pool.with(|p| p.block_size(ptr));
     match found {
         Some(size) => {
             // SAFETY: non-NULL and writable by the caller's contract.

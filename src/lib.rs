@@ -4,7 +4,7 @@
 //! the pool's allocator exactly once: by [`Pool::free`], or when the pool is
 //! dropped. The layers, each in one place:
 //!
-//! - [`pool`], [`allocator`], [`error`]: the pure-Rust core (no Python);
+//! - [`pool`], [`allocator`], [`error`], [`shared`]: the pure-Rust core (no Python);
 //! - [`ffi`]: the C ABI, from which `include/cymem_rs.h` is generated;
 //! - `python` (feature `python`): the pyo3 binding behind the `cymem_rs`
 //!   Python package and its Cython declarations.
@@ -13,6 +13,7 @@ pub mod allocator;
 pub mod error;
 pub mod ffi;
 pub mod pool;
+pub mod shared;
 mod table;
 
 #[cfg(feature = "python")]
@@ -21,3 +22,4 @@ pub mod python;
 pub use allocator::Allocator;
 pub use error::PoolError;
 pub use pool::Pool;
+pub use shared::SharedPool;

@@ -7,7 +7,6 @@
 //! ImportError on any mismatch, so a stale compiled module never crashes.
 
 use std::ffi::{c_int, c_void, CStr};
-use std::mem::offset_of;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 
@@ -35,8 +34,10 @@ pub struct CApi {
     abi_version: usize,
     /// `sizeof` the table, so an older mirror can tell it is reading a newer one.
     table_size: usize,
-    /// Byte offsets from the start of each object to the field C reads.
-    pool_handle_offset: usize,
+    /// Byte offsets from the start of each object to the field C uses: the
+    /// pool's `CymemPool` (passed in place to the functions below), and the
+    /// fields Cython reads directly (`Address.ptr`, `PyMalloc.malloc`, ...).
+    pool_core_offset: usize,
     address_ptr_offset: usize,
     pymalloc_fn_offset: usize,
     pyfree_fn_offset: usize,
@@ -67,12 +68,10 @@ fn build_table(py: Python<'_>) -> PyResult<CApi> {
     let address = Bound::new(py, Address::new(py, 1, 1)?)?;
     let malloc = default_malloc(py)?.bind(py);
     let free = default_free(py)?.bind(py);
-    // `#[repr(C)]` puts each C-visible field first within the Rust struct.
-    debug_assert_eq!(offset_of!(Pool, handle), 0);
     Ok(CApi {
         abi_version: CYMEM_RS_ABI_VERSION as usize,
         table_size: std::mem::size_of::<CApi>(),
-        pool_handle_offset: offset_in_object(pool.as_ptr(), &pool.get().handle),
+        pool_core_offset: offset_in_object(pool.as_ptr(), &pool.get().core),
         address_ptr_offset: offset_in_object(address.as_ptr(), address.get().ptr_field()),
         pymalloc_fn_offset: offset_in_object(malloc.as_ptr(), &malloc.get().malloc),
         pyfree_fn_offset: offset_in_object(free.as_ptr(), &free.get().free),

@@ -1,7 +1,7 @@
 //! `cymem_rs.cymem.Pool`: the Python object that owns a core pool.
 
 use std::ffi::c_void;
-use std::ptr::NonNull;
+use std::sync::OnceLock;
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -10,55 +10,45 @@ use pyo3::PyTraverseError;
 
 use super::allocators::{allocator_for, default_free, default_malloc, PyFree, PyMalloc};
 use super::errors::{pool_exception, Operation};
-use crate::ffi::{cymem_pool_destroy, into_handle, CymemPool};
+use crate::ffi::CymemPool;
 use crate::pool::Pool as CorePool;
+use crate::shared::SharedPool;
 
-/// The C ABI handle of a Python pool.
-///
-/// Invariant: made by `into_handle`, never NULL, destroyed exactly once (in
-/// `Drop`). C code copies the pointer (through the `_C_API` capsule) only
-/// while it holds a reference to the Python object, so it never outlives it.
-#[repr(transparent)]
-pub(crate) struct Handle(NonNull<CymemPool>);
-
-// SAFETY: `CymemPool` serialises access with its own lock, so the handle may
-// be shared and sent between threads like `&CymemPool`.
-unsafe impl Send for Handle {}
-unsafe impl Sync for Handle {}
-
-impl Handle {
-    pub(crate) fn get(&self) -> &CymemPool {
-        // SAFETY: valid from creation until `Drop` (type invariant).
-        unsafe { self.0.as_ref() }
-    }
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        let mut raw = self.0.as_ptr();
-        // SAFETY: the handle is live and this is its only release; no other
-        // thread can use it, as the owning Python object is being destroyed.
-        unsafe { cymem_pool_destroy(&mut raw) };
-    }
+/// The core pool of a Python `Pool`.
+fn new_core(pool: CorePool) -> CymemPool {
+    #[cfg(not(Py_GIL_DISABLED))]
+    // SAFETY: every access is a Python or Cython call holding the GIL (the
+    // Cython declarations are not `nogil`), so calls never overlap.
+    let shared = unsafe { SharedPool::unsynchronized(pool) };
+    #[cfg(Py_GIL_DISABLED)]
+    let shared = SharedPool::locked(pool);
+    CymemPool(shared)
 }
 
 /// A memory pool: every block it hands out is zeroed and released when the
 /// Pool is garbage collected (or by `free`).
 ///
-/// Layout: `handle` must stay the first field; C reads it right after the
-/// object header (the offset is checked when the C API is loaded).
+/// Layout: C code calls the C ABI on `core` in place, at an offset the C
+/// API table reports (so no allocation and no pointer chase per call).
 #[pyclass(module = "cymem_rs.cymem", name = "Pool", frozen, subclass, weakref)]
 #[repr(C)]
 pub struct Pool {
-    pub(crate) handle: Handle,
+    pub(crate) core: CymemPool,
     pymalloc: Py<PyMalloc>,
     pyfree: Py<PyFree>,
-    refs: Py<PyList>,
+    /// Made on the first `own_pyref` or `refs`: most pools never need it.
+    /// (A std OnceLock: `__traverse__` must read it without the interpreter.
+    /// Making the list never releases the GIL, so initialisations can't race.)
+    refs: OnceLock<Py<PyList>>,
 }
 
 impl Pool {
     fn with_core<R>(&self, f: impl FnOnce(&mut CorePool) -> R) -> R {
-        f(&mut self.handle.get().lock())
+        self.core.0.with(f)
+    }
+
+    fn refs_list(&self, py: Python<'_>) -> &Py<PyList> {
+        self.refs.get_or_init(|| PyList::empty(py).unbind())
     }
 }
 
@@ -91,13 +81,11 @@ impl Pool {
             None => default_free(py)?.clone_ref(py),
         };
         let allocator = allocator_for(pymalloc.get(), pyfree.get());
-        let raw = into_handle(CorePool::with_allocator(allocator));
         Ok(Pool {
-            // `into_handle` returns a fresh, non-NULL box pointer.
-            handle: Handle(NonNull::new(raw).expect("into_handle never returns NULL")),
+            core: new_core(CorePool::with_allocator(allocator)),
             pymalloc,
             pyfree,
-            refs: PyList::empty(py).unbind(),
+            refs: OnceLock::new(),
         })
     }
 
@@ -127,7 +115,7 @@ impl Pool {
     /// Objects kept alive by this pool (see `own_pyref`).
     #[getter]
     fn refs(&self, py: Python<'_>) -> Py<PyList> {
-        self.refs.clone_ref(py)
+        self.refs_list(py).clone_ref(py)
     }
 
     #[getter]
@@ -142,7 +130,7 @@ impl Pool {
 
     /// Keeps `obj` alive as long as the pool.
     fn own_pyref(&self, py: Python<'_>, obj: Py<PyAny>) -> PyResult<()> {
-        self.refs.bind(py).append(obj)
+        self.refs_list(py).bind(py).append(obj)
     }
 
     /// Allocates a zeroed block of `number * elem_size` bytes; returns its address.
@@ -193,7 +181,9 @@ impl Pool {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.refs)?;
+        if let Some(refs) = self.refs.get() {
+            visit.call(refs)?;
+        }
         visit.call(&self.pymalloc)?;
         visit.call(&self.pyfree)?;
         Ok(())
