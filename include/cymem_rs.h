@@ -17,10 +17,16 @@
 #define CYMEM_RS_ABI_VERSION 1
 
 /**
+ * A [`Pool`] plus the discipline that serialises access to it: its own lock,
+ * or (for pools used only under CPython's GIL) the caller's promise.
+ */
+typedef struct SharedPool SharedPool;
+
+/**
  * An opaque pool handle. Create with `cymem_pool_new*`, release with
  * `cymem_pool_destroy`.
  */
-typedef struct CymemPool CymemPool;
+typedef SharedPool CymemPool;
 
 /**
  * `void *malloc(size_t)`-shaped function for a custom allocator.
@@ -85,6 +91,15 @@ uint32_t cymem_abi_version(void);
  * A new pool on the system allocator (`calloc`/`realloc`/`free`).
  */
 CymemPool *cymem_pool_new(void);
+
+/**
+ * A new arena pool: blocks are bump-allocated from large chunks and all
+ * released at once by `cymem_pool_destroy`, the fastest for many small
+ * blocks that die together. `cymem_pool_free` and `cymem_pool_realloc` keep
+ * their meaning (errors, size, block count), but the space of a freed or
+ * moved block is only reused after the pool is destroyed.
+ */
+CymemPool *cymem_pool_new_arena(void);
 
 /**
  * A new pool whose blocks come from `malloc_fn` and go back to `free_fn`.

@@ -142,6 +142,16 @@ pub extern "C" fn cymem_pool_new() -> *mut CymemPool {
     into_handle(Pool::new())
 }
 
+/// A new arena pool: blocks are bump-allocated from large chunks and all
+/// released at once by `cymem_pool_destroy`, the fastest for many small
+/// blocks that die together. `cymem_pool_free` and `cymem_pool_realloc` keep
+/// their meaning (errors, size, block count), but the space of a freed or
+/// moved block is only reused after the pool is destroyed.
+#[no_mangle]
+pub extern "C" fn cymem_pool_new_arena() -> *mut CymemPool {
+    into_handle(Pool::arena())
+}
+
 /// A new pool whose blocks come from `malloc_fn` and go back to `free_fn`.
 /// Returns NULL (`CYMEM_ERR_NULL_ARGUMENT`) if either is NULL.
 ///

@@ -1,7 +1,10 @@
 //! The pool: hands out zeroed blocks, remembers each one, frees each exactly once.
 
+use std::alloc::Layout;
 use std::ffi::c_void;
 use std::ptr::NonNull;
+
+use bumpalo::Bump;
 
 use crate::allocator::Allocator;
 use crate::error::PoolError;
@@ -19,9 +22,27 @@ pub fn block_bytes(number: usize, elem_size: usize) -> Result<usize, PoolError> 
         .ok_or(PoolError::SizeOverflow { number, elem_size })
 }
 
+/// Arena blocks are aligned like `malloc`'s (`max_align_t`).
+const ARENA_ALIGN: usize = 16;
+
+/// Where a pool's blocks come from.
+#[derive(Debug)]
+enum Source {
+    /// Each block is one allocation of the backing allocator, released by
+    /// `free` or when the pool drops.
+    Heap(Allocator),
+    /// Blocks are bump-allocated from large chunks (bumpalo, on the system
+    /// allocator) that are all released together when the pool drops. `free`
+    /// forgets a block; its space is reused only after `free_all` or never.
+    Arena(Bump<ARENA_ALIGN>),
+}
+
 /// A memory pool in cymem's sense: every block it hands out is released
-/// through its allocator's `free` exactly once, either by [`Pool::free`] or
-/// when the pool is dropped.
+/// exactly once, either by [`Pool::free`] or when the pool is dropped.
+///
+/// Two strategies share this type and its rules: the default heap mode (one
+/// allocator call per block) and [`Pool::arena`] (bump allocation, released
+/// all at once: the fastest for many small blocks that die together).
 ///
 /// All methods are safe: a pointer passed in is only looked up in the pool's
 /// table, never read or written unless the pool handed it out and it is live.
@@ -30,7 +51,7 @@ pub fn block_bytes(number: usize, elem_size: usize) -> Result<usize, PoolError> 
 #[derive(Debug)]
 pub struct Pool {
     table: BlockTable,
-    allocator: Allocator,
+    source: Source,
     /// Bytes in live blocks (0-byte blocks count as 0).
     size: usize,
 }
@@ -51,14 +72,60 @@ impl Pool {
     pub fn with_allocator(allocator: Allocator) -> Self {
         Pool {
             table: BlockTable::default(),
-            allocator,
+            source: Source::Heap(allocator),
             size: 0,
         }
     }
 
-    /// The allocator this pool uses.
-    pub fn allocator(&self) -> &Allocator {
-        &self.allocator
+    /// An arena pool: blocks are bump-allocated from chunks of the system
+    /// allocator and released all at once when the pool drops. `free` and
+    /// `realloc` keep their meaning (errors, `size`, block count), but the
+    /// space of a freed or moved block is not reused until [`Pool::free_all`].
+    pub fn arena() -> Self {
+        Pool {
+            table: BlockTable::default(),
+            source: Source::Arena(Bump::with_min_align()),
+            size: 0,
+        }
+    }
+
+    /// The backing allocator of a heap pool (`None` for an arena pool).
+    pub fn allocator(&self) -> Option<&Allocator> {
+        match &self.source {
+            Source::Heap(allocator) => Some(allocator),
+            Source::Arena(_) => None,
+        }
+    }
+
+    /// Whether this is an arena pool.
+    pub fn is_arena(&self) -> bool {
+        matches!(self.source, Source::Arena(_))
+    }
+
+    /// A zeroed block of `bytes` (> 0) bytes from the pool's source.
+    fn new_block(&self, bytes: usize) -> Option<NonNull<u8>> {
+        match &self.source {
+            Source::Heap(allocator) => allocator.alloc_zeroed(bytes),
+            Source::Arena(bump) => {
+                let layout = Layout::from_size_align(bytes, ARENA_ALIGN).ok()?;
+                let block = bump.try_alloc_layout(layout).ok()?;
+                // SAFETY: bumpalo returned `bytes` writable bytes.
+                unsafe { block.as_ptr().write_bytes(0, bytes) };
+                Some(block)
+            }
+        }
+    }
+
+    /// Gives a block back to the pool's source (a no-op for arenas, whose
+    /// chunks are released together).
+    ///
+    /// # Safety
+    /// `block` is a live block of this pool's source, no longer in the table.
+    unsafe fn release(&self, block: NonNull<u8>) {
+        if let Source::Heap(allocator) = &self.source {
+            // SAFETY: forwarded from the caller.
+            unsafe { allocator.release(block) }
+        }
     }
 
     /// Bytes in live blocks.
@@ -94,8 +161,7 @@ impl Pool {
         let bytes = block_bytes(number, elem_size)?;
         // A 0-byte block is backed by 1 byte so it has an address of its own.
         let block = self
-            .allocator
-            .alloc_zeroed(bytes.max(1))
+            .new_block(bytes.max(1))
             .ok_or(PoolError::OutOfMemory { bytes })?;
         let addr = block.as_ptr() as usize;
         match self.table.insert(addr, bytes) {
@@ -108,7 +174,7 @@ impl Pool {
             Ok(false) => Err(PoolError::AllocatorReturnedLiveBlock { addr }),
             Err(_) => {
                 // SAFETY: the block is ours, fresh, and tracked nowhere.
-                unsafe { self.allocator.release(block) };
+                unsafe { self.release(block) };
                 Err(PoolError::OutOfMemory { bytes })
             }
         }
@@ -124,8 +190,8 @@ impl Pool {
             .ok_or(PoolError::UnknownPointer { addr })?;
         self.size -= bytes;
         // SAFETY: `addr` was in the table, so it is a live non-NULL block of
-        // `self.allocator`; removing it from the table makes this its only release.
-        unsafe { self.allocator.release(NonNull::new_unchecked(ptr.cast())) };
+        // our source; removing it from the table makes this its only release.
+        unsafe { self.release(NonNull::new_unchecked(ptr.cast())) };
         Ok(bytes)
     }
 
@@ -163,12 +229,10 @@ impl Pool {
             .map_err(|_| PoolError::OutOfMemory { bytes: new_size })?;
         // A 0-byte block is backed by 1 zeroed byte; `new_size` >= 1 covers it.
         let backed = old.max(1);
-        // SAFETY: `addr` is a live block of our allocator holding `backed` bytes.
-        let grown = unsafe {
-            self.allocator
-                .grow_zeroed(NonNull::new_unchecked(ptr.cast()), backed, new_size)
-        }
-        .ok_or(PoolError::OutOfMemory { bytes: new_size })?;
+        // SAFETY: `addr` is in the table: a live block of our source holding
+        // `backed` bytes.
+        let grown = unsafe { self.grow(NonNull::new_unchecked(ptr.cast()), backed, new_size) }
+            .ok_or(PoolError::OutOfMemory { bytes: new_size })?;
         let new_addr = grown.as_ptr() as usize;
         if new_addr != addr && self.table.get(new_addr).is_some() {
             // Broken custom allocator: the old block is gone, and the "new" one
@@ -182,20 +246,52 @@ impl Pool {
         Ok(grown.cast())
     }
 
+    /// Moves a block of `old` bytes into a zero-tailed block of `new` bytes
+    /// and releases the old one; `None` (old block intact) on failure.
+    ///
+    /// # Safety
+    /// `block` is a live block of this pool's source, at least `old` bytes.
+    unsafe fn grow(&self, block: NonNull<u8>, old: usize, new: usize) -> Option<NonNull<u8>> {
+        match &self.source {
+            // SAFETY: forwarded from the caller.
+            Source::Heap(allocator) => unsafe { allocator.grow_zeroed(block, old, new) },
+            Source::Arena(_) => {
+                let fresh = self.new_block(new)?;
+                // SAFETY: distinct live blocks of `new` >= `old` bytes. The old
+                // block's space stays with the arena until it drops.
+                unsafe { fresh.as_ptr().copy_from_nonoverlapping(block.as_ptr(), old) };
+                Some(fresh)
+            }
+        }
+    }
+
     /// Releases every live block now; the pool stays usable.
     pub fn free_all(&mut self) {
-        let allocator = self.allocator;
-        self.table.drain(|addr, _| {
-            // SAFETY: every table entry is a live non-NULL block of `allocator`;
-            // `drain` removes each as it goes, so each is released once.
-            unsafe { allocator.release(NonNull::new_unchecked(addr as *mut u8)) }
-        });
+        match &mut self.source {
+            Source::Heap(allocator) => {
+                let allocator = *allocator;
+                self.table.drain(|addr, _| {
+                    // SAFETY: every table entry is a live non-NULL block of
+                    // `allocator`; `drain` removes each as it goes, so each is
+                    // released once.
+                    unsafe { allocator.release(NonNull::new_unchecked(addr as *mut u8)) }
+                });
+            }
+            Source::Arena(bump) => {
+                // The blocks die with their chunks: forget them all at once.
+                self.table = BlockTable::default();
+                bump.reset();
+            }
+        }
         self.size = 0;
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.free_all();
+        // An arena's chunks go with the Bump; only heap blocks need a walk.
+        if let Source::Heap(_) = self.source {
+            self.free_all();
+        }
     }
 }

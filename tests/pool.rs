@@ -5,15 +5,43 @@ use std::ffi::c_void;
 
 use cymem_rs::{Allocator, Pool, PoolError};
 
+/// Runs each rule as a test of the heap pool and of the arena pool: both
+/// modes keep the same rules.
+macro_rules! in_both_modes {
+    ($($rule:ident),* $(,)?) => {
+        mod heap {
+            $(#[test] fn $rule() { super::$rule(cymem_rs::Pool::new) })*
+        }
+        mod arena {
+            $(#[test] fn $rule() { super::$rule(cymem_rs::Pool::arena) })*
+        }
+    };
+}
+
+in_both_modes!(
+    alloc_returns_zeroed_distinct_blocks_and_counts_bytes,
+    memory_is_zeroed_even_when_the_allocator_reuses_dirty_blocks,
+    zero_byte_requests_get_unique_non_null_pointers_counted_as_zero,
+    overflowing_sizes_are_refused_not_truncated,
+    impossible_but_representable_size_is_out_of_memory,
+    free_of_unknown_pointer_is_an_error_that_changes_nothing,
+    a_block_of_another_pool_is_foreign,
+    realloc_moves_contents_zeroes_the_tail_and_releases_the_old_block,
+    realloc_refuses_unknown_pointers_and_sizes_that_do_not_grow,
+    realloc_grows_a_zero_byte_block,
+    free_finds_blocks_among_many,
+    pools_can_move_between_threads,
+    arena_blocks_are_aligned_like_malloc,
+);
+
 fn bytes<'a>(ptr: std::ptr::NonNull<c_void>, len: usize) -> &'a mut [u8] {
     // SAFETY (test helper): `ptr` is a live block of at least `len` bytes,
     // used by one test thread only.
     unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().cast(), len) }
 }
 
-#[test]
-fn alloc_returns_zeroed_distinct_blocks_and_counts_bytes() {
-    let mut pool = Pool::new();
+fn alloc_returns_zeroed_distinct_blocks_and_counts_bytes(make: fn() -> Pool) {
+    let mut pool = make();
     let a = pool.alloc(10, 4).unwrap();
     let b = pool.alloc(1, 1 << 20).unwrap();
     assert_ne!(a, b);
@@ -25,9 +53,8 @@ fn alloc_returns_zeroed_distinct_blocks_and_counts_bytes() {
     assert!(pool.contains(b.as_ptr()));
 }
 
-#[test]
-fn memory_is_zeroed_even_when_the_allocator_reuses_dirty_blocks() {
-    let mut pool = Pool::new();
+fn memory_is_zeroed_even_when_the_allocator_reuses_dirty_blocks(make: fn() -> Pool) {
+    let mut pool = make();
     for _ in 0..100 {
         let p = pool.alloc(1, 256).unwrap();
         let block = bytes(p, 256);
@@ -37,9 +64,8 @@ fn memory_is_zeroed_even_when_the_allocator_reuses_dirty_blocks() {
     }
 }
 
-#[test]
-fn zero_byte_requests_get_unique_non_null_pointers_counted_as_zero() {
-    let mut pool = Pool::new();
+fn zero_byte_requests_get_unique_non_null_pointers_counted_as_zero(make: fn() -> Pool) {
+    let mut pool = make();
     let ptrs: Vec<_> = (0..50)
         .map(|i| {
             if i % 2 == 0 {
@@ -63,9 +89,8 @@ fn zero_byte_requests_get_unique_non_null_pointers_counted_as_zero() {
     assert_eq!(pool.block_count(), 0);
 }
 
-#[test]
-fn overflowing_sizes_are_refused_not_truncated() {
-    let mut pool = Pool::new();
+fn overflowing_sizes_are_refused_not_truncated(make: fn() -> Pool) {
+    let mut pool = make();
     for (number, elem_size) in [
         (usize::MAX, 2),
         (2, usize::MAX),
@@ -82,9 +107,8 @@ fn overflowing_sizes_are_refused_not_truncated() {
     assert_eq!(pool.block_count(), 0);
 }
 
-#[test]
-fn impossible_but_representable_size_is_out_of_memory() {
-    let mut pool = Pool::new();
+fn impossible_but_representable_size_is_out_of_memory(make: fn() -> Pool) {
+    let mut pool = make();
     let huge = isize::MAX as usize;
     assert_eq!(
         pool.alloc(1, huge),
@@ -93,9 +117,8 @@ fn impossible_but_representable_size_is_out_of_memory() {
     assert_eq!(pool.block_count(), 0);
 }
 
-#[test]
-fn free_of_unknown_pointer_is_an_error_that_changes_nothing() {
-    let mut pool = Pool::new();
+fn free_of_unknown_pointer_is_an_error_that_changes_nothing(make: fn() -> Pool) {
+    let mut pool = make();
     let p = pool.alloc(4, 4).unwrap();
     let mut local = 7u64;
     let foreign = (&mut local as *mut u64).cast::<c_void>();
@@ -128,10 +151,9 @@ fn free_of_unknown_pointer_is_an_error_that_changes_nothing() {
     assert_eq!((pool.size(), pool.block_count()), (0, 0));
 }
 
-#[test]
-fn a_block_of_another_pool_is_foreign() {
-    let mut a = Pool::new();
-    let mut b = Pool::new();
+fn a_block_of_another_pool_is_foreign(make: fn() -> Pool) {
+    let mut a = make();
+    let mut b = make();
     let p = a.alloc(1, 8).unwrap();
     assert!(matches!(
         b.free(p.as_ptr()),
@@ -140,9 +162,8 @@ fn a_block_of_another_pool_is_foreign() {
     assert!(a.contains(p.as_ptr()));
 }
 
-#[test]
-fn realloc_moves_contents_zeroes_the_tail_and_releases_the_old_block() {
-    let mut pool = Pool::new();
+fn realloc_moves_contents_zeroes_the_tail_and_releases_the_old_block(make: fn() -> Pool) {
+    let mut pool = make();
     let p = pool.alloc(1, 16).unwrap();
     bytes(p, 16).copy_from_slice(&[0x5A; 16]);
     let q = pool.realloc(p.as_ptr(), 4096).unwrap();
@@ -157,9 +178,8 @@ fn realloc_moves_contents_zeroes_the_tail_and_releases_the_old_block() {
     }
 }
 
-#[test]
-fn realloc_refuses_unknown_pointers_and_sizes_that_do_not_grow() {
-    let mut pool = Pool::new();
+fn realloc_refuses_unknown_pointers_and_sizes_that_do_not_grow(make: fn() -> Pool) {
+    let mut pool = make();
     let p = pool.alloc(1, 32).unwrap();
     bytes(p, 32).fill(9);
     for smaller_or_equal in [0, 1, 31, 32] {
@@ -189,9 +209,8 @@ fn realloc_refuses_unknown_pointers_and_sizes_that_do_not_grow() {
     ));
 }
 
-#[test]
-fn realloc_grows_a_zero_byte_block() {
-    let mut pool = Pool::new();
+fn realloc_grows_a_zero_byte_block(make: fn() -> Pool) {
+    let mut pool = make();
     let p = pool.alloc(0, 0).unwrap();
     let q = pool.realloc(p.as_ptr(), 1).unwrap();
     assert_eq!(bytes(q, 1), &[0]);
@@ -200,9 +219,8 @@ fn realloc_grows_a_zero_byte_block() {
     assert_eq!((pool.size(), pool.block_count()), (100, 1));
 }
 
-#[test]
-fn free_finds_blocks_among_many() {
-    let mut pool = Pool::new();
+fn free_finds_blocks_among_many(make: fn() -> Pool) {
+    let mut pool = make();
     let ptrs: Vec<_> = (0..20_000)
         .map(|i| pool.alloc(1, 16 + i % 64).unwrap())
         .collect();
@@ -351,9 +369,8 @@ fn errors_explain_themselves() {
     .contains("3 x 5"));
 }
 
-#[test]
-fn pools_can_move_between_threads() {
-    let mut pool = Pool::new();
+fn pools_can_move_between_threads(make: fn() -> Pool) {
+    let mut pool = make();
     let p = pool.alloc(1, 64).unwrap().as_ptr() as usize;
     let pool = std::thread::spawn(move || {
         assert_eq!(pool.free(p as *mut c_void), Ok(64));
@@ -362,4 +379,41 @@ fn pools_can_move_between_threads() {
     .join()
     .unwrap();
     assert_eq!(pool.block_count(), 0);
+}
+
+fn arena_blocks_are_aligned_like_malloc(make: fn() -> Pool) {
+    let mut pool = make();
+    for size in [1, 3, 7, 16, 33, 100, 4097] {
+        let p = pool.alloc(1, size).unwrap();
+        assert_eq!(p.as_ptr() as usize % 16, 0, "size {size}");
+    }
+}
+
+#[test]
+fn arena_free_and_realloc_keep_their_meaning() {
+    let mut pool = Pool::arena();
+    assert!(pool.is_arena() && pool.allocator().is_none());
+    let a = pool.alloc(4, 8).unwrap();
+    bytes(a, 32).fill(3);
+    let b = pool.realloc(a.as_ptr(), 64).unwrap();
+    assert_ne!(a, b, "arena blocks move on realloc");
+    assert!(bytes(b, 64)[..32].iter().all(|&x| x == 3));
+    assert!(bytes(b, 64)[32..].iter().all(|&x| x == 0));
+    assert!(matches!(
+        pool.free(a.as_ptr()),
+        Err(PoolError::UnknownPointer { .. })
+    ));
+    assert_eq!((pool.size(), pool.block_count()), (64, 1));
+    pool.free(b.as_ptr()).unwrap();
+    assert_eq!((pool.size(), pool.block_count()), (0, 0));
+    for _ in 0..10_000 {
+        bytes(pool.alloc(1, 100).unwrap(), 100).fill(0xEE);
+    }
+    pool.free_all();
+    assert_eq!((pool.size(), pool.block_count()), (0, 0));
+    // The reset arena reuses its dirty chunks; blocks are zeroed anyway.
+    for _ in 0..100 {
+        let again = pool.alloc(1, 100).unwrap();
+        assert!(bytes(again, 100).iter().all(|&x| x == 0));
+    }
 }

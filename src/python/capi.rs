@@ -64,7 +64,7 @@ fn offset_in_object<T>(object: *mut PyObject, field: *const T) -> usize {
 fn build_table(py: Python<'_>) -> PyResult<CApi> {
     // Measure where pyo3 placed the fields, on real objects: pyo3 does not
     // promise a layout, so C is told rather than assuming.
-    let pool = Bound::new(py, Pool::new(py, None, None)?)?;
+    let pool = Bound::new(py, Pool::new(py, None, None, false)?)?;
     let address = Bound::new(py, Address::new(py, 1, 1)?)?;
     let malloc = default_malloc(py)?.bind(py);
     let free = default_free(py)?.bind(py);

@@ -3,6 +3,7 @@
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -65,13 +66,23 @@ pub(crate) fn warn_zero_alloc(py: Python<'_>) -> PyResult<()> {
 
 #[pymethods]
 impl Pool {
+    /// `Pool(pymalloc=Default_Malloc, pyfree=Default_Free, *, arena=False)`.
+    /// With `arena=True` blocks are bump-allocated and released together when
+    /// the pool dies (the space of freed blocks is not reused before then).
     #[new]
-    #[pyo3(signature = (pymalloc = None, pyfree = None))]
+    #[pyo3(signature = (pymalloc = None, pyfree = None, *, arena = false))]
     pub(crate) fn new(
         py: Python<'_>,
         pymalloc: Option<Py<PyMalloc>>,
         pyfree: Option<Py<PyFree>>,
+        arena: bool,
     ) -> PyResult<Self> {
+        if arena && (pymalloc.is_some() || pyfree.is_some()) {
+            return Err(PyValueError::new_err(
+                "an arena pool takes its chunks from the system allocator; \
+                 it cannot use pymalloc/pyfree",
+            ));
+        }
         let pymalloc = match pymalloc {
             Some(m) => m,
             None => default_malloc(py)?.clone_ref(py),
@@ -80,9 +91,13 @@ impl Pool {
             Some(f) => f,
             None => default_free(py)?.clone_ref(py),
         };
-        let allocator = allocator_for(pymalloc.get(), pyfree.get());
+        let core = if arena {
+            CorePool::arena()
+        } else {
+            CorePool::with_allocator(allocator_for(pymalloc.get(), pyfree.get()))
+        };
         Ok(Pool {
-            core: new_core(CorePool::with_allocator(allocator)),
+            core: new_core(core),
             pymalloc,
             pyfree,
             refs: OnceLock::new(),
@@ -93,6 +108,12 @@ impl Pool {
     #[getter]
     fn size(&self) -> usize {
         self.with_core(|pool| pool.size())
+    }
+
+    /// Whether blocks are bump-allocated (`Pool(arena=True)`).
+    #[getter]
+    fn arena(&self) -> bool {
+        self.with_core(|pool| pool.is_arena())
     }
 
     /// Number of live blocks.
@@ -159,7 +180,12 @@ impl Pool {
 
     fn __repr__(&self) -> String {
         let (size, blocks) = self.with_core(|pool| (pool.size(), pool.block_count()));
-        format!("<cymem_rs.Pool size={size} blocks={blocks}>")
+        let kind = if self.with_core(|pool| pool.is_arena()) {
+            "arena "
+        } else {
+            ""
+        };
+        format!("<cymem_rs.Pool {kind}size={size} blocks={blocks}>")
     }
 
     /// Cython looks up a vtable on extern types that declare cdef methods;

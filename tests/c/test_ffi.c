@@ -213,6 +213,10 @@ static void arena_free(void *ptr)
 /* Tests                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* The pool constructor the generic tests use: every rule is checked for the
+   heap pool (cymem_pool_new) and again for the arena pool (cymem_pool_new_arena). */
+static CymemPool *(*new_pool)(void) = cymem_pool_new;
+
 static void test_abi_version(void)
 {
     CHECK(cymem_abi_version() == CYMEM_RS_ABI_VERSION);
@@ -221,7 +225,7 @@ static void test_abi_version(void)
 
 static void test_new_and_destroy(void)
 {
-    CymemPool *pool = cymem_pool_new();
+    CymemPool *pool = new_pool();
     CymemPool *null_pool = NULL;
 
     CHECK(pool != NULL);
@@ -239,7 +243,7 @@ static void test_new_and_destroy(void)
 
     /* Destroying a pool with live blocks of every kind releases them all
      * (valgrind's leak check confirms it for the system allocator). */
-    pool = cymem_pool_new();
+    pool = new_pool();
     CHECK(cymem_pool_alloc(pool, 1, 100) != NULL);
     CHECK(cymem_pool_alloc(pool, 0, 1) != NULL);
     CHECK(cymem_pool_alloc(pool, 1, MIB) != NULL);
@@ -253,7 +257,7 @@ static void test_alloc_zeroed(void)
     static const size_t sizes[] = {1, 2, 7, 8, 16, 63, 64, 100, 4096, 4097, 65536, MIB, 4 * MIB};
     const size_t n_sizes = sizeof sizes / sizeof sizes[0];
     unsigned char *blocks[sizeof sizes / sizeof sizes[0]];
-    CymemPool *pool = cymem_pool_new();
+    CymemPool *pool = new_pool();
     size_t expected_size = 0;
     size_t i;
     double *doubles;
@@ -315,7 +319,7 @@ static void test_alloc_zeroed(void)
 
 static void test_zero_byte_blocks(void)
 {
-    CymemPool *pool = cymem_pool_new();
+    CymemPool *pool = new_pool();
     void *z[5];
     size_t i, j;
 
@@ -353,7 +357,7 @@ static void test_zero_byte_blocks(void)
 
 static void test_size_overflow(void)
 {
-    CymemPool *pool = cymem_pool_new();
+    CymemPool *pool = new_pool();
     void *keep = cymem_pool_alloc(pool, 5, 5);
     struct {
         size_t number, elem_size;
@@ -404,8 +408,8 @@ static void test_size_overflow(void)
 
 static void test_free_errors(void)
 {
-    CymemPool *pool = cymem_pool_new();
-    CymemPool *other = cymem_pool_new();
+    CymemPool *pool = new_pool();
+    CymemPool *other = new_pool();
     int on_stack = 42;
     void *from_malloc = malloc(32);
     unsigned char *block = (unsigned char *)cymem_pool_alloc(pool, 16, 1);
@@ -567,7 +571,7 @@ static void realloc_checks(CymemPool *pool, int fresh_block_on_grow)
 
 static void test_realloc(void)
 {
-    CymemPool *pool = cymem_pool_new();
+    CymemPool *pool = new_pool();
     realloc_checks(pool, 0); /* system realloc may grow in place */
     cymem_pool_destroy(&pool);
 
@@ -585,7 +589,7 @@ static void test_realloc(void)
 
 static void test_block_size(void)
 {
-    CymemPool *pool = cymem_pool_new();
+    CymemPool *pool = new_pool();
     void *p = cymem_pool_alloc(pool, 3, 7);
     int on_stack = 0;
     size_t size = 12345;
@@ -1043,7 +1047,7 @@ static void *hammer(void *arg)
 static void test_threads(void)
 {
     enum { THREADS = 2 };
-    CymemPool *pool = cymem_pool_new();
+    CymemPool *pool = new_pool();
     pthread_t threads[THREADS];
     Hammer work[THREADS];
     int started[THREADS];
@@ -1070,14 +1074,21 @@ static void test_threads(void)
 
 int main(void)
 {
+    int mode;
+
     test_abi_version();
-    test_new_and_destroy();
-    test_alloc_zeroed();
-    test_zero_byte_blocks();
-    test_size_overflow();
-    test_free_errors();
-    test_realloc();
-    test_block_size();
+    for (mode = 0; mode < 2; mode++) {
+        new_pool = mode == 0 ? cymem_pool_new : cymem_pool_new_arena;
+        test_new_and_destroy();
+        test_alloc_zeroed();
+        test_zero_byte_blocks();
+        test_size_overflow();
+        test_free_errors();
+        test_realloc();
+        test_block_size();
+        test_threads();
+    }
+    new_pool = cymem_pool_new;
     test_null_pool();
     test_new_with_allocator_errors();
     test_counting_allocator();
@@ -1085,7 +1096,6 @@ int main(void)
     test_bad_allocator();
     test_status_messages();
     test_last_error_is_per_thread();
-    test_threads();
 
     printf("%lu passed, %lu failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;

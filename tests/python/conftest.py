@@ -59,3 +59,12 @@ def cython_module(tmp_path_factory):
         return built[key]
 
     return load
+
+
+@pytest.fixture(params=["heap", "arena"])
+def make_pool(request):
+    """Makes pools of each mode: every rule holds for heap and arena pools."""
+    from cymem_rs import Pool
+
+    arena = request.param == "arena"
+    return lambda: Pool(arena=arena)

@@ -16,24 +16,24 @@ def api(request, cython_module):
     return cython_module("pool_api", request.param)
 
 
-def test_alloc_is_zeroed_and_counted(api):
-    pool = Pool()
+def test_alloc_is_zeroed_and_counted(make_pool, api):
+    pool = make_pool()
     assert api.alloc_zeroed(pool, 100, 8)
     assert api.alloc_zeroed(pool, 1, 1 << 20)
     assert api.size_of(pool) == pool.size == 800 + (1 << 20)
     assert pool.block_count == 2
 
 
-def test_pool_from_python_is_accepted_by_typed_functions(api):
-    pool = Pool()
+def test_pool_from_python_is_accepted_by_typed_functions(make_pool, api):
+    pool = make_pool()
     addr = api.alloc_addr(pool, 4, 4)
     assert pool.addresses == {addr: 16}
     api.free_addr(pool, addr)
     assert pool.size == 0
 
 
-def test_python_and_cython_see_the_same_blocks(api):
-    pool = Pool()
+def test_python_and_cython_see_the_same_blocks(make_pool, api):
+    pool = make_pool()
     addr = pool.alloc(2, 8)
     new = api.realloc_addr(pool, addr, 64)
     assert pool.addresses == {new: 64}
@@ -41,12 +41,12 @@ def test_python_and_cython_see_the_same_blocks(api):
     assert pool.block_count == 0
 
 
-def test_realloc_keeps_contents_and_zeroes_the_tail(api):
-    assert api.realloc_keeps_contents(Pool())
+def test_realloc_keeps_contents_and_zeroes_the_tail(make_pool, api):
+    assert api.realloc_keeps_contents(make_pool())
 
 
-def test_bad_free_raises_key_error(api):
-    pool = Pool()
+def test_bad_free_raises_key_error(make_pool, api):
+    pool = make_pool()
     with pytest.raises(KeyError):
         api.free_stack_pointer(pool)
     with pytest.raises(KeyError):
@@ -56,32 +56,32 @@ def test_bad_free_raises_key_error(api):
     assert pool.block_count == 0
 
 
-def test_bad_realloc_raises_value_error_and_keeps_the_block(api):
-    pool = Pool()
+def test_bad_realloc_raises_value_error_and_keeps_the_block(make_pool, api):
+    pool = make_pool()
     assert api.realloc_smaller(pool)
     with pytest.raises(ValueError):
         api.realloc_unknown(pool)
 
 
-def test_overflow_raises_memory_error(api):
-    pool = Pool()
+def test_overflow_raises_memory_error(make_pool, api):
+    pool = make_pool()
     with pytest.raises(MemoryError, match="overflows"):
         api.overflowing_alloc(pool)
     assert pool.size == 0
 
 
-def test_zero_byte_allocs_are_unique_non_null(api):
-    pool = Pool()
+def test_zero_byte_allocs_are_unique_non_null(make_pool, api):
+    pool = make_pool()
     assert api.zero_byte_blocks(pool, 50) == 50
     assert pool.size == 0 and pool.block_count == 50
 
 
-def test_warn_zero_alloc_reaches_cython(api, monkeypatch):
+def test_warn_zero_alloc_reaches_cython(make_pool, api, monkeypatch):
     import cymem_rs.cymem
 
     monkeypatch.setattr(cymem_rs.cymem, "WARN_ZERO_ALLOC", True)
     with pytest.warns(UserWarning, match="Allocating zero bytes"):
-        api.zero_byte_blocks(Pool(), 1)
+        api.zero_byte_blocks(make_pool(), 1)
 
 
 @pytest.mark.parametrize("method", ["alloc", "free", "realloc", "size"])
@@ -177,3 +177,13 @@ def test_pool_in_a_reference_cycle_frees_its_blocks(api):
     gc.collect()
     mallocs, frees = api.allocator_counts()
     assert mallocs == frees == 100
+
+
+def test_cython_code_opts_into_an_arena_where_the_pool_is_made(api):
+    pool = Pool(arena=True)
+    assert api.alloc_zeroed(pool, 1000, 8)
+    holder_total = api.realloc_keeps_contents(pool)
+    assert holder_total
+    with pytest.raises(KeyError):
+        api.double_free(pool)
+    assert pool.size == 8000 and pool.block_count == 1

@@ -31,8 +31,8 @@ def test_new_pool_is_empty_with_default_allocators():
     assert isinstance(Default_Malloc, PyMalloc) and isinstance(Default_Free, PyFree)
 
 
-def test_alloc_free_realloc_track_sizes_and_addresses():
-    pool = Pool()
+def test_alloc_free_realloc_track_sizes_and_addresses(make_pool):
+    pool = make_pool()
     a = pool.alloc(10, 4)
     b = pool.alloc(3, 8)
     assert a != b and a and b
@@ -45,27 +45,27 @@ def test_alloc_free_realloc_track_sizes_and_addresses():
     assert pool.size == 100 and pool.block_count == 1
 
 
-def test_size_is_read_only():
-    pool = Pool()
+def test_size_is_read_only(make_pool):
+    pool = make_pool()
     with pytest.raises(AttributeError):
         pool.size = 10
 
 
-def test_free_of_unknown_address_is_key_error():
-    pool = Pool()
+def test_free_of_unknown_address_is_key_error(make_pool):
+    pool = make_pool()
     with pytest.raises(KeyError, match="not a live block"):
         pool.free(12345)
     a = pool.alloc(1, 8)
     pool.free(a)
     with pytest.raises(KeyError):
         pool.free(a)  # double free
-    other = Pool().alloc(1, 8)
+    other = make_pool().alloc(1, 8)
     with pytest.raises(KeyError):
         pool.free(other)  # another pool's block
 
 
-def test_realloc_rules_are_cymems():
-    pool = Pool()
+def test_realloc_rules_are_cymems(make_pool):
+    pool = make_pool()
     a = pool.alloc(1, 64)
     with pytest.raises(ValueError, match="only grows"):
         pool.realloc(a, 64)
@@ -76,8 +76,8 @@ def test_realloc_rules_are_cymems():
     assert pool.addresses == {a: 64}
 
 
-def test_overflow_and_impossible_sizes_are_memory_errors():
-    pool = Pool()
+def test_overflow_and_impossible_sizes_are_memory_errors(make_pool):
+    pool = make_pool()
     huge = 2**64 - 1
     with pytest.raises(MemoryError, match="overflows"):
         pool.alloc(huge, 2)
@@ -89,8 +89,8 @@ def test_overflow_and_impossible_sizes_are_memory_errors():
 
 
 @pytest.mark.parametrize("bad", [-1, -(2**70)])
-def test_negative_sizes_are_refused(bad):
-    pool = Pool()
+def test_negative_sizes_are_refused(make_pool, bad):
+    pool = make_pool()
     with pytest.raises(OverflowError):
         pool.alloc(bad, 8)
     with pytest.raises(OverflowError):
@@ -98,8 +98,8 @@ def test_negative_sizes_are_refused(bad):
 
 
 @pytest.mark.parametrize("bad", ["8", 8.0, None, [8]])
-def test_non_integer_sizes_are_type_errors(bad):
-    pool = Pool()
+def test_non_integer_sizes_are_type_errors(make_pool, bad):
+    pool = make_pool()
     with pytest.raises(TypeError):
         pool.alloc(bad, 8)
     with pytest.raises(TypeError):
@@ -115,15 +115,15 @@ def test_allocator_objects_of_the_wrong_type_are_refused():
         PyMalloc()  # made only by WrapMalloc, from Cython
 
 
-def test_zero_byte_allocations_are_distinct_and_counted_as_zero():
-    pool = Pool()
+def test_zero_byte_allocations_are_distinct_and_counted_as_zero(make_pool):
+    pool = make_pool()
     addrs = {pool.alloc(0, 8) for _ in range(10)} | {pool.alloc(8, 0) for _ in range(10)}
     assert len(addrs) == 20 and 0 not in addrs
     assert pool.size == 0 and pool.block_count == 20
 
 
-def test_warn_zero_alloc_flag(monkeypatch):
-    pool = Pool()
+def test_warn_zero_alloc_flag(make_pool, monkeypatch):
+    pool = make_pool()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pool.alloc(0, 1)  # no warning by default
@@ -139,11 +139,11 @@ def test_address_owns_one_zeroed_block():
     assert empty.addr != 0 and empty.size == 0
 
 
-def test_own_pyref_keeps_objects_alive():
+def test_own_pyref_keeps_objects_alive(make_pool):
     class Thing:
         pass
 
-    pool = Pool()
+    pool = make_pool()
     thing = Thing()
     ref = weakref.ref(thing)
     pool.own_pyref(thing)
@@ -156,11 +156,11 @@ def test_own_pyref_keeps_objects_alive():
     assert ref() is None
 
 
-def test_reference_cycle_through_own_pyref_is_collected():
+def test_reference_cycle_through_own_pyref_is_collected(make_pool):
     class Node:
         pass
 
-    pool = Pool()
+    pool = make_pool()
     node = Node()
     node.pool = pool
     pool.own_pyref(node)
@@ -171,9 +171,9 @@ def test_reference_cycle_through_own_pyref_is_collected():
     assert pool_ref() is None
 
 
-def test_pools_refuse_pickling():
+def test_pools_refuse_pickling(make_pool):
     with pytest.raises(TypeError):
-        pickle.dumps(Pool())
+        pickle.dumps(make_pool())
 
 
 def test_python_subclass_and_weakref():
@@ -186,8 +186,8 @@ def test_python_subclass_and_weakref():
     assert weakref.ref(pool)() is pool
 
 
-def test_repr_mentions_size_and_blocks():
-    pool = Pool()
+def test_repr_mentions_size_and_blocks(make_pool):
+    pool = make_pool()
     pool.alloc(3, 3)
     assert "size=9" in repr(pool) and "blocks=1" in repr(pool)
 
@@ -226,3 +226,26 @@ def test_capsule_is_exported_for_cython():
 def test_tests_run_against_the_installed_wheel():
     # `make test-python` installs the wheel; the source tree must not shadow it.
     assert "site-packages" in cymem_rs.__file__, cymem_rs.__file__
+
+
+def test_arena_pool_reports_its_mode():
+    pool = Pool(arena=True)
+    assert pool.arena is True and Pool().arena is False
+    assert "arena" in repr(pool)
+    assert pool.pymalloc is Default_Malloc
+
+
+def test_arena_pool_refuses_custom_allocators():
+    with pytest.raises(ValueError, match="arena"):
+        Pool(Default_Malloc, Default_Free, arena=True)
+
+
+def test_arena_free_does_not_reuse_space_but_keeps_accounting():
+    pool = Pool(arena=True)
+    a = pool.alloc(1, 64)
+    pool.free(a)
+    b = pool.alloc(1, 64)
+    assert b != a  # freed arena space waits for the pool to die
+    assert pool.size == 64 and pool.block_count == 1
+    with pytest.raises(KeyError):
+        pool.free(a)
