@@ -270,7 +270,7 @@ impl Pool {
         match &mut self.source {
             Source::Heap(allocator) => {
                 let allocator = *allocator;
-                self.table.drain(|addr, _| {
+                self.table.drain(|addr| {
                     // SAFETY: every table entry is a live non-NULL block of
                     // `allocator`; `drain` removes each as it goes, so each is
                     // released once.
