@@ -20,7 +20,7 @@ export CARGO_TARGET_DIR_PY := $(CURDIR)/target/wheels
 PY_TOOLS := maturin==1.16.0 "cython==3.3.1" pytest setuptools ruff cymem==2.0.16
 
 .PHONY: all lib demo demo-c demo-cython test test-rust test-c test-python test-compat \
-	test-thirdparty check-header check-no-python install lint fmt bench header clean
+	test-thirdparty check-valgrind check-header check-no-python install lint fmt bench header clean
 
 all: lib
 
@@ -59,7 +59,7 @@ demo-cython: install | $(BUILD)
 	cd $(BUILD)/demo-cython && ../../$(VPY) -c 'import cymem_rs_demo; cymem_rs_demo.main()'
 
 ## Every test layer.
-test: test-rust test-c check-header check-no-python test-python test-compat test-thirdparty
+test: test-rust test-c check-header check-no-python test-python check-valgrind test-compat test-thirdparty
 
 test-rust:
 	$(CARGO) test --no-default-features
@@ -98,6 +98,11 @@ test-python: install
 test-compat: install
 	rm -f $(WHEELS)/cymem_rs-*-cp39-*.whl $(WHEELS)/cymem_rs-*-cp313-*.whl
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash tests/compat/run_matrix.sh $(WHEELS)
+
+## valgrind memcheck over the C tests and Python/Cython workloads: any
+## definite leak or invalid access fails, and a self-test proves it would.
+check-valgrind: install lib
+	bash tests/valgrind/run.sh
 
 ## Real projects written for cymem, built on cymem_rs, running their own tests.
 test-thirdparty: install
