@@ -20,7 +20,7 @@ export CARGO_TARGET_DIR_PY := $(CURDIR)/target/wheels
 PY_TOOLS := maturin==1.16.0 "cython==3.3.1" pytest setuptools ruff cymem==2.0.16
 
 .PHONY: all lib demo demo-c demo-cython test test-rust test-c test-python test-compat \
-	test-thirdparty check-valgrind check-header check-no-python install lint fmt bench header clean
+	test-thirdparty check-valgrind check-header check-no-python install lint fmt bench header fuzz clean
 
 all: lib
 
@@ -108,6 +108,11 @@ check-valgrind: install lib
 test-thirdparty: install
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHON=$(CURDIR)/$(VPY) CYMEM_RS_WHEEL_DIR=$(CURDIR)/$(WHEELS) \
 		bash tests/thirdparty/run.sh
+
+## Coverage-guided fuzzing of the pool's operations against its model
+## (FUZZ_SECONDS=N; installs cargo-fuzz if missing). See fuzz/README.md.
+fuzz:
+	bash fuzz/smoke.sh
 
 ## Regenerate include/cymem_rs.h from src/ffi.rs with cbindgen.
 header:
