@@ -417,3 +417,46 @@ fn arena_free_and_realloc_keep_their_meaning() {
         assert!(bytes(again, 100).iter().all(|&x| x == 0));
     }
 }
+
+/// A realistic build: rows of records, each grown by realloc, some freed.
+fn build_rows(pool: &mut Pool) -> Result<(), PoolError> {
+    let rows = pool.alloc(20, 8)?;
+    bytes(rows, 160).fill(1);
+    for i in 0..20 {
+        let mut row = pool.alloc(4, 8)?;
+        for shift in 0..3 {
+            row = pool.realloc(row.as_ptr(), 64 << shift)?;
+        }
+        if i % 3 == 0 {
+            pool.free(row.as_ptr())?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_allocation_failure_point_leaves_a_consistent_pool_and_no_leak() {
+    let mut pool = counting_pool();
+    build_rows(&mut pool).unwrap();
+    drop(pool);
+    let (calls, _) = counts();
+    assert!(calls >= 80, "the workload makes {calls} allocator calls");
+    for k in 1..=calls {
+        let mut pool = counting_pool();
+        FAIL_AT.with(|f| f.set(k));
+        let result = build_rows(&mut pool);
+        assert!(
+            matches!(result, Err(PoolError::OutOfMemory { .. })),
+            "failure at call {k}: {result:?}"
+        );
+        // The pool's own accounting agrees with its blocks.
+        let listed: usize = pool.blocks().map(|(_, size)| size).sum();
+        assert_eq!(listed, pool.size(), "call {k}");
+        assert_eq!(pool.blocks().count(), pool.block_count(), "call {k}");
+        let (mallocs, frees) = counts();
+        assert_eq!(mallocs - frees, pool.block_count(), "call {k}: live blocks");
+        drop(pool);
+        let (mallocs, frees) = counts();
+        assert_eq!(mallocs, frees, "call {k}: every block freed once");
+    }
+}

@@ -187,3 +187,52 @@ def test_cython_code_opts_into_an_arena_where_the_pool_is_made(api):
     with pytest.raises(KeyError):
         api.double_free(pool)
     assert pool.size == 8000 and pool.block_count == 1
+
+
+def test_every_allocation_failure_point_raises_memory_error_and_leaks_nothing(api):
+    api.reset_allocator()
+    pool = api.counting_pool()
+    api.build_rows(pool, 20)
+    del pool
+    calls, _ = api.allocator_counts()
+    assert calls >= 80
+    for k in range(1, calls + 1):
+        api.reset_allocator(fail=k)
+        pool = api.counting_pool()
+        with pytest.raises(MemoryError):
+            api.build_rows(pool, 20)
+        assert sum(pool.addresses.values()) == pool.size
+        mallocs, frees = api.allocator_counts()
+        assert mallocs - frees == pool.block_count, k
+        del pool
+        gc.collect()
+        mallocs, frees = api.allocator_counts()
+        assert mallocs == frees, k
+
+
+def test_threads_hammering_one_pool(api, make_pool):
+    import threading
+
+    pool = make_pool()
+    keep = [pool.alloc(1, 8) for _ in range(100)]
+    errors = []
+
+    def work():
+        try:
+            api.alloc_free_loop(pool, 20_000)
+            for _ in range(2_000):  # and from Python
+                pool.free(pool.realloc(pool.alloc(1, 8), 32))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "deadlock"
+    assert errors == []
+    assert pool.block_count == 100 and pool.size == 800
+    for addr in keep:
+        pool.free(addr)
+    assert pool.block_count == 0 and pool.size == 0

@@ -213,3 +213,29 @@ def build_nested_then_fail(Pool mem, int n_ok):
     for i in range(n_ok):
         rows[i] = <int64_t*>mem.alloc(8, sizeof(int64_t))
     raise RuntimeError("failed while building")
+
+
+def build_rows(Pool mem, int n_rows):
+    """A realistic nested build: a row table, rows grown by realloc, some freed."""
+    cdef int64_t** rows = <int64_t**>mem.alloc(n_rows, sizeof(int64_t*))
+    cdef int i, shift
+    for i in range(n_rows):
+        rows[i] = <int64_t*>mem.alloc(4, sizeof(int64_t))
+        for shift in range(3):
+            rows[i] = <int64_t*>mem.realloc(rows[i], (64 << shift))
+        rows[i][0] = i
+        if i % 3 == 0:
+            mem.free(rows[i])
+            rows[i] = NULL
+    return mem.size
+
+
+def alloc_free_loop(Pool mem, int n):
+    """n alloc/realloc/free rounds; used from several Python threads at once."""
+    cdef int i
+    cdef void* p
+    for i in range(n):
+        p = mem.alloc(1, 16 + i % 64)
+        if i % 4 == 0:
+            p = mem.realloc(p, 256)
+        mem.free(p)
