@@ -33,18 +33,18 @@ REQ_FILES = {"pyproject.toml", "setup.cfg", "setup.py"}
 SKIP_DIRS = {".git", "build", "__pycache__"}
 
 # `from cymem.cymem cimport X` / `from cymem import X` (module part kept).
-FROM_RE = re.compile(r"^(\s*from\s+)cymem((?:\.cymem)?\s+c?import\b)", re.M)
+FROM_RE = re.compile(r"^(\s*from\s+)cymem((?:\.cymem)?\s+c?import\b)", re.MULTILINE)
 # `cimport cymem.cymem as m` / `import cymem.cymem as m`: aliased, safe to rename.
-DOTTED_ALIAS_RE = re.compile(r"^(\s*c?import\s+)cymem(\.cymem\s+as\s+\w+)", re.M)
+DOTTED_ALIAS_RE = re.compile(r"^(\s*c?import\s+)cymem(\.cymem\s+as\s+\w+)", re.MULTILINE)
 # `import cymem` / `cimport cymem` (bare, unaliased): keep the name `cymem`.
-BARE_RE = re.compile(r"^(\s*c?import\s+)cymem(\s*(?:#.*)?)$", re.M)
+BARE_RE = re.compile(r"^(\s*c?import\s+)cymem(\s*(?:#.*)?)$", re.MULTILINE)
 # A requirement on the cymem distribution, with an optional version range.
 _OP = r"(?:===|==|!=|<=|>=|~=|<|>)"
 _VER = r"\s*" + _OP + r"\s*[\w.*+!-]+"
 # Only at the start of a line (setup.cfg, requirements.txt) or right after a
 # quote (pyproject.toml, setup.py), so code such as `import cymem` is not hit.
 REQ_RE = re.compile(
-    r"""(^[ \t]*|["'])cymem(?![\w.-])(?:""" + _VER + r"(?:\s*," + _VER + r")*)?", re.M
+    r"""(^[ \t]*|["'])cymem(?![\w.-])(?:""" + _VER + r"(?:\s*," + _VER + r")*)?", re.MULTILINE
 )
 # Anything still naming cymem (but not cymem_rs) after the rewrite.
 LEFTOVER_RE = re.compile(r"(?<![\w.])(?<!as )cymem(?![\w])")
