@@ -132,15 +132,18 @@ lint: $(VENV)/.tools
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --features python -- -D warnings
-	$(VENV)/bin/ruff check cymem_rs tests examples
-	$(VENV)/bin/ruff format --check cymem_rs tests examples
+	$(VENV)/bin/ruff check cymem_rs tests examples benches
+	$(VENV)/bin/ruff format --check cymem_rs tests examples benches
 
 fmt: $(VENV)/.tools
 	$(CARGO) fmt
 	$(VENV)/bin/ruff format cymem_rs tests examples
 
-bench:
+## Criterion benchmarks of the core beside libc, then the Cython suite:
+## cymem vs cymem_rs vs baselines in one process (table, chart, report).
+bench: install
 	$(CARGO) bench --bench pool
+	bash benches/cython/run.sh
 
 clean:
 	$(CARGO) clean
