@@ -157,7 +157,7 @@ fetch() {
         # e.g. numpy and blis for thinc, to be compiled from source.)
         "$VPY" -m pip download --no-binary "$name" --no-deps "$name==$version" -d "$SDISTS" \
             >"$LOGS/$name-download.log" 2>&1 || { tail -n 30 "$LOGS/$name-download.log" >&2; return 1; }
-        sdist=$(ls "$SDISTS/$name-$version".tar.gz "$SDISTS/$name-$version".zip 2>/dev/null | head -n 1)
+        sdist=$(ls "$SDISTS/$name-$version".tar.gz "$SDISTS/$name-$version".zip 2>/dev/null | head -n 1 || true)
     fi
     [[ -f "$sdist" ]] || { echo "no sdist for $name $version in $SDISTS" >&2; return 1; }
     echo "$sdist"
