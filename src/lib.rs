@@ -21,5 +21,5 @@ pub mod python;
 
 pub use allocator::Allocator;
 pub use error::PoolError;
-pub use pool::Pool;
+pub use pool::{Pool, PoolStats};
 pub use shared::SharedPool;

@@ -8,7 +8,7 @@ use bumpalo::Bump;
 
 use crate::allocator::Allocator;
 use crate::error::PoolError;
-use crate::table::BlockTable;
+use crate::table::{BlockTable, TableFull};
 
 /// The largest block C and Rust can address (`isize::MAX` bytes).
 const MAX_BLOCK: usize = isize::MAX as usize;
@@ -52,8 +52,38 @@ enum Source {
 pub struct Pool {
     table: BlockTable,
     source: Source,
+    stats: Counters,
+}
+
+/// A pool's running counters, kept by [`Pool::record`] and [`Pool::forget`]
+/// (the only places blocks enter and leave the index).
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
     /// Bytes in live blocks (0-byte blocks count as 0).
     size: usize,
+    peak_size: usize,
+    allocs: u64,
+    frees: u64,
+    reallocs: u64,
+}
+
+/// A snapshot of a pool's statistics.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Bytes in live blocks.
+    pub size: usize,
+    /// The most bytes live at once since the pool was made or
+    /// [`Pool::reset_peak`] was last called.
+    pub peak_size: usize,
+    /// Live blocks (0-byte blocks included).
+    pub block_count: usize,
+    /// Blocks handed out by `alloc` (successful calls).
+    pub total_allocs: u64,
+    /// Blocks released by `free`, `free_all` or the pool's drop.
+    pub total_frees: u64,
+    /// Successful `realloc` calls.
+    pub total_reallocs: u64,
 }
 
 impl Default for Pool {
@@ -73,7 +103,7 @@ impl Pool {
         Pool {
             table: BlockTable::default(),
             source: Source::Heap(allocator),
-            size: 0,
+            stats: Counters::default(),
         }
     }
 
@@ -85,7 +115,7 @@ impl Pool {
         Pool {
             table: BlockTable::default(),
             source: Source::Arena(Bump::with_min_align()),
-            size: 0,
+            stats: Counters::default(),
         }
     }
 
@@ -128,9 +158,61 @@ impl Pool {
         }
     }
 
+    // The block index. Every block enters through `record` and leaves through
+    // `forget` or `moved`, which also keep the counters.
+
+    /// Adds a fresh block to the index. `Ok(false)`: already there (a broken
+    /// custom allocator), nothing changed.
+    fn record(&mut self, addr: usize, bytes: usize) -> Result<bool, TableFull> {
+        let added = self.table.insert(addr, bytes)?;
+        if added {
+            let stats = &mut self.stats;
+            stats.size += bytes;
+            stats.peak_size = stats.peak_size.max(stats.size);
+            stats.allocs += 1;
+        }
+        Ok(added)
+    }
+
+    /// Removes a block from the index; its size, or `None` if unknown.
+    fn forget(&mut self, addr: usize) -> Option<usize> {
+        let bytes = self.table.remove(addr)?;
+        self.stats.size -= bytes;
+        self.stats.frees += 1;
+        Some(bytes)
+    }
+
+    /// The size of a block in the index.
+    fn lookup(&self, addr: usize) -> Option<usize> {
+        self.table.get(addr)
+    }
+
+    /// Records that the block at `old_addr` (of `old_size` bytes) now lives
+    /// at `new_addr` with `new_size` bytes. Needs `reserve_move` first.
+    fn moved(&mut self, old_addr: usize, old_size: usize, new_addr: usize, new_size: usize) {
+        self.table.replace(old_addr, new_addr, new_size);
+        let stats = &mut self.stats;
+        stats.size = stats.size - old_size + new_size;
+        stats.peak_size = stats.peak_size.max(stats.size);
+        stats.reallocs += 1;
+    }
+
+    /// Makes sure `moved` cannot fail for want of memory.
+    fn reserve_move(&mut self) -> Result<(), TableFull> {
+        self.table.reserve_large()
+    }
+
+    /// Empties the index, calling `release` with each block's address, and
+    /// counts them as freed.
+    fn forget_all(&mut self, release: impl FnMut(usize)) {
+        self.stats.frees += self.table.len() as u64;
+        self.table.drain(release);
+        self.stats.size = 0;
+    }
+
     /// Bytes in live blocks.
     pub fn size(&self) -> usize {
-        self.size
+        self.stats.size
     }
 
     /// Number of live blocks (0-byte blocks included).
@@ -138,9 +220,27 @@ impl Pool {
         self.table.len()
     }
 
+    /// The pool's counters, now.
+    pub fn stats(&self) -> PoolStats {
+        let c = self.stats;
+        PoolStats {
+            size: c.size,
+            peak_size: c.peak_size,
+            block_count: self.block_count(),
+            total_allocs: c.allocs,
+            total_frees: c.frees,
+            total_reallocs: c.reallocs,
+        }
+    }
+
+    /// Starts a new high-water mark from the bytes live now.
+    pub fn reset_peak(&mut self) {
+        self.stats.peak_size = self.stats.size;
+    }
+
     /// The size of a live block, or `None` if `ptr` is not one of this pool's.
     pub fn block_size(&self, ptr: *const c_void) -> Option<usize> {
-        self.table.get(ptr as usize)
+        self.lookup(ptr as usize)
     }
 
     /// Whether `ptr` is a live block of this pool.
@@ -164,11 +264,8 @@ impl Pool {
             .new_block(bytes.max(1))
             .ok_or(PoolError::OutOfMemory { bytes })?;
         let addr = block.as_ptr() as usize;
-        match self.table.insert(addr, bytes) {
-            Ok(true) => {
-                self.size += bytes;
-                Ok(block.cast())
-            }
+        match self.record(addr, bytes) {
+            Ok(true) => Ok(block.cast()),
             // A broken custom allocator handed out a live block again. Tracking
             // it twice would mean a double free later; leave it untracked.
             Ok(false) => Err(PoolError::AllocatorReturnedLiveBlock { addr }),
@@ -185,10 +282,8 @@ impl Pool {
     pub fn free(&mut self, ptr: *mut c_void) -> Result<usize, PoolError> {
         let addr = ptr as usize;
         let bytes = self
-            .table
-            .remove(addr)
+            .forget(addr)
             .ok_or(PoolError::UnknownPointer { addr })?;
-        self.size -= bytes;
         // SAFETY: `addr` was in the table, so it is a live non-NULL block of
         // our source; removing it from the table makes this its only release.
         unsafe { self.release(NonNull::new_unchecked(ptr.cast())) };
@@ -207,8 +302,7 @@ impl Pool {
     ) -> Result<NonNull<c_void>, PoolError> {
         let addr = ptr as usize;
         let old = self
-            .table
-            .get(addr)
+            .lookup(addr)
             .ok_or(PoolError::UnknownPointer { addr })?;
         if new_size <= old {
             return Err(PoolError::NotLarger {
@@ -224,8 +318,7 @@ impl Pool {
             });
         }
         // Recording the moved block must not fail once the move happened.
-        self.table
-            .reserve_large()
+        self.reserve_move()
             .map_err(|_| PoolError::OutOfMemory { bytes: new_size })?;
         // A 0-byte block is backed by 1 zeroed byte; `new_size` >= 1 covers it.
         let backed = old.max(1);
@@ -234,15 +327,13 @@ impl Pool {
         let grown = unsafe { self.grow(NonNull::new_unchecked(ptr.cast()), backed, new_size) }
             .ok_or(PoolError::OutOfMemory { bytes: new_size })?;
         let new_addr = grown.as_ptr() as usize;
-        if new_addr != addr && self.table.get(new_addr).is_some() {
+        if new_addr != addr && self.lookup(new_addr).is_some() {
             // Broken custom allocator: the old block is gone, and the "new" one
             // is someone else's live block. Forget the old record only.
-            self.table.remove(addr);
-            self.size -= old;
+            self.forget(addr);
             return Err(PoolError::AllocatorReturnedLiveBlock { addr: new_addr });
         }
-        self.table.replace(addr, new_addr, new_size);
-        self.size = self.size - old + new_size;
+        self.moved(addr, old, new_addr, new_size);
         Ok(grown.cast())
     }
 
@@ -270,7 +361,7 @@ impl Pool {
         match &mut self.source {
             Source::Heap(allocator) => {
                 let allocator = *allocator;
-                self.table.drain(|addr| {
+                self.forget_all(|addr| {
                     // SAFETY: every table entry is a live non-NULL block of
                     // `allocator`; `drain` removes each as it goes, so each is
                     // released once.
@@ -279,11 +370,12 @@ impl Pool {
             }
             Source::Arena(bump) => {
                 // The blocks die with their chunks: forget them all at once.
-                self.table = BlockTable::default();
                 bump.reset();
+                self.stats.frees += self.table.len() as u64;
+                self.stats.size = 0;
+                self.table = BlockTable::default();
             }
         }
-        self.size = 0;
     }
 }
 
