@@ -17,7 +17,7 @@ WHEELS   := $(BUILD)/wheels
 # Python builds use their own target dir so they don't flip the plain C
 # library's features back and forth in target/release.
 export CARGO_TARGET_DIR_PY := $(CURDIR)/target/wheels
-PY_TOOLS := maturin==1.16.0 "cython==3.3.1" pytest setuptools ruff==0.17.5 cymem==2.0.16
+PY_TOOLS := maturin==1.16.0 "cython==3.3.1" pytest setuptools ruff==0.17.5 cymem==2.0.16 numpy==2.4.6
 
 .PHONY: all lib demo demo-c demo-cython test test-rust test-c test-python test-compat \
 	test-thirdparty check-valgrind check-sanitizers check-header check-no-python install lint fmt bench header fuzz clean
