@@ -78,6 +78,17 @@ typedef int CymemStatus;
  */
 #define CYMEM_ERR_BAD_ALLOCATOR 6
 
+/**
+ * `free` or `realloc` of a pinned block (a live zero-copy view, or
+ * `cymem_pool_pin`); the block is left as it was.
+ */
+#define CYMEM_ERR_BLOCK_IN_USE 7
+
+/**
+ * `cymem_pool_unpin` of a block that has no pins left.
+ */
+#define CYMEM_ERR_NOT_PINNED 9
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -193,6 +204,37 @@ const char *cymem_last_error_message(void);
  * A static description of a status code (any value is accepted).
  */
 const char *cymem_status_message(CymemStatus status);
+
+/**
+ * Pins a live block so that `cymem_pool_free` and `cymem_pool_realloc` of
+ * it fail with `CYMEM_ERR_BLOCK_IN_USE` (block untouched) until a matching
+ * `cymem_pool_unpin`: for code that hands the block to someone else (a
+ * zero-copy view) and must not have it freed under them. Pins nest.
+ * `CYMEM_ERR_UNKNOWN_POINTER` if `ptr` is not a live block of the pool.
+ * `cymem_pool_destroy` still frees pinned blocks.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle. `ptr` may be anything.
+ */
+CymemStatus cymem_pool_pin(CymemPool *pool, const void *ptr);
+
+/**
+ * Undoes one `cymem_pool_pin`. `CYMEM_ERR_UNKNOWN_POINTER` if `ptr` is not a
+ * live block, `CYMEM_ERR_NOT_PINNED` if it has no pins left.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle. `ptr` may be anything.
+ */
+CymemStatus cymem_pool_unpin(CymemPool *pool, const void *ptr);
+
+/**
+ * The number of pins a block holds: 0 for an unpinned block or a pointer
+ * that is not a live block. 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle. `ptr` may be anything.
+ */
+size_t cymem_pool_pin_count(const CymemPool *pool, const void *ptr);
 
 #ifdef __cplusplus
 }  // extern "C"

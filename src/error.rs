@@ -26,6 +26,12 @@ pub enum PoolError {
     /// The backing allocator returned an address that is still a live block of
     /// this pool (a broken custom allocator). The new block is not tracked.
     AllocatorReturnedLiveBlock { addr: usize },
+    /// `free` or `realloc` of a block that is pinned (by `views` live
+    /// zero-copy views, or by C code through `cymem_pool_pin`): releasing or
+    /// moving it would leave them pointing at dead memory. The block is untouched.
+    BlockInUse { addr: usize, views: usize },
+    /// `unpin` of a live block that is not pinned (more unpins than pins).
+    NotPinned { addr: usize },
 }
 
 impl fmt::Display for PoolError {
@@ -54,6 +60,15 @@ impl fmt::Display for PoolError {
             PoolError::AllocatorReturnedLiveBlock { addr } => write!(
                 f,
                 "the custom allocator returned {addr:#x}, which is still a live block of this pool"
+            ),
+            PoolError::BlockInUse { addr, views } => write!(
+                f,
+                "block {addr:#x} is in use by {views} live view(s) or pin(s); \
+                 release them before freeing or moving it"
+            ),
+            PoolError::NotPinned { addr } => write!(
+                f,
+                "block {addr:#x} is not pinned: every unpin must match an earlier pin"
             ),
         }
     }

@@ -38,6 +38,11 @@ pub const CYMEM_ERR_UNKNOWN_POINTER: CymemStatus = 4;
 pub const CYMEM_ERR_NOT_LARGER: CymemStatus = 5;
 /// A custom allocator returned a block that is still live in this pool.
 pub const CYMEM_ERR_BAD_ALLOCATOR: CymemStatus = 6;
+/// `free` or `realloc` of a pinned block (a live zero-copy view, or
+/// `cymem_pool_pin`); the block is left as it was.
+pub const CYMEM_ERR_BLOCK_IN_USE: CymemStatus = 7;
+/// `cymem_pool_unpin` of a block that has no pins left.
+pub const CYMEM_ERR_NOT_PINNED: CymemStatus = 9;
 
 /// `void *malloc(size_t)`-shaped function for a custom allocator.
 pub type CymemMallocFn = Option<unsafe extern "C" fn(usize) -> *mut c_void>;
@@ -63,6 +68,8 @@ impl From<PoolError> for CymemStatus {
             PoolError::UnknownPointer { .. } => CYMEM_ERR_UNKNOWN_POINTER,
             PoolError::NotLarger { .. } => CYMEM_ERR_NOT_LARGER,
             PoolError::AllocatorReturnedLiveBlock { .. } => CYMEM_ERR_BAD_ALLOCATOR,
+            PoolError::BlockInUse { .. } => CYMEM_ERR_BLOCK_IN_USE,
+            PoolError::NotPinned { .. } => CYMEM_ERR_NOT_PINNED,
         }
     }
 }
@@ -108,6 +115,8 @@ fn static_message(status: CymemStatus) -> &'static CStr {
         CYMEM_ERR_UNKNOWN_POINTER => c"pointer is not a live block of this pool",
         CYMEM_ERR_NOT_LARGER => c"realloc only grows a block",
         CYMEM_ERR_BAD_ALLOCATOR => c"custom allocator returned a live block",
+        CYMEM_ERR_BLOCK_IN_USE => c"block is pinned by live views; unpin it first",
+        CYMEM_ERR_NOT_PINNED => c"block is not pinned",
         _ => c"unknown status code",
     }
 }
@@ -350,4 +359,53 @@ pub extern "C" fn cymem_last_error_message() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn cymem_status_message(status: CymemStatus) -> *const c_char {
     static_message(status).as_ptr()
+}
+
+/// Pins a live block so that `cymem_pool_free` and `cymem_pool_realloc` of
+/// it fail with `CYMEM_ERR_BLOCK_IN_USE` (block untouched) until a matching
+/// `cymem_pool_unpin`: for code that hands the block to someone else (a
+/// zero-copy view) and must not have it freed under them. Pins nest.
+/// `CYMEM_ERR_UNKNOWN_POINTER` if `ptr` is not a live block of the pool.
+/// `cymem_pool_destroy` still frees pinned blocks.
+///
+/// # Safety
+/// `pool` is NULL or a live handle. `ptr` may be anything.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_pin(pool: *mut CymemPool, ptr: *const c_void) -> CymemStatus {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, "cymem_pool_pin") }) else {
+        return CYMEM_ERR_NULL_ARGUMENT;
+    };
+    match pool.with(|p| p.pin(ptr)) {
+        Ok(()) => CYMEM_OK,
+        Err(err) => report(err),
+    }
+}
+
+/// Undoes one `cymem_pool_pin`. `CYMEM_ERR_UNKNOWN_POINTER` if `ptr` is not a
+/// live block, `CYMEM_ERR_NOT_PINNED` if it has no pins left.
+///
+/// # Safety
+/// `pool` is NULL or a live handle. `ptr` may be anything.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_unpin(pool: *mut CymemPool, ptr: *const c_void) -> CymemStatus {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, "cymem_pool_unpin") }) else {
+        return CYMEM_ERR_NULL_ARGUMENT;
+    };
+    match pool.with(|p| p.unpin(ptr)) {
+        Ok(()) => CYMEM_OK,
+        Err(err) => report(err),
+    }
+}
+
+/// The number of pins a block holds: 0 for an unpinned block or a pointer
+/// that is not a live block. 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
+///
+/// # Safety
+/// `pool` is NULL or a live handle. `ptr` may be anything.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_pin_count(pool: *const CymemPool, ptr: *const c_void) -> usize {
+    // SAFETY: caller's contract.
+    unsafe { handle(pool, "cymem_pool_pin_count") }.map_or(0, |pool| pool.with(|p| p.pins(ptr)))
 }

@@ -1,10 +1,12 @@
 //! The pool: hands out zeroed blocks, remembers each one, frees each exactly once.
 
 use std::alloc::Layout;
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::ptr::NonNull;
 
 use bumpalo::Bump;
+use rustc_hash::FxBuildHasher;
 
 use crate::allocator::Allocator;
 use crate::error::PoolError;
@@ -53,6 +55,7 @@ pub struct Pool {
     table: BlockTable,
     source: Source,
     stats: Counters,
+    pins: Pins,
 }
 
 /// A pool's running counters, kept by [`Pool::record`] and [`Pool::forget`]
@@ -104,6 +107,7 @@ impl Pool {
             table: BlockTable::default(),
             source: Source::Heap(allocator),
             stats: Counters::default(),
+            pins: Pins::default(),
         }
     }
 
@@ -116,6 +120,7 @@ impl Pool {
             table: BlockTable::default(),
             source: Source::Arena(Bump::with_min_align()),
             stats: Counters::default(),
+            pins: Pins::default(),
         }
     }
 
@@ -281,6 +286,7 @@ impl Pool {
     /// (a foreign pointer, NULL, or a block already freed). Returns its size.
     pub fn free(&mut self, ptr: *mut c_void) -> Result<usize, PoolError> {
         let addr = ptr as usize;
+        self.pins.check_unpinned(addr)?;
         let bytes = self
             .forget(addr)
             .ok_or(PoolError::UnknownPointer { addr })?;
@@ -301,6 +307,7 @@ impl Pool {
         new_size: usize,
     ) -> Result<NonNull<c_void>, PoolError> {
         let addr = ptr as usize;
+        self.pins.check_unpinned(addr)?;
         let old = self
             .lookup(addr)
             .ok_or(PoolError::UnknownPointer { addr })?;
@@ -357,7 +364,12 @@ impl Pool {
     }
 
     /// Releases every live block now; the pool stays usable.
+    ///
+    /// Pinned blocks are released too and every pin is dropped: this is the
+    /// whole pool going away, which pins do not stop (as with drop). Python
+    /// cannot reach it while a view lives, since the view keeps its Pool alive.
     pub fn free_all(&mut self) {
+        self.pins.clear();
         match &mut self.source {
             Source::Heap(allocator) => {
                 let allocator = *allocator;
@@ -385,5 +397,91 @@ impl Drop for Pool {
         if let Source::Heap(_) = self.source {
             self.free_all();
         }
+    }
+}
+
+/// Pin counts of the blocks that must not be freed or moved (live zero-copy
+/// views, or C code sharing a block). Empty for almost every pool, so the
+/// `free` / `realloc` check is one predictable branch on the map's length.
+#[derive(Debug, Default)]
+struct Pins(HashMap<usize, usize, FxBuildHasher>);
+
+impl Pins {
+    /// `BlockInUse` if `addr` is pinned.
+    #[inline]
+    fn check_unpinned(&self, addr: usize) -> Result<(), PoolError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            self.check_slow(addr)
+        }
+    }
+
+    #[cold]
+    fn check_slow(&self, addr: usize) -> Result<(), PoolError> {
+        match self.0.get(&addr) {
+            Some(&views) => Err(PoolError::BlockInUse { addr, views }),
+            None => Ok(()),
+        }
+    }
+
+    fn count(&self, addr: usize) -> usize {
+        self.0.get(&addr).copied().unwrap_or(0)
+    }
+
+    fn clear(&mut self) {
+        self.0 = HashMap::default();
+    }
+}
+
+impl Pool {
+    /// Pins a live block: until a matching [`Pool::unpin`], `free` and
+    /// `realloc` of it fail with [`PoolError::BlockInUse`] and leave it as it
+    /// is. Pins nest (a count per block). `UnknownPointer` if `ptr` is not a
+    /// live block of this pool.
+    pub fn pin(&mut self, ptr: *const c_void) -> Result<(), PoolError> {
+        let addr = ptr as usize;
+        if self.lookup(addr).is_none() {
+            return Err(PoolError::UnknownPointer { addr });
+        }
+        self.pins
+            .0
+            .try_reserve(1)
+            .map_err(|_| PoolError::OutOfMemory {
+                bytes: std::mem::size_of::<(usize, usize)>(),
+            })?;
+        // A count cannot overflow: each pin stands for a live object or a
+        // caller's pending unpin, far fewer than `usize::MAX`.
+        *self.pins.0.entry(addr).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Undoes one [`Pool::pin`]. `UnknownPointer` if `ptr` is not a live
+    /// block, `NotPinned` if it has no pins left (never an underflow).
+    pub fn unpin(&mut self, ptr: *const c_void) -> Result<(), PoolError> {
+        let addr = ptr as usize;
+        if self.lookup(addr).is_none() {
+            return Err(PoolError::UnknownPointer { addr });
+        }
+        match self.pins.0.get_mut(&addr) {
+            None => Err(PoolError::NotPinned { addr }),
+            Some(1) => {
+                self.pins.0.remove(&addr);
+                if self.pins.0.is_empty() && self.pins.0.capacity() > 64 {
+                    // Give back the memory of a burst of views.
+                    self.pins.clear();
+                }
+                Ok(())
+            }
+            Some(count) => {
+                *count -= 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// How many pins a block holds (0 for an unpinned or unknown pointer).
+    pub fn pins(&self, ptr: *const c_void) -> usize {
+        self.pins.count(ptr as usize)
     }
 }
