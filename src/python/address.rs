@@ -1,12 +1,14 @@
 //! `cymem_rs.cymem.Address`: one zeroed block owned by a Python object.
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::ptr::NonNull;
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::allocators::{allocator_for, default_free, default_malloc};
 use super::errors::{pool_exception, Operation};
+use super::view::{fill_buffer, BlockView, Export};
 use crate::allocator::Allocator;
 use crate::error::PoolError;
 use crate::pool::block_bytes;
@@ -66,12 +68,57 @@ impl Address {
     fn __repr__(&self) -> String {
         format!("<cymem_rs.Address {:#x} size={}>", self.addr(), self.size)
     }
+
+    /// A typed, shaped zero-copy view of the block (see `Pool.view`); it
+    /// keeps this Address alive.
+    #[pyo3(signature = (format = "B", shape = None, readonly = false))]
+    fn view(
+        slf: &Bound<'_, Self>,
+        format: &str,
+        shape: Option<&Bound<'_, PyAny>>,
+        readonly: bool,
+    ) -> PyResult<BlockView> {
+        BlockView::of_address(slf, format, shape, readonly)
+    }
+
+    /// The block as writable bytes (`memoryview(address)`), in place.
+    ///
+    /// # Safety
+    /// Called by CPython's buffer machinery with a `Py_buffer` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let export = Export {
+            buf: this.ptr.0.as_ptr(),
+            nbytes: this.size,
+            itemsize: 1,
+            readonly: false,
+            format: c"B",
+            shape_strides: None,
+        };
+        // SAFETY: the block lives as long as this Address, which the export
+        // holds a reference to.
+        unsafe { fill_buffer(view, flags, slf.clone().into_any(), &export) }
+    }
 }
 
 impl Address {
     /// The field C reads, for the C API's offset check.
     pub(crate) fn ptr_field(&self) -> *const c_void {
         (&self.ptr as *const BlockPtr).cast()
+    }
+
+    /// The block's address, for views.
+    pub(crate) fn block_addr(&self) -> usize {
+        self.ptr.0.as_ptr() as usize
+    }
+
+    /// The block's size in bytes, for views.
+    pub(crate) fn byte_size(&self) -> usize {
+        self.size
     }
 }
 

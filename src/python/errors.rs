@@ -1,13 +1,16 @@
 //! cymem's exceptions for the pool's errors: one mapping for Python calls and
 //! for Cython calls through the C API.
 
-use pyo3::exceptions::{PyKeyError, PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyBufferError, PyKeyError, PyMemoryError, PyRuntimeError, PyTypeError, PyValueError,
+};
 use pyo3::PyErr;
 
 use crate::error::PoolError;
 use crate::ffi::{
-    CymemStatus, CYMEM_ERR_BAD_ALLOCATOR, CYMEM_ERR_NOT_LARGER, CYMEM_ERR_NULL_ARGUMENT,
-    CYMEM_ERR_OUT_OF_MEMORY, CYMEM_ERR_SIZE_OVERFLOW, CYMEM_ERR_UNKNOWN_POINTER,
+    CymemStatus, CYMEM_ERR_BAD_ALLOCATOR, CYMEM_ERR_BLOCK_IN_USE, CYMEM_ERR_NOT_LARGER,
+    CYMEM_ERR_NOT_PINNED, CYMEM_ERR_NULL_ARGUMENT, CYMEM_ERR_OUT_OF_MEMORY,
+    CYMEM_ERR_SIZE_OVERFLOW, CYMEM_ERR_UNKNOWN_POINTER,
 };
 
 /// Which pool operation failed: cymem raises KeyError for an unknown block in
@@ -31,6 +34,10 @@ pub(crate) fn exception(op: Operation, status: CymemStatus, message: String) -> 
         CYMEM_ERR_NOT_LARGER => PyValueError::new_err(message),
         CYMEM_ERR_NULL_ARGUMENT => PyTypeError::new_err(message),
         CYMEM_ERR_BAD_ALLOCATOR => PyRuntimeError::new_err(message),
+        // Freeing or moving a block under a live view: the buffer protocol's
+        // own error for an object whose buffers are still exported.
+        CYMEM_ERR_BLOCK_IN_USE => PyBufferError::new_err(message),
+        CYMEM_ERR_NOT_PINNED => PyValueError::new_err(message),
         _ => PyRuntimeError::new_err(format!("cymem_rs error {status}: {message}")),
     }
 }

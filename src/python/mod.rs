@@ -7,12 +7,14 @@ mod allocators;
 mod capi;
 mod errors;
 mod pool;
+mod view;
 
 use pyo3::prelude::*;
 
 pub use address::Address;
 pub use allocators::{PyFree, PyMalloc};
 pub use pool::Pool;
+pub use view::BlockView;
 
 #[pymodule]
 #[pyo3(name = "cymem")]
@@ -22,6 +24,7 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Address>()?;
     m.add_class::<PyMalloc>()?;
     m.add_class::<PyFree>()?;
+    m.add_class::<BlockView>()?;
     m.add(
         "Default_Malloc",
         allocators::default_malloc(py)?.clone_ref(py),

@@ -11,6 +11,7 @@ use pyo3::PyTraverseError;
 
 use super::allocators::{allocator_for, default_free, default_malloc, PyFree, PyMalloc};
 use super::errors::{pool_exception, Operation};
+use super::view::BlockView;
 use crate::ffi::CymemPool;
 use crate::pool::Pool as CorePool;
 use crate::shared::SharedPool;
@@ -176,6 +177,22 @@ impl Pool {
         self.with_core(|pool| pool.realloc(addr as *mut c_void, new_size))
             .map(|p| p.as_ptr() as usize)
             .map_err(|e| pool_exception(Operation::Realloc, e))
+    }
+
+    /// A zero-copy view of the live block at `addr` through the buffer
+    /// protocol (`memoryview`, `numpy.asarray`), with a struct-module item
+    /// `format` and a `shape` (default: as many items as fit). The view keeps
+    /// the pool alive and pins the block: `free` / `realloc` of it raise
+    /// BufferError until the view (and every buffer taken from it) is gone.
+    #[pyo3(signature = (addr, format = "B", shape = None, readonly = false))]
+    fn view(
+        slf: &Bound<'_, Self>,
+        addr: usize,
+        format: &str,
+        shape: Option<&Bound<'_, PyAny>>,
+        readonly: bool,
+    ) -> PyResult<BlockView> {
+        BlockView::of_pool(slf, addr, format, shape, readonly)
     }
 
     fn __repr__(&self) -> String {

@@ -1,0 +1,450 @@
+//! Zero-copy views: `cymem_rs.cymem.BlockView`, and the buffer export that
+//! `Address` shares with it.
+//!
+//! A view hands out the block's own memory through the buffer protocol, so
+//! `memoryview`, `numpy.asarray` and `numpy.frombuffer` read and write the
+//! block in place. It holds a strong reference to its owner (the Pool or
+//! Address), so the memory outlives every consumer; a pool block is also
+//! pinned while the view lives, so `Pool.free` / `realloc` of it raise
+//! BufferError instead of leaving the view dangling.
+
+use std::ffi::{c_int, c_void, CStr, CString};
+use std::os::raw::c_long;
+
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+use pyo3::PyTraverseError;
+
+use super::address::Address;
+use super::errors::{pool_exception, Operation};
+use super::pool::Pool;
+use crate::error::PoolError;
+
+/// The object whose memory a view shows, kept alive by the view.
+enum Owner {
+    /// The block is pinned in this pool for the view's life.
+    Pool(Py<Pool>),
+    /// An Address frees its block only when it dies: no pin needed.
+    Address(Py<Address>),
+}
+
+/// A typed, shaped window on a pool block or an Address, exporting the
+/// buffer protocol (C-contiguous). Made by `Pool.view` and `Address.view`.
+#[pyclass(module = "cymem_rs.cymem", name = "BlockView", frozen)]
+pub struct BlockView {
+    owner: Owner,
+    /// The first byte: a live block of `owner` for as long as the view lives.
+    addr: usize,
+    /// `product(shape) * itemsize`, at most the block's size.
+    nbytes: usize,
+    itemsize: usize,
+    format: CString,
+    shape: Box<[isize]>,
+    strides: Box<[isize]>,
+    readonly: bool,
+}
+
+/// Item format, shape and writability of a view, checked against a block.
+struct Layout {
+    format: CString,
+    itemsize: usize,
+    shape: Box<[isize]>,
+    strides: Box<[isize]>,
+    nbytes: usize,
+}
+
+/// The size of one item of a struct-module format holding a single item:
+/// an optional byte-order prefix (`@` native, `=` `<` `>` `!` standard sizes)
+/// and one code. ValueError for anything else (repeat counts, several items).
+fn item_size(format: &str) -> PyResult<usize> {
+    let (native, code) = match format.as_bytes() {
+        [code] => (true, *code),
+        [b'@', code] => (true, *code),
+        [b'=' | b'<' | b'>' | b'!', code] => (false, *code),
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "unsupported view format {format:?}: give one struct-module item code \
+                 (b B h H i I l L q Q n N f d e ? c), optionally after @ = < > or !"
+            )))
+        }
+    };
+    let size = match code {
+        b'b' | b'B' | b'c' | b'?' => 1,
+        b'h' | b'H' | b'e' => 2,
+        b'f' => 4,
+        b'q' | b'Q' | b'd' => 8,
+        b'i' | b'I' if native => std::mem::size_of::<c_int>(),
+        b'i' | b'I' => 4,
+        b'l' | b'L' if native => std::mem::size_of::<c_long>(),
+        b'l' | b'L' => 4,
+        b'n' | b'N' if native => std::mem::size_of::<isize>(),
+        b'n' | b'N' => {
+            return Err(PyValueError::new_err(format!(
+                "view format {format:?}: 'n' and 'N' exist only in native mode (no prefix or @)"
+            )))
+        }
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "unsupported view format {format:?}: unknown item code {:?}",
+                code as char
+            )))
+        }
+    };
+    Ok(size)
+}
+
+/// The dimensions asked for: `None` (as many items as fit), an int, or a
+/// tuple or list of ints (`()` is a single item, a 0-dimensional view).
+fn requested_shape(shape: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isize>>> {
+    let Some(shape) = shape.filter(|s| !s.is_none()) else {
+        return Ok(None);
+    };
+    let dims: Vec<isize> = if let Ok(n) = shape.extract::<isize>() {
+        vec![n]
+    } else if shape.is_instance_of::<PyTuple>() || shape.is_instance_of::<PyList>() {
+        shape
+            .try_iter()?
+            .map(|d| {
+                d?.extract::<isize>()
+                    .map_err(|_| PyTypeError::new_err("view shape: every dimension must be an int"))
+            })
+            .collect::<PyResult<_>>()?
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "view shape must be None, an int or a tuple of ints, not {}",
+            shape.get_type().name()?
+        )));
+    };
+    if dims.len() > ffi::PyBUF_MAX_NDIM {
+        return Err(PyValueError::new_err(format!(
+            "view shape has {} dimensions; the buffer protocol allows at most {}",
+            dims.len(),
+            ffi::PyBUF_MAX_NDIM
+        )));
+    }
+    if let Some(d) = dims.iter().find(|&&d| d < 0) {
+        return Err(PyValueError::new_err(format!(
+            "view shape {dims:?}: dimension {d} is negative"
+        )));
+    }
+    Ok(Some(dims))
+}
+
+impl Layout {
+    fn new(block_size: usize, format: &str, shape: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let itemsize = item_size(format)?;
+        let shape: Vec<isize> = match requested_shape(shape)? {
+            // Fits: a block's size is at most isize::MAX.
+            None => vec![(block_size / itemsize) as isize],
+            Some(dims) => dims,
+        };
+        let too_big = || {
+            PyValueError::new_err(format!(
+                "view shape {shape:?} of {format:?} items ({itemsize} bytes each) does not \
+                 fit in the block's {block_size} bytes"
+            ))
+        };
+        let nbytes = shape
+            .iter()
+            .try_fold(itemsize, |acc, &d| acc.checked_mul(d as usize))
+            .filter(|&n| n <= block_size)
+            .ok_or_else(too_big)?;
+        // C order: the last index moves fastest. Every product is <= nbytes,
+        // so none overflows.
+        let mut strides = vec![0isize; shape.len()];
+        let mut step = itemsize as isize;
+        for (stride, &dim) in strides.iter_mut().zip(&shape).rev() {
+            *stride = step;
+            step *= dim.max(1);
+        }
+        Ok(Layout {
+            // No NUL inside: `item_size` accepted only the characters above.
+            format: CString::new(format).map_err(|_| PyValueError::new_err("bad format"))?,
+            itemsize,
+            shape: shape.into_boxed_slice(),
+            strides: strides.into_boxed_slice(),
+            nbytes,
+        })
+    }
+}
+
+/// What `fill_buffer` exports.
+pub(crate) struct Export<'a> {
+    pub(crate) buf: *mut c_void,
+    pub(crate) nbytes: usize,
+    pub(crate) itemsize: usize,
+    pub(crate) readonly: bool,
+    pub(crate) format: &'a CStr,
+    /// `None`: one dimension of `nbytes / itemsize` items, read from the
+    /// `Py_buffer` itself (so the exporter needs no storage of its own).
+    pub(crate) shape_strides: Option<(&'a [isize], &'a [isize])>,
+}
+
+/// Fills `view` for a buffer request, or refuses it with BufferError (and
+/// `view->obj` NULL, as the protocol requires).
+///
+/// # Safety
+/// `view` is NULL or a `Py_buffer` being filled by `PyObject_GetBuffer`;
+/// `export.buf` and the slices stay valid while `owner` is alive (the view
+/// holds a reference to it).
+pub(crate) unsafe fn fill_buffer(
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+    owner: Bound<'_, PyAny>,
+    export: &Export<'_>,
+) -> PyResult<()> {
+    if view.is_null() {
+        return Err(PyBufferError::new_err(
+            "buffer request with a NULL Py_buffer",
+        ));
+    }
+    let wants = |flag: c_int| flags & flag == flag;
+    let refusal = if wants(ffi::PyBUF_WRITABLE) && export.readonly {
+        Some("this view is read-only")
+    } else if wants(ffi::PyBUF_F_CONTIGUOUS)
+        && export
+            .shape_strides
+            .is_some_and(|(shape, _)| shape.iter().filter(|&&d| d > 1).count() > 1)
+    {
+        Some("this view is C-contiguous, not Fortran-contiguous")
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        // SAFETY: `view` is non-NULL and being filled (caller's contract).
+        unsafe { (*view).obj = std::ptr::null_mut() };
+        return Err(PyBufferError::new_err(reason));
+    }
+    // SAFETY: `view` is non-NULL and ours to fill; the pointers stored in it
+    // stay valid while `view->obj` (a new reference to `owner`) lives.
+    unsafe {
+        let v = &mut *view;
+        v.buf = export.buf;
+        v.len = export.nbytes as isize;
+        v.itemsize = export.itemsize as isize;
+        v.readonly = c_int::from(export.readonly);
+        v.format = if wants(ffi::PyBUF_FORMAT) {
+            export.format.as_ptr().cast_mut()
+        } else {
+            std::ptr::null_mut()
+        };
+        v.suboffsets = std::ptr::null_mut();
+        v.internal = std::ptr::null_mut();
+        match export.shape_strides {
+            _ if !wants(ffi::PyBUF_ND) => {
+                // A plain run of bytes: the consumer reads `len` only.
+                v.ndim = 1;
+                v.shape = std::ptr::null_mut();
+                v.strides = std::ptr::null_mut();
+            }
+            Some((shape, strides)) => {
+                v.ndim = shape.len() as c_int;
+                // A 0-dimensional view (a scalar) has NULL shape and strides.
+                let or_null = |s: &[isize]| {
+                    if s.is_empty() {
+                        std::ptr::null_mut()
+                    } else {
+                        s.as_ptr().cast_mut()
+                    }
+                };
+                v.shape = or_null(shape);
+                v.strides = if wants(ffi::PyBUF_STRIDES) {
+                    or_null(strides)
+                } else {
+                    std::ptr::null_mut()
+                };
+            }
+            None => {
+                v.ndim = 1;
+                // One dimension of `len` bytes: point at fields of the view
+                // itself, which lives as long as the export.
+                v.shape = &raw mut v.len;
+                v.strides = if wants(ffi::PyBUF_STRIDES) {
+                    &raw mut v.itemsize
+                } else {
+                    std::ptr::null_mut()
+                };
+            }
+        }
+        v.obj = owner.into_ptr();
+    }
+    Ok(())
+}
+
+impl BlockView {
+    /// A view of the pool block at `addr`, pinned until the view dies.
+    /// KeyError if `addr` is not a live block of the pool.
+    pub(crate) fn of_pool(
+        pool: &Bound<'_, Pool>,
+        addr: usize,
+        format: &str,
+        shape: Option<&Bound<'_, PyAny>>,
+        readonly: bool,
+    ) -> PyResult<Self> {
+        let core = &pool.get().core.0;
+        let block_size = core
+            .with(|p| p.block_size(addr as *const c_void))
+            .ok_or(PoolError::UnknownPointer { addr })
+            .map_err(|e| pool_exception(Operation::Free, e))?;
+        let layout = Layout::new(block_size, format, shape)?;
+        core.with(|p| p.pin(addr as *const c_void))
+            .map_err(|e| pool_exception(Operation::Free, e))?;
+        // From here the view's Drop undoes the pin, whatever happens next.
+        Ok(BlockView::new(
+            Owner::Pool(pool.clone().unbind()),
+            addr,
+            layout,
+            readonly,
+        ))
+    }
+
+    /// A view of an Address's block.
+    pub(crate) fn of_address(
+        address: &Bound<'_, Address>,
+        format: &str,
+        shape: Option<&Bound<'_, PyAny>>,
+        readonly: bool,
+    ) -> PyResult<Self> {
+        let a = address.get();
+        let layout = Layout::new(a.byte_size(), format, shape)?;
+        Ok(BlockView::new(
+            Owner::Address(address.clone().unbind()),
+            a.block_addr(),
+            layout,
+            readonly,
+        ))
+    }
+
+    fn new(owner: Owner, addr: usize, layout: Layout, readonly: bool) -> Self {
+        BlockView {
+            owner,
+            addr,
+            nbytes: layout.nbytes,
+            itemsize: layout.itemsize,
+            format: layout.format,
+            shape: layout.shape,
+            strides: layout.strides,
+            readonly,
+        }
+    }
+}
+
+#[pymethods]
+impl BlockView {
+    /// The Pool or Address whose memory this is (kept alive by the view).
+    #[getter]
+    fn obj(&self, py: Python<'_>) -> Py<PyAny> {
+        match &self.owner {
+            Owner::Pool(pool) => pool.clone_ref(py).into_any(),
+            Owner::Address(address) => address.clone_ref(py).into_any(),
+        }
+    }
+
+    /// The address of the first byte.
+    #[getter]
+    fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// Bytes covered by the view: `product(shape) * itemsize`.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.nbytes
+    }
+
+    #[getter]
+    fn format(&self) -> &str {
+        // Built from a `&str` in `Layout::new`.
+        self.format.to_str().unwrap_or("B")
+    }
+
+    #[getter]
+    fn itemsize(&self) -> usize {
+        self.itemsize
+    }
+
+    #[getter]
+    fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    #[getter]
+    fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.shape.iter())
+    }
+
+    #[getter]
+    fn strides<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.strides.iter())
+    }
+
+    #[getter]
+    fn readonly(&self) -> bool {
+        self.readonly
+    }
+
+    /// # Safety
+    /// Called by CPython's buffer machinery with a `Py_buffer` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let export = Export {
+            buf: this.addr as *mut c_void,
+            nbytes: this.nbytes,
+            itemsize: this.itemsize,
+            readonly: this.readonly,
+            format: &this.format,
+            shape_strides: Some((&this.shape, &this.strides)),
+        };
+        // SAFETY: the block stays live while this view lives (the owner is
+        // kept alive, and a pool block is pinned); the format, shape and
+        // strides are immutable fields of this frozen object, and the
+        // export holds a reference to it.
+        unsafe { fill_buffer(view, flags, slf.clone().into_any(), &export) }
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let owner = match &self.owner {
+            Owner::Pool(_) => "Pool",
+            Owner::Address(_) => "Address",
+        };
+        let shape = self.shape(py)?.repr()?;
+        Ok(format!(
+            "<cymem_rs.BlockView of {owner} block {:#x} format={:?} shape={shape}{}>",
+            self.addr,
+            self.format(),
+            if self.readonly { " readonly" } else { "" }
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // Lets the collector break cycles such as `pool.own_pyref(view)`.
+        match &self.owner {
+            Owner::Pool(pool) => visit.call(pool),
+            Owner::Address(address) => visit.call(address),
+        }
+    }
+}
+
+impl Drop for BlockView {
+    fn drop(&mut self) {
+        if let Owner::Pool(pool) = &self.owner {
+            // Runs in tp_dealloc, attached to the interpreter (pyo3 defers
+            // the last decref of a Py<BlockView> dropped elsewhere), so the
+            // pool is accessed under the same discipline as every call.
+            // The pin is ours; only a Rust-side `free_all` could have
+            // dropped it, and then there is nothing left to undo.
+            let _ = pool
+                .get()
+                .core
+                .0
+                .with(|p| p.unpin(self.addr as *const c_void));
+        }
+    }
+}
