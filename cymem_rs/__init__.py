@@ -11,6 +11,7 @@ import os
 from .cymem import (
     ABI_VERSION,
     Address,
+    BlockView,
     Default_Free,
     Default_Malloc,
     Pool,
@@ -21,6 +22,7 @@ from .cymem import (
 __all__ = [
     "ABI_VERSION",
     "Address",
+    "BlockView",
     "Default_Free",
     "Default_Malloc",
     "Pool",

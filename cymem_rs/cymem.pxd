@@ -158,6 +158,14 @@ cdef extern from *:
     ctypedef class cymem_rs.cymem.PyFree [object CymemRsPyFreeObject, check_size ignore]:
         cdef free_t free
 
+    # Python methods of these types stay reachable from Cython through
+    # ordinary attribute lookup, e.g. zero-copy views (views are Python
+    # objects, so this is a Python call in any case):
+    #     arr = numpy.asarray(mem.view(<size_t>p, "d", (rows, cols)))
+    #     cdef double[:, ::1] m = mem.view(<size_t>p, "d", (rows, cols))
+    #     v = address.view("i")
+    # While a view lives, the inline `mem.free(p)` / `mem.realloc(p, n)` of
+    # its block raise BufferError (the block is pinned).
     ctypedef class cymem_rs.cymem.Pool [object CymemRsPoolObject, check_size ignore]:
         cdef inline void* alloc(self, size_t number, size_t elem_size) except NULL:
             return cymem_rs_pool_alloc(self, number, elem_size)

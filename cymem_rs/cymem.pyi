@@ -45,6 +45,15 @@ class Pool:
         """Releases a block (KeyError if the pool does not hold it)."""
     def realloc(self, addr: int, new_size: int) -> int:
         """Grows a block (ValueError unless larger); returns its new address."""
+    def view(
+        self,
+        addr: int,
+        format: str = "B",
+        shape: int | tuple[int, ...] | list[int] | None = None,
+        readonly: bool = False,
+    ) -> BlockView:
+        """A zero-copy view of a live block (KeyError if unknown). It keeps the
+        pool alive; `free`/`realloc` of the block raise BufferError while it lives."""
 
 @final
 class Address:
@@ -55,3 +64,41 @@ class Address:
     def addr(self) -> int: ...
     @property
     def size(self) -> int: ...
+    def view(
+        self,
+        format: str = "B",
+        shape: int | tuple[int, ...] | list[int] | None = None,
+        readonly: bool = False,
+    ) -> BlockView:
+        """A zero-copy view of the block; it keeps this Address alive."""
+    def __buffer__(self, flags: int, /) -> memoryview:
+        """The block as writable bytes: `memoryview(address)`."""
+
+@final
+class BlockView:
+    """A typed, shaped, C-contiguous window on a pool block or an Address,
+    exported through the buffer protocol (`memoryview`, `numpy.asarray`) with
+    no copy. Made by `Pool.view` / `Address.view`; keeps its owner alive."""
+
+    @property
+    def obj(self) -> Pool | Address:
+        """The owner whose memory this is."""
+    @property
+    def addr(self) -> int: ...
+    @property
+    def nbytes(self) -> int:
+        """`product(shape) * itemsize`."""
+    @property
+    def format(self) -> str:
+        """The struct-module item code, e.g. "d" or "<i"."""
+    @property
+    def itemsize(self) -> int: ...
+    @property
+    def ndim(self) -> int: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def strides(self) -> tuple[int, ...]: ...
+    @property
+    def readonly(self) -> bool: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
