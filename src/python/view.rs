@@ -152,13 +152,14 @@ impl Layout {
             .try_fold(itemsize, |acc, &d| acc.checked_mul(d as usize))
             .filter(|&n| n <= block_size)
             .ok_or_else(too_big)?;
-        // C order: the last index moves fastest. Every product is <= nbytes,
-        // so none overflows.
+        // C order: the last index moves fastest. A 0 dimension counts as 1,
+        // as numpy does, so with one the other dimensions could still be
+        // huge: refuse strides that overflow.
         let mut strides = vec![0isize; shape.len()];
         let mut step = itemsize as isize;
         for (stride, &dim) in strides.iter_mut().zip(&shape).rev() {
             *stride = step;
-            step *= dim.max(1);
+            step = step.checked_mul(dim.max(1)).ok_or_else(too_big)?;
         }
         Ok(Layout {
             // No NUL inside: `item_size` accepted only the characters above.

@@ -309,6 +309,8 @@ def test_bad_shapes_raise(make_pool):
         pool.view(addr, "B", (4, 5))
     with pytest.raises(ValueError, match="does not fit"):
         pool.view(addr, "q", (2**40, 2**40))  # the product overflows
+    with pytest.raises(ValueError, match="does not fit"):
+        pool.view(addr, "q", (0, 2**62, 2**62))  # empty, but the strides overflow
     with pytest.raises(ValueError, match="negative"):
         pool.view(addr, "B", (-1, 2))
     with pytest.raises(ValueError, match="at most 64"):
