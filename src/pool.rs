@@ -10,6 +10,11 @@ use crate::allocator::Allocator;
 use crate::error::PoolError;
 use crate::table::{BlockTable, TableFull};
 
+// A child module so the debug layer can use the block-index methods below.
+#[path = "debug.rs"]
+pub mod debug;
+pub use debug::DebugOptions;
+
 /// The largest block C and Rust can address (`isize::MAX` bytes).
 const MAX_BLOCK: usize = isize::MAX as usize;
 
@@ -53,6 +58,8 @@ pub struct Pool {
     table: BlockTable,
     source: Source,
     stats: Counters,
+    /// `Some` in debug mode (see `debug.rs`); boxed to keep the pool small.
+    debug: Option<Box<debug::DebugState>>,
 }
 
 /// A pool's running counters, kept by [`Pool::record`] and [`Pool::forget`]
@@ -104,6 +111,7 @@ impl Pool {
             table: BlockTable::default(),
             source: Source::Heap(allocator),
             stats: Counters::default(),
+            debug: None,
         }
     }
 
@@ -116,6 +124,7 @@ impl Pool {
             table: BlockTable::default(),
             source: Source::Arena(Bump::with_min_align()),
             stats: Counters::default(),
+            debug: None,
         }
     }
 
@@ -258,6 +267,9 @@ impl Pool {
     /// A 0-byte request still returns a unique non-NULL pointer (counted as 0
     /// bytes): Cython code relies on it, as it did with cymem.
     pub fn alloc(&mut self, number: usize, elem_size: usize) -> Result<NonNull<c_void>, PoolError> {
+        if self.debug.is_some() {
+            return self.debug_alloc(number, elem_size);
+        }
         let bytes = block_bytes(number, elem_size)?;
         // A 0-byte block is backed by 1 byte so it has an address of its own.
         let block = self
@@ -280,6 +292,9 @@ impl Pool {
     /// Releases a live block. Fails, touching no memory, if `ptr` is not one
     /// (a foreign pointer, NULL, or a block already freed). Returns its size.
     pub fn free(&mut self, ptr: *mut c_void) -> Result<usize, PoolError> {
+        if self.debug.is_some() {
+            return self.debug_free(ptr);
+        }
         let addr = ptr as usize;
         let bytes = self
             .forget(addr)
@@ -300,6 +315,9 @@ impl Pool {
         ptr: *mut c_void,
         new_size: usize,
     ) -> Result<NonNull<c_void>, PoolError> {
+        if self.debug.is_some() {
+            return self.debug_realloc(ptr, new_size);
+        }
         let addr = ptr as usize;
         let old = self
             .lookup(addr)
@@ -357,7 +375,19 @@ impl Pool {
     }
 
     /// Releases every live block now; the pool stays usable.
+    ///
+    /// In debug mode damage found here is reported by the next
+    /// [`Pool::check`] (or use [`Pool::free_all_checked`]).
     pub fn free_all(&mut self) {
+        if self.debug.is_some() {
+            if let Err(err) = self.debug_release_everything() {
+                self.debug
+                    .as_deref_mut()
+                    .expect("debug")
+                    .keep_first(Some(err));
+            }
+            return;
+        }
         match &mut self.source {
             Source::Heap(allocator) => {
                 let allocator = *allocator;
@@ -381,6 +411,14 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        if self.debug.is_some() {
+            // Nobody can be told but the process: say it on stderr. (Python
+            // pools and `cymem_pool_destroy_checked` check before this.)
+            if let Err(err) = self.debug_release_everything() {
+                eprintln!("cymem_rs: {err} (found when the pool was dropped)");
+            }
+            return;
+        }
         // An arena's chunks go with the Bump; only heap blocks need a walk.
         if let Source::Heap(_) = self.source {
             self.free_all();
