@@ -71,6 +71,9 @@ test-c: lib | $(BUILD)
 	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_ffi.c -L$(RELEASE) -lcymem_rs $(C_LIBS) -o $(BUILD)/test_ffi_shared
 	./$(BUILD)/test_ffi_static
 	LD_LIBRARY_PATH=$(RELEASE) ./$(BUILD)/test_ffi_shared
+	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_debug.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/test_debug
+	./$(BUILD)/test_debug
+	CYMEM_RS_DEBUG=1 ./$(BUILD)/test_debug
 
 ## The committed header compiles on its own as C99, C11 and C++.
 ## (Its freshness against cbindgen is checked by `cargo test --test header`.)

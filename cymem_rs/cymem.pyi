@@ -20,7 +20,19 @@ Default_Free: PyFree
 class Pool:
     """A memory pool: every block is zeroed, and freed when the Pool dies."""
 
-    def __init__(self, pymalloc: PyMalloc | None = None, pyfree: PyFree | None = None) -> None: ...
+    def __init__(
+        self,
+        pymalloc: PyMalloc | None = None,
+        pyfree: PyFree | None = None,
+        *,
+        arena: bool = False,
+        debug: bool | None = None,
+    ) -> None: ...
+    @property
+    def debug(self) -> bool:
+        """Whether the pool is in debug mode (`debug=True` or `CYMEM_RS_DEBUG=1`)."""
+    def check(self) -> None:
+        """Debug mode: raises MemoryCorruptionError if a block was damaged."""
     @property
     def size(self) -> int:
         """Bytes in live blocks."""
@@ -45,6 +57,11 @@ class Pool:
         """Releases a block (KeyError if the pool does not hold it)."""
     def realloc(self, addr: int, new_size: int) -> int:
         """Grows a block (ValueError unless larger); returns its new address."""
+
+class MemoryCorruptionError(RuntimeError):
+    """Debug mode found a block written past its end, before its start, or
+    after it was freed; the message names its address, size and allocation
+    number."""
 
 @final
 class Address:

@@ -4,6 +4,17 @@
 use pyo3::exceptions::{PyKeyError, PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 
+use crate::ffi::CYMEM_ERR_CORRUPTED;
+
+pyo3::create_exception!(
+    cymem_rs.cymem,
+    MemoryCorruptionError,
+    PyRuntimeError,
+    "Debug mode found a block's memory damaged: written past its end, before \
+     its start, or after it was freed. The message names the block's address, \
+     size and allocation number."
+);
+
 use crate::error::PoolError;
 use crate::ffi::{
     CymemStatus, CYMEM_ERR_BAD_ALLOCATOR, CYMEM_ERR_NOT_LARGER, CYMEM_ERR_NULL_ARGUMENT,
@@ -31,6 +42,7 @@ pub(crate) fn exception(op: Operation, status: CymemStatus, message: String) -> 
         CYMEM_ERR_NOT_LARGER => PyValueError::new_err(message),
         CYMEM_ERR_NULL_ARGUMENT => PyTypeError::new_err(message),
         CYMEM_ERR_BAD_ALLOCATOR => PyRuntimeError::new_err(message),
+        CYMEM_ERR_CORRUPTED => MemoryCorruptionError::new_err(message),
         _ => PyRuntimeError::new_err(format!("cymem_rs error {status}: {message}")),
     }
 }
