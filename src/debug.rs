@@ -116,7 +116,7 @@ impl DebugState {
         }
     }
 
-    pub(super) fn keep_first(&mut self, err: Option<PoolError>) {
+    fn keep_first(&mut self, err: Option<PoolError>) {
         if self.pending.is_none() {
             self.pending = err;
         }
@@ -456,6 +456,13 @@ impl Pool {
                 (Corruption::WriteAfterFree, offset),
             )
         })
+    }
+
+    /// `free_all` of a debug pool: damage found is kept for the next check.
+    pub(super) fn debug_free_all(&mut self) {
+        if let Err(err) = self.debug_release_everything() {
+            self.state().keep_first(Some(err));
+        }
     }
 
     /// `free_all` of a debug pool: checks and releases every live and

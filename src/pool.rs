@@ -380,13 +380,7 @@ impl Pool {
     /// [`Pool::check`] (or use [`Pool::free_all_checked`]).
     pub fn free_all(&mut self) {
         if self.debug.is_some() {
-            if let Err(err) = self.debug_release_everything() {
-                self.debug
-                    .as_deref_mut()
-                    .expect("debug")
-                    .keep_first(Some(err));
-            }
-            return;
+            return self.debug_free_all();
         }
         match &mut self.source {
             Source::Heap(allocator) => {
