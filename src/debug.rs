@@ -370,12 +370,17 @@ impl Pool {
                 requested: new_size,
             });
         }
-        if new_size > MAX_BLOCK - 2 * GUARD {
+        if new_size > MAX_BLOCK {
             return Err(PoolError::SizeOverflow {
                 number: 1,
                 elem_size: new_size,
             });
         }
+        // As in `debug_alloc`: no room for the guards is out of memory.
+        let span = new_size
+            .checked_add(2 * GUARD)
+            .filter(|&s| s <= MAX_BLOCK)
+            .ok_or(PoolError::OutOfMemory { bytes: new_size })?;
         let number = self.state().numbers.get(&addr).copied().unwrap_or(0);
         // SAFETY: a live block of this debug pool, with both guards.
         if let Some(found) = unsafe { inspect_live(addr, old) } {
@@ -388,7 +393,7 @@ impl Pool {
         self.reserve_move()
             .map_err(|_| PoolError::OutOfMemory { bytes: new_size })?;
         let base = self
-            .new_block(new_size + 2 * GUARD)
+            .new_block(span)
             .ok_or(PoolError::OutOfMemory { bytes: new_size })?;
         let new_addr = base.as_ptr() as usize + GUARD;
         if self.lookup(new_addr).is_some() {

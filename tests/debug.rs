@@ -339,6 +339,18 @@ fn debug_pools_keep_the_pool_rules() {
         pool.realloc(zero[0].as_ptr(), 0),
         Err(PoolError::NotLarger { .. })
     ));
+    assert!(matches!(
+        pool.realloc(zero[0].as_ptr(), usize::MAX),
+        Err(PoolError::SizeOverflow { .. })
+    ));
+    assert!(matches!(
+        pool.realloc(zero[0].as_ptr(), isize::MAX as usize - 8),
+        Err(PoolError::OutOfMemory { .. })
+    ));
+    assert!(
+        pool.contains(zero[0].as_ptr()),
+        "refused reallocs keep the block"
+    );
     let stats = pool.stats();
     assert_eq!((stats.total_allocs, stats.total_frees), (11, 1));
     assert_eq!(pool.check(), Ok(()));
