@@ -110,7 +110,7 @@ check-sanitizers:
 	RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" \
 	ASAN_OPTIONS=allocator_may_return_null=1:quarantine_size_mb=0:detect_leaks=1 \
 	CARGO_TARGET_DIR=target/asan $(CARGO) test --target $$(rustc -vV | sed -n 's/^host: //p') \
-		--no-default-features --lib --test pool --test model --test threads
+		--no-default-features --lib --test pool --test model --test threads --test debug
 
 ## valgrind memcheck over the C tests and Python/Cython workloads: any
 ## definite leak or invalid access fails, and a self-test proves it would.

@@ -194,6 +194,9 @@ impl Pool {
     /// in [`PoolError::Corrupted`]. Works with every source (heap, custom
     /// allocator, arena). Each block costs `2 * GUARD` more bytes.
     ///
+    /// On a debug pool, only changes the options (taking effect at the
+    /// next free).
+    ///
     /// # Panics
     /// If the pool already holds blocks (they have no guards): call it on a
     /// fresh pool, as in `Pool::arena().with_debug(DebugOptions::default())`.
@@ -202,7 +205,11 @@ impl Pool {
             self.block_count() == 0,
             "Pool::with_debug needs a pool without blocks"
         );
-        self.debug = Some(Box::new(DebugState::new(options)));
+        match self.debug.as_deref_mut() {
+            // Already a debug pool: its quarantine and numbering go on.
+            Some(state) => state.options = options,
+            None => self.debug = Some(Box::new(DebugState::new(options))),
+        }
         self
     }
 

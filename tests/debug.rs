@@ -373,3 +373,17 @@ fn debug_mode_cannot_be_turned_on_over_live_blocks() {
     pool.alloc(1, 1).unwrap();
     let _ = pool.with_debug(DebugOptions::default());
 }
+
+#[test]
+fn new_options_on_a_debug_pool_keep_its_quarantine_and_numbers() {
+    let mut pool = counting_debug_pool(DebugOptions::default());
+    let p = pool.alloc(1, 8).unwrap();
+    pool.free(p.as_ptr()).unwrap();
+    let mut pool = pool.with_debug(small_quarantine(0));
+    assert_eq!(pool.debug_options(), Some(small_quarantine(0)));
+    assert_eq!(counts(), (1, 0), "still quarantined");
+    let q = pool.alloc(1, 8).unwrap();
+    assert_eq!(pool.allocation_number(q.as_ptr()), Some(2));
+    pool.free(q.as_ptr()).unwrap(); // the quarantine shrinks to its new limit
+    assert_eq!(counts(), (2, 2));
+}
