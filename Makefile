@@ -73,6 +73,9 @@ test-c: lib | $(BUILD)
 	LD_LIBRARY_PATH=$(RELEASE) ./$(BUILD)/test_ffi_shared
 	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_pins.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/test_pins
 	./$(BUILD)/test_pins
+	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_debug.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/test_debug
+	./$(BUILD)/test_debug
+	CYMEM_RS_DEBUG=1 ./$(BUILD)/test_debug
 
 ## The committed header compiles on its own as C99, C11 and C++.
 ## (Its freshness against cbindgen is checked by `cargo test --test header`.)
@@ -109,7 +112,7 @@ check-sanitizers:
 	RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" \
 	ASAN_OPTIONS=allocator_may_return_null=1:quarantine_size_mb=0:detect_leaks=1 \
 	CARGO_TARGET_DIR=target/asan $(CARGO) test --target $$(rustc -vV | sed -n 's/^host: //p') \
-		--no-default-features --lib --test pool --test model --test threads
+		--no-default-features --lib --test pool --test model --test threads --test debug --test pins
 
 ## valgrind memcheck over the C tests and Python/Cython workloads: any
 ## definite leak or invalid access fails, and a self-test proves it would.

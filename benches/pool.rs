@@ -12,6 +12,8 @@
 //!   and free them all. Throughput is per alloc.
 //! - `pool_of_10`: new pool, 10 allocs of 16..=512 bytes, drop; vs 10
 //!   callocs into an array and 10 frees.
+//! - `debug_mode`: `alloc_free_pair_64B` and `pool_of_10` on a normal and
+//!   on a debug pool (`Pool::new_debug`), to price debug mode.
 
 use std::ffi::c_void;
 use std::hint::black_box;
@@ -191,10 +193,47 @@ fn pool_of_10(c: &mut Criterion) {
     group.finish();
 }
 
+/// Debug mode's cost: the same workloads on a normal and a debug pool (guard
+/// bytes written and checked, freed blocks poisoned and quarantined, checked
+/// again when they leave the quarantine or the pool drops).
+fn debug_mode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("debug_mode");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(1));
+    for (name, make) in [
+        ("normal", Pool::new as fn() -> Pool),
+        ("debug", Pool::new_debug),
+    ] {
+        group.bench_function(format!("pair_64B/{name}"), |b| {
+            let mut pool = make();
+            for _ in 0..LIVE_BLOCKS {
+                pool.alloc(1, 64).expect("setup alloc");
+            }
+            b.iter(|| {
+                let p = pool.alloc(black_box(1), black_box(64)).expect("pool alloc");
+                black_box(pool.free(black_box(p.as_ptr())).expect("pool free"))
+            });
+        });
+        group.bench_function(format!("pool_of_10/{name}"), |b| {
+            b.iter(|| {
+                let mut pool = make();
+                for &size in &TEN_SIZES {
+                    black_box(pool.alloc(1, black_box(size)).expect("pool alloc"));
+                }
+                drop(black_box(pool));
+            });
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     alloc_free_pair_64b,
     million_allocs_then_drop,
-    pool_of_10
+    pool_of_10,
+    debug_mode
 );
 criterion_main!(benches);

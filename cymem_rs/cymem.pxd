@@ -50,6 +50,7 @@ cdef extern from *:
         int (*warn_zero_alloc)(void);
         PyObject *(*wrap_malloc)(cymem_rs_malloc_fn malloc_fn);
         PyObject *(*wrap_free)(cymem_rs_free_fn free_fn);
+        int (*pool_check)(void *pool);
     } CymemRsCAPI;
 
     /* Filled on first use by cymem_rs_load_capi(); the table is static in
@@ -135,6 +136,14 @@ cdef extern from *:
         return cymem_rs_capi->pool_size(CYMEM_RS_CORE(pool));
     }
 
+    /* Debug mode: 0, or -1 with MemoryCorruptionError set. */
+    static inline int cymem_rs_pool_check(PyObject *pool) {
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "check") < 0) return -1;
+        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_check(CYMEM_RS_CORE(pool)) != 0))
+            return cymem_rs_capi->raise_last_error(1);
+        return 0;
+    }
+
     static PyObject *cymem_rs_wrap_malloc(cymem_rs_malloc_fn malloc_fn) {
         if (CYMEM_RS_READY() < 0) return NULL;
         return cymem_rs_capi->wrap_malloc(malloc_fn);
@@ -149,6 +158,7 @@ cdef extern from *:
     int cymem_rs_pool_free(object pool, void* ptr) except -1
     void* cymem_rs_pool_realloc(object pool, void* ptr, size_t new_size) except NULL
     size_t cymem_rs_pool_size(object pool) except? <size_t>-1
+    int cymem_rs_pool_check(object pool) except -1
     object cymem_rs_wrap_malloc(malloc_t malloc_fn)
     object cymem_rs_wrap_free(free_t free_fn)
 
@@ -179,6 +189,10 @@ cdef extern from *:
         @property
         cdef inline size_t size(self) except? <size_t>-1:
             return cymem_rs_pool_size(self)
+
+        # Debug mode: raises MemoryCorruptionError for damaged blocks.
+        cdef inline int check(self) except -1:
+            return cymem_rs_pool_check(self)
 
     ctypedef class cymem_rs.cymem.Address [object CymemRsAddressObject, check_size ignore]:
         cdef void* ptr

@@ -20,7 +20,19 @@ Default_Free: PyFree
 class Pool:
     """A memory pool: every block is zeroed, and freed when the Pool dies."""
 
-    def __init__(self, pymalloc: PyMalloc | None = None, pyfree: PyFree | None = None) -> None: ...
+    def __init__(
+        self,
+        pymalloc: PyMalloc | None = None,
+        pyfree: PyFree | None = None,
+        *,
+        arena: bool = False,
+        debug: bool | None = None,
+    ) -> None: ...
+    @property
+    def debug(self) -> bool:
+        """Whether the pool is in debug mode (`debug=True` or `CYMEM_RS_DEBUG=1`)."""
+    def check(self) -> None:
+        """Debug mode: raises MemoryCorruptionError if a block was damaged."""
     @property
     def size(self) -> int:
         """Bytes in live blocks."""
@@ -54,6 +66,11 @@ class Pool:
     ) -> BlockView:
         """A zero-copy view of a live block (KeyError if unknown). It keeps the
         pool alive; `free`/`realloc` of the block raise BufferError while it lives."""
+
+class MemoryCorruptionError(RuntimeError):
+    """Debug mode found a block written past its end, before its start, or
+    after it was freed; the message names its address, size and allocation
+    number."""
 
 @final
 class Address:

@@ -17,6 +17,22 @@
 #define CYMEM_RS_ABI_VERSION 1
 
 /**
+ * Bytes of guard before and after each block: 16 keeps the block aligned
+ * like `malloc`'s (and like arena blocks).
+ */
+#define GUARD 16
+
+/**
+ * The value of every guard byte (as MSVC's debug heap: "no man's land").
+ */
+#define GUARD_BYTE 253
+
+/**
+ * The value a freed block (guards included) is filled with.
+ */
+#define POISON_BYTE 221
+
+/**
  * A [`Pool`] plus the discipline that serialises access to it: its own lock,
  * or (for pools used only under CPython's GIL) the caller's promise.
  */
@@ -83,6 +99,14 @@ typedef int CymemStatus;
  * `cymem_pool_pin`); the block is left as it was.
  */
 #define CYMEM_ERR_BLOCK_IN_USE 7
+
+/**
+ * Debug mode found a block's memory damaged: written past its end, before
+ * its start, or after it was freed. The message names the block's address,
+ * size and allocation number. At `cymem_pool_free` the block is released
+ * anyway; at `cymem_pool_realloc` it stays live and unchanged.
+ */
+#define CYMEM_ERR_CORRUPTED 8
 
 /**
  * `cymem_pool_unpin` of a block that has no pins left.
@@ -235,6 +259,63 @@ CymemStatus cymem_pool_unpin(CymemPool *pool, const void *ptr);
  * `pool` is NULL or a live handle. `ptr` may be anything.
  */
 size_t cymem_pool_pin_count(const CymemPool *pool, const void *ptr);
+
+/**
+ * A new debug pool on the system allocator: each block has guard bytes
+ * before and after it, checked by `cymem_pool_free`, `cymem_pool_realloc`,
+ * `cymem_pool_check` and `cymem_pool_destroy_checked`; freed blocks are
+ * poisoned and held in a bounded quarantine so writes after free are caught.
+ * Errors: `CYMEM_ERR_CORRUPTED`. (`CYMEM_RS_DEBUG=1` in the environment
+ * makes every `cymem_pool_new*` pool a debug pool.)
+ */
+CymemPool *cymem_pool_new_debug(void);
+
+/**
+ * A new debug arena pool (see `cymem_pool_new_debug` and `cymem_pool_new_arena`).
+ */
+CymemPool *cymem_pool_new_arena_debug(void);
+
+/**
+ * A new debug pool on a custom allocator (see `cymem_pool_new_debug` and
+ * `cymem_pool_new_with_allocator`). Each block asks `malloc_fn` for its
+ * size plus 32 guard bytes.
+ *
+ * # Safety
+ * As `cymem_pool_new_with_allocator`.
+ */
+CymemPool *cymem_pool_new_with_allocator_debug(CymemMallocFn malloc_fn, CymemFreeFn free_fn);
+
+/**
+ * 1 if the pool is a debug pool, 0 if not (or NULL, with `CYMEM_ERR_NULL_ARGUMENT`).
+ *
+ * # Safety
+ * `pool` is NULL or a live handle.
+ */
+int cymem_pool_is_debug(const CymemPool *pool);
+
+/**
+ * Checks the guards of every live block and the poison of every quarantined
+ * one: `CYMEM_OK`, or `CYMEM_ERR_CORRUPTED` for the first damage found (also
+ * damage found earlier where no error could be returned, e.g. by
+ * `cymem_pool_realloc`). Each damage is reported once. Always `CYMEM_OK`
+ * for a pool not in debug mode.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle.
+ */
+CymemStatus cymem_pool_check(CymemPool *pool);
+
+/**
+ * `cymem_pool_destroy` that reports: checks every block while releasing it
+ * and returns `CYMEM_ERR_CORRUPTED` for the first damage found (the pool
+ * and all its blocks are released anyway, and `*pool` set to NULL).
+ * `cymem_pool_destroy` of a debug pool writes such damage to stderr instead.
+ * `CYMEM_OK` if `*pool` is NULL; `CYMEM_ERR_NULL_ARGUMENT` if `pool` is.
+ *
+ * # Safety
+ * As `cymem_pool_destroy`.
+ */
+CymemStatus cymem_pool_destroy_checked(CymemPool **pool);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -32,6 +32,30 @@ pub enum PoolError {
     BlockInUse { addr: usize, views: usize },
     /// `unpin` of a live block that is not pinned (more unpins than pins).
     NotPinned { addr: usize },
+    /// Debug mode found a block's memory damaged. `addr` and `size` are the
+    /// block as the user had it, `alloc_number` the n-th successful `alloc`
+    /// of the pool that made it (from 1), `offset` the damaged byte nearest
+    /// to the block, counted from its start (negative: before it). A block
+    /// found damaged by `free` is still released; by `realloc`, it stays live
+    /// and unchanged.
+    Corrupted {
+        addr: usize,
+        size: usize,
+        alloc_number: u64,
+        kind: Corruption,
+        offset: isize,
+    },
+}
+
+/// What debug mode found wrong with a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corruption {
+    /// A byte after the end of a live block was written (a buffer overrun).
+    Overrun,
+    /// A byte before the start of a live block was written (an underrun).
+    Underrun,
+    /// A freed block (or the old copy of a grown one) was written.
+    WriteAfterFree,
 }
 
 impl fmt::Display for PoolError {
@@ -70,6 +94,33 @@ impl fmt::Display for PoolError {
                 f,
                 "block {addr:#x} is not pinned: every unpin must match an earlier pin"
             ),
+            PoolError::Corrupted {
+                addr,
+                size,
+                alloc_number,
+                kind,
+                offset,
+            } => {
+                write!(
+                    f,
+                    "memory corruption: block {addr:#x} of {size} bytes (allocation #{alloc_number}) "
+                )?;
+                match kind {
+                    Corruption::Overrun => write!(
+                        f,
+                        "was written past its end (offset {offset}, byte {} after the block)",
+                        offset + 1 - size as isize
+                    ),
+                    Corruption::Underrun => write!(
+                        f,
+                        "was written before its start (offset {offset}, byte {} before the block)",
+                        -offset
+                    ),
+                    Corruption::WriteAfterFree => {
+                        write!(f, "was written after it was freed (offset {offset})")
+                    }
+                }
+            }
         }
     }
 }

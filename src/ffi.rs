@@ -16,7 +16,7 @@ use std::ptr;
 
 use crate::allocator::Allocator;
 use crate::error::PoolError;
-use crate::pool::Pool;
+use crate::pool::{DebugOptions, Pool};
 use crate::shared::SharedPool;
 
 /// Version of this C ABI; bumped on any incompatible change.
@@ -41,6 +41,11 @@ pub const CYMEM_ERR_BAD_ALLOCATOR: CymemStatus = 6;
 /// `free` or `realloc` of a pinned block (a live zero-copy view, or
 /// `cymem_pool_pin`); the block is left as it was.
 pub const CYMEM_ERR_BLOCK_IN_USE: CymemStatus = 7;
+/// Debug mode found a block's memory damaged: written past its end, before
+/// its start, or after it was freed. The message names the block's address,
+/// size and allocation number. At `cymem_pool_free` the block is released
+/// anyway; at `cymem_pool_realloc` it stays live and unchanged.
+pub const CYMEM_ERR_CORRUPTED: CymemStatus = 8;
 /// `cymem_pool_unpin` of a block that has no pins left.
 pub const CYMEM_ERR_NOT_PINNED: CymemStatus = 9;
 
@@ -69,6 +74,7 @@ impl From<PoolError> for CymemStatus {
             PoolError::NotLarger { .. } => CYMEM_ERR_NOT_LARGER,
             PoolError::AllocatorReturnedLiveBlock { .. } => CYMEM_ERR_BAD_ALLOCATOR,
             PoolError::BlockInUse { .. } => CYMEM_ERR_BLOCK_IN_USE,
+            PoolError::Corrupted { .. } => CYMEM_ERR_CORRUPTED,
             PoolError::NotPinned { .. } => CYMEM_ERR_NOT_PINNED,
         }
     }
@@ -116,6 +122,7 @@ fn static_message(status: CymemStatus) -> &'static CStr {
         CYMEM_ERR_NOT_LARGER => c"realloc only grows a block",
         CYMEM_ERR_BAD_ALLOCATOR => c"custom allocator returned a live block",
         CYMEM_ERR_BLOCK_IN_USE => c"block is pinned by live views; unpin it first",
+        CYMEM_ERR_CORRUPTED => c"memory corruption detected (debug mode)",
         CYMEM_ERR_NOT_PINNED => c"block is not pinned",
         _ => c"unknown status code",
     }
@@ -135,6 +142,7 @@ unsafe fn handle<'a>(pool: *const CymemPool, function: &str) -> Option<&'a Cymem
 }
 
 fn into_handle(pool: Pool) -> *mut CymemPool {
+    let pool = debug_if_env(pool);
     // C callers may share a handle between threads: it gets its own lock.
     Box::into_raw(Box::new(CymemPool(SharedPool::locked(pool))))
 }
@@ -408,4 +416,119 @@ pub unsafe extern "C" fn cymem_pool_unpin(pool: *mut CymemPool, ptr: *const c_vo
 pub unsafe extern "C" fn cymem_pool_pin_count(pool: *const CymemPool, ptr: *const c_void) -> usize {
     // SAFETY: caller's contract.
     unsafe { handle(pool, "cymem_pool_pin_count") }.map_or(0, |pool| pool.with(|p| p.pins(ptr)))
+}
+
+// ---------------------------------------------------------------------------
+// Debug mode (guard bytes, poisoned quarantine of freed blocks).
+// ---------------------------------------------------------------------------
+
+/// Every `cymem_pool_new*` pool is a debug pool when `CYMEM_RS_DEBUG=1` is set
+/// (read once per process).
+fn debug_if_env(pool: Pool) -> Pool {
+    match DebugOptions::from_env() {
+        Some(options) if !pool.is_debug() => pool.with_debug(options),
+        _ => pool,
+    }
+}
+
+/// A new debug pool on the system allocator: each block has guard bytes
+/// before and after it, checked by `cymem_pool_free`, `cymem_pool_realloc`,
+/// `cymem_pool_check` and `cymem_pool_destroy_checked`; freed blocks are
+/// poisoned and held in a bounded quarantine so writes after free are caught.
+/// Errors: `CYMEM_ERR_CORRUPTED`. (`CYMEM_RS_DEBUG=1` in the environment
+/// makes every `cymem_pool_new*` pool a debug pool.)
+#[no_mangle]
+pub extern "C" fn cymem_pool_new_debug() -> *mut CymemPool {
+    into_handle(Pool::new_debug())
+}
+
+/// A new debug arena pool (see `cymem_pool_new_debug` and `cymem_pool_new_arena`).
+#[no_mangle]
+pub extern "C" fn cymem_pool_new_arena_debug() -> *mut CymemPool {
+    into_handle(Pool::arena().with_debug(DebugOptions::default()))
+}
+
+/// A new debug pool on a custom allocator (see `cymem_pool_new_debug` and
+/// `cymem_pool_new_with_allocator`). Each block asks `malloc_fn` for its
+/// size plus 32 guard bytes.
+///
+/// # Safety
+/// As `cymem_pool_new_with_allocator`.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_new_with_allocator_debug(
+    malloc_fn: CymemMallocFn,
+    free_fn: CymemFreeFn,
+) -> *mut CymemPool {
+    let (Some(malloc), Some(free)) = (malloc_fn, free_fn) else {
+        let missing = if malloc_fn.is_none() {
+            "malloc_fn"
+        } else {
+            "free_fn"
+        };
+        null_argument("cymem_pool_new_with_allocator_debug", missing);
+        return ptr::null_mut();
+    };
+    // SAFETY: the caller promises malloc/free semantics.
+    let allocator = unsafe { Allocator::from_raw(malloc, free) };
+    into_handle(Pool::with_allocator(allocator).with_debug(DebugOptions::default()))
+}
+
+/// 1 if the pool is a debug pool, 0 if not (or NULL, with `CYMEM_ERR_NULL_ARGUMENT`).
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_is_debug(pool: *const CymemPool) -> c_int {
+    // SAFETY: caller's contract.
+    unsafe { handle(pool, "cymem_pool_is_debug") }
+        .map_or(0, |pool| c_int::from(pool.with(|p| p.is_debug())))
+}
+
+/// Checks the guards of every live block and the poison of every quarantined
+/// one: `CYMEM_OK`, or `CYMEM_ERR_CORRUPTED` for the first damage found (also
+/// damage found earlier where no error could be returned, e.g. by
+/// `cymem_pool_realloc`). Each damage is reported once. Always `CYMEM_OK`
+/// for a pool not in debug mode.
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_check(pool: *mut CymemPool) -> CymemStatus {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, "cymem_pool_check") }) else {
+        return CYMEM_ERR_NULL_ARGUMENT;
+    };
+    match pool.with(|p| p.check()) {
+        Ok(()) => CYMEM_OK,
+        Err(err) => report(err),
+    }
+}
+
+/// `cymem_pool_destroy` that reports: checks every block while releasing it
+/// and returns `CYMEM_ERR_CORRUPTED` for the first damage found (the pool
+/// and all its blocks are released anyway, and `*pool` set to NULL).
+/// `cymem_pool_destroy` of a debug pool writes such damage to stderr instead.
+/// `CYMEM_OK` if `*pool` is NULL; `CYMEM_ERR_NULL_ARGUMENT` if `pool` is.
+///
+/// # Safety
+/// As `cymem_pool_destroy`.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_destroy_checked(pool: *mut *mut CymemPool) -> CymemStatus {
+    // SAFETY: caller's contract.
+    let Some(slot) = (unsafe { pool.as_mut() }) else {
+        return null_argument("cymem_pool_destroy_checked", "pool");
+    };
+    let handle = std::mem::replace(slot, ptr::null_mut());
+    if handle.is_null() {
+        return CYMEM_OK;
+    }
+    // SAFETY: a live handle was made by `Box::into_raw` in `into_handle`,
+    // and we just cleared the caller's only way to reach it again.
+    let owned = unsafe { Box::from_raw(handle) };
+    let result = owned.with(|p| p.free_all_checked());
+    drop(owned);
+    match result {
+        Ok(()) => CYMEM_OK,
+        Err(err) => report(err),
+    }
 }

@@ -20,6 +20,6 @@ mod table;
 pub mod python;
 
 pub use allocator::Allocator;
-pub use error::PoolError;
-pub use pool::{Pool, PoolStats};
+pub use error::{Corruption, PoolError};
+pub use pool::{DebugOptions, Pool, PoolStats};
 pub use shared::SharedPool;

@@ -12,6 +12,11 @@ use crate::allocator::Allocator;
 use crate::error::PoolError;
 use crate::table::{BlockTable, TableFull};
 
+// A child module so the debug layer can use the block-index methods below.
+#[path = "debug.rs"]
+pub mod debug;
+pub use debug::DebugOptions;
+
 /// The largest block C and Rust can address (`isize::MAX` bytes).
 const MAX_BLOCK: usize = isize::MAX as usize;
 
@@ -56,6 +61,8 @@ pub struct Pool {
     source: Source,
     stats: Counters,
     pins: Pins,
+    /// `Some` in debug mode (see `debug.rs`); boxed to keep the pool small.
+    debug: Option<Box<debug::DebugState>>,
 }
 
 /// A pool's running counters, kept by [`Pool::record`] and [`Pool::forget`]
@@ -108,6 +115,7 @@ impl Pool {
             source: Source::Heap(allocator),
             stats: Counters::default(),
             pins: Pins::default(),
+            debug: None,
         }
     }
 
@@ -121,6 +129,7 @@ impl Pool {
             source: Source::Arena(Bump::with_min_align()),
             stats: Counters::default(),
             pins: Pins::default(),
+            debug: None,
         }
     }
 
@@ -263,6 +272,9 @@ impl Pool {
     /// A 0-byte request still returns a unique non-NULL pointer (counted as 0
     /// bytes): Cython code relies on it, as it did with cymem.
     pub fn alloc(&mut self, number: usize, elem_size: usize) -> Result<NonNull<c_void>, PoolError> {
+        if self.debug.is_some() {
+            return self.debug_alloc(number, elem_size);
+        }
         let bytes = block_bytes(number, elem_size)?;
         // A 0-byte block is backed by 1 byte so it has an address of its own.
         let block = self
@@ -287,6 +299,9 @@ impl Pool {
     pub fn free(&mut self, ptr: *mut c_void) -> Result<usize, PoolError> {
         let addr = ptr as usize;
         self.pins.check_unpinned(addr)?;
+        if self.debug.is_some() {
+            return self.debug_free(ptr);
+        }
         let bytes = self
             .forget(addr)
             .ok_or(PoolError::UnknownPointer { addr })?;
@@ -308,6 +323,9 @@ impl Pool {
     ) -> Result<NonNull<c_void>, PoolError> {
         let addr = ptr as usize;
         self.pins.check_unpinned(addr)?;
+        if self.debug.is_some() {
+            return self.debug_realloc(ptr, new_size);
+        }
         let old = self
             .lookup(addr)
             .ok_or(PoolError::UnknownPointer { addr })?;
@@ -368,8 +386,14 @@ impl Pool {
     /// Pinned blocks are released too and every pin is dropped: this is the
     /// whole pool going away, which pins do not stop (as with drop). Python
     /// cannot reach it while a view lives, since the view keeps its Pool alive.
+    ///
+    /// In debug mode damage found here is reported by the next
+    /// [`Pool::check`] (or use [`Pool::free_all_checked`]).
     pub fn free_all(&mut self) {
         self.pins.clear();
+        if self.debug.is_some() {
+            return self.debug_free_all();
+        }
         match &mut self.source {
             Source::Heap(allocator) => {
                 let allocator = *allocator;
@@ -393,6 +417,14 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        if self.debug.is_some() {
+            // Nobody can be told but the process: say it on stderr. (Python
+            // pools and `cymem_pool_destroy_checked` check before this.)
+            if let Err(err) = self.debug_release_everything() {
+                eprintln!("cymem_rs: {err} (found when the pool was dropped)");
+            }
+            return;
+        }
         // An arena's chunks go with the Bump; only heap blocks need a walk.
         if let Source::Heap(_) = self.source {
             self.free_all();

@@ -5,7 +5,8 @@ use std::ffi::c_void;
 
 use cymem_rs::{Pool, PoolError};
 
-/// Runs each rule on a heap pool and on an arena pool.
+/// Runs each rule on a heap pool, an arena pool and a debug pool (whose
+/// guarded blocks must obey pins the same way).
 macro_rules! in_both_modes {
     ($($rule:ident),* $(,)?) => {
         mod heap {
@@ -13,6 +14,9 @@ macro_rules! in_both_modes {
         }
         mod arena {
             $(#[test] fn $rule() { super::$rule(cymem_rs::Pool::arena) })*
+        }
+        mod debug {
+            $(#[test] fn $rule() { super::$rule(cymem_rs::Pool::new_debug) })*
         }
     };
 }

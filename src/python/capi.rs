@@ -18,6 +18,7 @@ use super::address::Address;
 use super::allocators::{default_free, default_malloc, PyFree, PyMalloc};
 use super::errors::{exception, Operation};
 use super::pool::{warn_zero_alloc, Pool};
+use crate::ffi::cymem_pool_check;
 use crate::ffi::{
     cymem_last_error, cymem_last_error_message, cymem_pool_alloc, cymem_pool_free,
     cymem_pool_realloc, cymem_pool_size, CymemFreeFn, CymemMallocFn, CymemPool, CymemStatus,
@@ -54,6 +55,8 @@ pub struct CApi {
     /// `WrapMalloc` / `WrapFree`: new references, or NULL with an exception set.
     wrap_malloc: unsafe extern "C" fn(CymemMallocFn) -> *mut PyObject,
     wrap_free: unsafe extern "C" fn(CymemFreeFn) -> *mut PyObject,
+    /// Debug mode's check of every block: `CYMEM_OK` or `CYMEM_ERR_CORRUPTED`.
+    pool_check: unsafe extern "C" fn(*mut CymemPool) -> CymemStatus,
 }
 
 /// Distance from a Python object's start to one of its Rust fields.
@@ -64,7 +67,7 @@ fn offset_in_object<T>(object: *mut PyObject, field: *const T) -> usize {
 fn build_table(py: Python<'_>) -> PyResult<CApi> {
     // Measure where pyo3 placed the fields, on real objects: pyo3 does not
     // promise a layout, so C is told rather than assuming.
-    let pool = Bound::new(py, Pool::new(py, None, None, false)?)?;
+    let pool = Bound::new(py, Pool::new(py, None, None, false, None)?)?;
     let address = Bound::new(py, Address::new(py, 1, 1)?)?;
     let malloc = default_malloc(py)?.bind(py);
     let free = default_free(py)?.bind(py);
@@ -83,6 +86,7 @@ fn build_table(py: Python<'_>) -> PyResult<CApi> {
         warn_zero_alloc: capi_warn_zero_alloc,
         wrap_malloc,
         wrap_free,
+        pool_check: cymem_pool_check,
     })
 }
 

@@ -6,6 +6,17 @@ use pyo3::exceptions::{
 };
 use pyo3::PyErr;
 
+use crate::ffi::CYMEM_ERR_CORRUPTED;
+
+pyo3::create_exception!(
+    cymem_rs.cymem,
+    MemoryCorruptionError,
+    PyRuntimeError,
+    "Debug mode found a block's memory damaged: written past its end, before \
+     its start, or after it was freed. The message names the block's address, \
+     size and allocation number."
+);
+
 use crate::error::PoolError;
 use crate::ffi::{
     CymemStatus, CYMEM_ERR_BAD_ALLOCATOR, CYMEM_ERR_BLOCK_IN_USE, CYMEM_ERR_NOT_LARGER,
@@ -38,6 +49,7 @@ pub(crate) fn exception(op: Operation, status: CymemStatus, message: String) -> 
         // own error for an object whose buffers are still exported.
         CYMEM_ERR_BLOCK_IN_USE => PyBufferError::new_err(message),
         CYMEM_ERR_NOT_PINNED => PyValueError::new_err(message),
+        CYMEM_ERR_CORRUPTED => MemoryCorruptionError::new_err(message),
         _ => PyRuntimeError::new_err(format!("cymem_rs error {status}: {message}")),
     }
 }

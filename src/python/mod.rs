@@ -33,5 +33,9 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WARN_ZERO_ALLOC", false)?;
     m.add("ABI_VERSION", crate::ffi::CYMEM_RS_ABI_VERSION)?;
     m.add("_C_API", capi::capsule(py)?)?;
+    m.add(
+        "MemoryCorruptionError",
+        py.get_type::<errors::MemoryCorruptionError>(),
+    )?;
     Ok(())
 }

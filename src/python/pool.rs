@@ -6,14 +6,14 @@ use std::sync::OnceLock;
 use pyo3::exceptions::PyValueError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyString};
 use pyo3::PyTraverseError;
 
 use super::allocators::{allocator_for, default_free, default_malloc, PyFree, PyMalloc};
 use super::errors::{pool_exception, Operation};
 use super::view::BlockView;
 use crate::ffi::CymemPool;
-use crate::pool::Pool as CorePool;
+use crate::pool::{DebugOptions, Pool as CorePool};
 use crate::shared::SharedPool;
 
 /// The core pool of a Python `Pool`.
@@ -67,16 +67,19 @@ pub(crate) fn warn_zero_alloc(py: Python<'_>) -> PyResult<()> {
 
 #[pymethods]
 impl Pool {
-    /// `Pool(pymalloc=Default_Malloc, pyfree=Default_Free, *, arena=False)`.
+    /// `Pool(pymalloc=Default_Malloc, pyfree=Default_Free, *, arena=False, debug=None)`.
     /// With `arena=True` blocks are bump-allocated and released together when
     /// the pool dies (the space of freed blocks is not reused before then).
+    /// `debug=True` turns on debug mode (guard bytes, poisoned freed blocks);
+    /// `None` follows the environment variable `CYMEM_RS_DEBUG`.
     #[new]
-    #[pyo3(signature = (pymalloc = None, pyfree = None, *, arena = false))]
+    #[pyo3(signature = (pymalloc = None, pyfree = None, *, arena = false, debug = None))]
     pub(crate) fn new(
         py: Python<'_>,
         pymalloc: Option<Py<PyMalloc>>,
         pyfree: Option<Py<PyFree>>,
         arena: bool,
+        debug: Option<bool>,
     ) -> PyResult<Self> {
         if arena && (pymalloc.is_some() || pyfree.is_some()) {
             return Err(PyValueError::new_err(
@@ -97,6 +100,7 @@ impl Pool {
         } else {
             CorePool::with_allocator(allocator_for(pymalloc.get(), pyfree.get()))
         };
+        let core = with_debug_mode(core, debug);
         Ok(Pool {
             core: new_core(core),
             pymalloc,
@@ -223,6 +227,20 @@ impl Pool {
         .map(Bound::unbind)
     }
 
+    /// Whether the pool is in debug mode (`Pool(debug=True)` or `CYMEM_RS_DEBUG=1`).
+    #[getter]
+    fn debug(&self) -> bool {
+        self.with_core(|pool| pool.is_debug())
+    }
+
+    /// Debug mode: checks every live block's guard bytes and every freed
+    /// block still in quarantine; raises MemoryCorruptionError for the first
+    /// damage found. Does nothing for a pool not in debug mode.
+    fn check(&self) -> PyResult<()> {
+        self.with_core(|pool| pool.check())
+            .map_err(|e| pool_exception(Operation::Free, e))
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(refs) = self.refs.get() {
             visit.call(refs)?;
@@ -230,5 +248,35 @@ impl Pool {
         visit.call(&self.pymalloc)?;
         visit.call(&self.pyfree)?;
         Ok(())
+    }
+}
+
+/// Debug mode as asked (`None`: as `CYMEM_RS_DEBUG` says).
+fn with_debug_mode(core: CorePool, debug: Option<bool>) -> CorePool {
+    let options = match debug {
+        Some(true) => Some(DebugOptions::default()),
+        Some(false) => None,
+        None => DebugOptions::from_env(),
+    };
+    match options {
+        Some(options) => core.with_debug(options),
+        None => core,
+    }
+}
+
+impl Drop for Pool {
+    /// A debug pool checks its blocks as it releases them. Deallocation cannot
+    /// raise, so damage is reported as an unraisable MemoryCorruptionError
+    /// (`sys.unraisablehook`; printed to stderr by default).
+    fn drop(&mut self) {
+        if !self.with_core(|pool| pool.is_debug()) {
+            return;
+        }
+        if let Err(err) = self.with_core(|pool| pool.free_all_checked()) {
+            Python::attach(|py| {
+                let context = PyString::new(py, "cymem_rs.Pool being deallocated");
+                pool_exception(Operation::Free, err).write_unraisable(py, Some(context.as_any()));
+            });
+        }
     }
 }

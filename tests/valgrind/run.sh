@@ -6,7 +6,9 @@
 # Runs, each under memcheck:
 #   c/*         the C test program (static and shared, as `make test-c` links
 #               it) and the C demo (as `make demo-c` links it);
-#   py/*        the Python/Cython workloads of workloads.py, one process each,
+#   py/*        the Python/Cython workloads of workloads.py, one process each
+#               (py/debug-mode: debug pools with deliberate corruption;
+#               py-debug/*: some workloads again with CYMEM_RS_DEBUG=1),
 #               PYTHONMALLOC=malloc, with the Cython module compiled ONCE
 #               beforehand (outside valgrind);
 #   selftest/*  a workload plus a deliberate defect (CYMEM_VALGRIND_SELFTEST):
@@ -120,6 +122,8 @@ RELEASE=$ROOT/target/release
     -o "$OUT/c/test_ffi_static" || die "compiling tests/c/test_ffi.c (static) failed"
 "$CC" "${CFLAGS_STRICT[@]}" "$ROOT/tests/c/test_ffi.c" -L"$RELEASE" -lcymem_rs "${C_LIBS[@]}" \
     -o "$OUT/c/test_ffi_shared" || die "compiling tests/c/test_ffi.c (shared) failed"
+"$CC" "${CFLAGS_STRICT[@]}" "$ROOT/tests/c/test_debug.c" "$RELEASE/libcymem_rs.a" "${C_LIBS[@]}" \
+    -o "$OUT/c/test_debug" || die "compiling tests/c/test_debug.c failed"
 "$CC" "${CFLAGS_STRICT[@]}" "$ROOT/examples/demo.c" "$RELEASE/libcymem_rs.a" "${C_LIBS[@]}" \
     -o "$OUT/c/demo" || die "compiling examples/demo.c failed"
 
@@ -197,6 +201,13 @@ launch selftest/invalid-read invalid-read "${PY_ENV[@]}" CYMEM_VALGRIND_SELFTEST
     -- "${PY_RUN[@]}" addresses
 launch selftest/pool-reference pool-reference "${PY_ENV[@]}" CYMEM_VALGRIND_SELFTEST=pool-reference \
     -- "${PY_RUN[@]}" addresses
+# Debug mode (CYMEM_RS_DEBUG=1: every pool has guards and a quarantine) must
+# stay clean too: the same workloads, and the C debug tests.
+for w in pool-churn custom-allocators; do
+    launch "py-debug/$w" clean "${PY_ENV[@]}" CYMEM_RS_DEBUG=1 -- "${PY_RUN[@]}" "$w"
+done
+launch c/test_debug clean -- "$OUT/c/test_debug"
+launch c/test_debug_env clean CYMEM_RS_DEBUG=1 -- "$OUT/c/test_debug"
 launch c/test_ffi_static clean -- "$OUT/c/test_ffi_static"
 launch c/test_ffi_shared clean LD_LIBRARY_PATH="$RELEASE" -- "$OUT/c/test_ffi_shared"
 launch c/demo clean -- "$OUT/c/demo"

@@ -288,3 +288,27 @@ def selftest_leak_reference(obj):
     reachable, which valgrind's definite-leak check cannot see; workloads.py's
     own checks (weakref dead, counting allocator balanced) must."""
     Py_INCREF(obj)
+
+
+# --------------------------------------------------------------------------
+# Debug mode: deliberate damage inside a debug pool's own memory (its guard
+# bytes and quarantined blocks), which debug mode reports and valgrind must
+# see as clean.
+# --------------------------------------------------------------------------
+
+def debug_overrun(Pool mem, size_t nbytes):
+    """Writes the byte just past an nbytes block and keeps the block."""
+    cdef uint8_t* p = <uint8_t*>mem.alloc(nbytes, 1)
+    p[nbytes] = 1
+    return <size_t>p
+
+
+def debug_write_after_free(Pool mem, size_t nbytes):
+    """Frees an nbytes block, then writes its first byte."""
+    cdef uint8_t* p = <uint8_t*>mem.alloc(nbytes, 1)
+    mem.free(p)
+    p[0] = 1
+
+
+def debug_check(Pool mem):
+    mem.check()

@@ -387,6 +387,55 @@ def threads(m) -> str:
     return "4 threads x 300 ops on a shared pool"
 
 
+def debug_mode(m) -> str:
+    """Debug pools (heap, arena, counting allocator): churn with no false
+    positives, then deliberate overruns and writes after free, each reported
+    (at free, check or deallocation), every block released once."""
+    from cymem_rs import MemoryCorruptionError, Pool
+
+    m.reset_allocator()
+    refs = []
+    reported = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: reported.append(u.exc_type)
+    try:
+        for k in range(40):
+            counting = m.counting_pool()
+            for pool in (
+                Pool(debug=True),
+                Pool(arena=True, debug=True),
+                Pool(counting.pymalloc, counting.pyfree, debug=True),
+            ):
+                check(pool.debug, "a debug pool")
+                m.churn(pool, 4, 16)
+                check(len(m.error_paths(pool)) == 6, "every refused call raised")
+                m.fill(pool, 50)
+                pool.check()
+                try:
+                    m.debug_write_after_free(pool, 24)
+                    pool.check()
+                    check(False, "write after free reported")
+                except MemoryCorruptionError:
+                    pass
+                addr = m.debug_overrun(pool, 40)
+                try:
+                    pool.free(addr)
+                    check(False, "overrun reported at free")
+                except MemoryCorruptionError:
+                    pass
+                m.debug_overrun(pool, 8)  # found when the pool dies
+                refs.append(weakref.ref(pool))
+                del pool
+            del counting
+        collect()
+    finally:
+        sys.unraisablehook = old_hook
+    check(reported == [MemoryCorruptionError] * 120, f"{len(reported)} of 120 reported at dealloc")
+    all_dead(refs, "debug pools")
+    n = balanced(m, "debug pools (counting allocator)")
+    return f"{len(refs)} debug pools, 360 deliberate corruptions reported, {n} counted blocks"
+
+
 WORKLOADS = {
     f.__name__.replace("_", "-"): f
     for f in (
@@ -397,6 +446,7 @@ WORKLOADS = {
         addresses,
         big_pools,
         threads,
+        debug_mode,
     )
 }
 

@@ -1,0 +1,513 @@
+//! Debug mode of the pool: guard bytes around every block, poisoned freed
+//! memory held in a bounded quarantine, and errors naming the damaged block.
+//!
+//! A debug pool asks its source for `size + 2 * GUARD` bytes per block and
+//! hands out the address `GUARD` bytes in. The bytes before and after the
+//! block hold [`GUARD_BYTE`]; a write that lands there (an overrun or an
+//! underrun) is found when the block is freed, grown, checked, or released
+//! with the pool. A freed block is filled with [`POISON_BYTE`] and kept (not
+//! released) in a FIFO quarantine; a write through a dangling pointer changes
+//! the poison and is found when the block leaves the quarantine, on
+//! [`Pool::check`], or when the pool releases everything. Every block still
+//! goes back to the source exactly once, whatever was found.
+//!
+//! This file is a child module of `pool` (declared there) so it can use the
+//! pool's block-index methods (`record`, `forget`, `lookup`, `moved`) and its
+//! source without widening their visibility.
+
+use std::collections::VecDeque;
+use std::ffi::c_void;
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+
+use rustc_hash::FxHashMap;
+
+use super::{block_bytes, Pool, MAX_BLOCK};
+use crate::error::{Corruption, PoolError};
+
+/// Bytes of guard before and after each block: 16 keeps the block aligned
+/// like `malloc`'s (and like arena blocks).
+pub const GUARD: usize = 16;
+/// The value of every guard byte (as MSVC's debug heap: "no man's land").
+pub const GUARD_BYTE: u8 = 0xFD;
+/// The value a freed block (guards included) is filled with.
+pub const POISON_BYTE: u8 = 0xDD;
+
+/// The environment variable that turns debug mode on for every pool that
+/// does not choose (C constructors, Python `Pool(debug=None)`).
+pub const DEBUG_ENV_VAR: &str = "CYMEM_RS_DEBUG";
+
+/// Settings of a debug pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebugOptions {
+    /// At most this many freed blocks wait in quarantine (0: none wait; a
+    /// freed block is checked and released at once).
+    pub quarantine_blocks: usize,
+    /// At most this many bytes (blocks plus guards) wait in quarantine.
+    pub quarantine_bytes: usize,
+}
+
+impl Default for DebugOptions {
+    fn default() -> Self {
+        DebugOptions {
+            quarantine_blocks: 1024,
+            quarantine_bytes: 4 << 20,
+        }
+    }
+}
+
+impl DebugOptions {
+    /// Default options if `CYMEM_RS_DEBUG` asks for debug mode (`1`, `true`,
+    /// `yes`, `on`, any case), read once per process; `None` otherwise.
+    pub fn from_env() -> Option<DebugOptions> {
+        static ENABLED: OnceLock<bool> = OnceLock::new();
+        let enabled = *ENABLED.get_or_init(|| {
+            std::env::var(DEBUG_ENV_VAR).is_ok_and(|value| {
+                matches!(
+                    value.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                )
+            })
+        });
+        enabled.then(DebugOptions::default)
+    }
+}
+
+/// A freed block waiting in quarantine.
+#[derive(Debug, Clone, Copy)]
+struct Freed {
+    /// The address the user had (the source's block starts `GUARD` earlier).
+    addr: usize,
+    size: usize,
+    number: u64,
+}
+
+impl Freed {
+    fn span(&self) -> usize {
+        self.size + 2 * GUARD
+    }
+}
+
+/// The debug layer's bookkeeping, owned by a debug pool.
+#[derive(Debug)]
+pub(super) struct DebugState {
+    options: DebugOptions,
+    /// Allocation numbers handed out so far.
+    allocations: u64,
+    /// Live block address -> its allocation number (1-based).
+    numbers: FxHashMap<usize, u64>,
+    quarantine: VecDeque<Freed>,
+    quarantine_bytes: usize,
+    /// Damage found where it could not be returned (a quarantine eviction
+    /// during `realloc`, or `free_all`): the next `check`, `free` or
+    /// `free_all_checked` reports it.
+    pending: Option<PoolError>,
+}
+
+impl DebugState {
+    fn new(options: DebugOptions) -> Self {
+        DebugState {
+            options,
+            allocations: 0,
+            numbers: FxHashMap::default(),
+            quarantine: VecDeque::new(),
+            quarantine_bytes: 0,
+            pending: None,
+        }
+    }
+
+    fn keep_first(&mut self, err: Option<PoolError>) {
+        if self.pending.is_none() {
+            self.pending = err;
+        }
+    }
+}
+
+/// The first byte of `span` bytes at `start` that is not `expected`.
+///
+/// # Safety
+/// `start..start + span` is readable.
+unsafe fn first_mismatch(start: usize, span: usize, expected: u8) -> Option<usize> {
+    // SAFETY: forwarded from the caller.
+    let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, span) };
+    bytes.iter().position(|&b| b != expected)
+}
+
+/// The damage to a live block's guards: which side, and the offset from
+/// the block's start of the damaged byte nearest to the block.
+///
+/// # Safety
+/// `addr - GUARD .. addr + size + GUARD` is one readable allocation.
+unsafe fn inspect_live(addr: usize, size: usize) -> Option<(Corruption, isize)> {
+    // SAFETY: the back guard is inside the allocation (caller's contract).
+    if let Some(i) = unsafe { first_mismatch(addr + size, GUARD, GUARD_BYTE) } {
+        return Some((Corruption::Overrun, (size + i) as isize));
+    }
+    // SAFETY: the front guard too. Scanned from the block backwards.
+    let front = unsafe { std::slice::from_raw_parts((addr - GUARD) as *const u8, GUARD) };
+    let i = front.iter().rev().position(|&b| b != GUARD_BYTE)?;
+    Some((Corruption::Underrun, -(i as isize) - 1))
+}
+
+/// Writes the guards of a block of `size` bytes at `addr`.
+///
+/// # Safety
+/// `addr - GUARD .. addr + size + GUARD` is one writable allocation.
+unsafe fn arm(addr: usize, size: usize) {
+    // SAFETY: both guards lie inside the allocation (caller's contract).
+    unsafe {
+        ((addr - GUARD) as *mut u8).write_bytes(GUARD_BYTE, GUARD);
+        ((addr + size) as *mut u8).write_bytes(GUARD_BYTE, GUARD);
+    }
+}
+
+/// Where the first byte of a quarantined block changed since it was poisoned.
+///
+/// # Safety
+/// The block's whole span is one readable allocation.
+unsafe fn inspect_freed(block: &Freed) -> Option<isize> {
+    // SAFETY: forwarded from the caller.
+    let i = unsafe { first_mismatch(block.addr - GUARD, block.span(), POISON_BYTE) }?;
+    Some(i as isize - GUARD as isize)
+}
+
+fn corrupted(addr: usize, size: usize, number: u64, found: (Corruption, isize)) -> PoolError {
+    PoolError::Corrupted {
+        addr,
+        size,
+        alloc_number: number,
+        kind: found.0,
+        offset: found.1,
+    }
+}
+
+impl Pool {
+    /// A debug pool on the system allocator (see [`Pool::with_debug`]).
+    pub fn new_debug() -> Self {
+        Pool::new().with_debug(DebugOptions::default())
+    }
+
+    /// Turns on debug mode: guard bytes around every block (checked at
+    /// `free`, `realloc`, [`Pool::check`] and when the pool releases
+    /// everything), poisoned freed blocks kept in a bounded quarantine to
+    /// catch writes after free, and allocation numbers that name each block
+    /// in [`PoolError::Corrupted`]. Works with every source (heap, custom
+    /// allocator, arena). Each block costs `2 * GUARD` more bytes.
+    ///
+    /// On a debug pool, only changes the options (taking effect at the
+    /// next free).
+    ///
+    /// # Panics
+    /// If the pool already holds blocks (they have no guards): call it on a
+    /// fresh pool, as in `Pool::arena().with_debug(DebugOptions::default())`.
+    pub fn with_debug(mut self, options: DebugOptions) -> Self {
+        assert!(
+            self.block_count() == 0,
+            "Pool::with_debug needs a pool without blocks"
+        );
+        match self.debug.as_deref_mut() {
+            // Already a debug pool: its quarantine and numbering go on.
+            Some(state) => state.options = options,
+            None => self.debug = Some(Box::new(DebugState::new(options))),
+        }
+        self
+    }
+
+    /// Whether this pool is in debug mode.
+    pub fn is_debug(&self) -> bool {
+        self.debug.is_some()
+    }
+
+    /// The options of a debug pool.
+    pub fn debug_options(&self) -> Option<DebugOptions> {
+        self.debug.as_ref().map(|state| state.options)
+    }
+
+    /// A live block's allocation number (the n-th successful `alloc` of this
+    /// pool, from 1; `realloc` keeps it). `None` for other pointers and for
+    /// pools not in debug mode.
+    pub fn allocation_number(&self, ptr: *const c_void) -> Option<u64> {
+        self.debug.as_ref()?.numbers.get(&(ptr as usize)).copied()
+    }
+
+    /// Checks every live block's guards and every quarantined block's
+    /// poison, reporting the first damage found (or damage found earlier
+    /// where it could not be reported). A damaged live block gets fresh
+    /// guards and stays live; a damaged quarantined block is released. So
+    /// each damage is reported once. Always `Ok` for a pool not in debug mode.
+    pub fn check(&mut self) -> Result<(), PoolError> {
+        if self.debug.is_none() {
+            return Ok(());
+        }
+        if let Some(err) = self.state().pending.take() {
+            return Err(err);
+        }
+        let damaged = self.blocks().find_map(|(addr, size)| {
+            // SAFETY: a live block of a debug pool sits in an allocation of
+            // its size plus both guards.
+            unsafe { inspect_live(addr, size) }.map(|found| (addr, size, found))
+        });
+        if let Some((addr, size, found)) = damaged {
+            let number = self.allocation_number(addr as *const c_void).unwrap_or(0);
+            // SAFETY: as above; re-armed so this damage is reported once.
+            unsafe { arm(addr, size) };
+            return Err(corrupted(addr, size, number, found));
+        }
+        let state = self.state();
+        let damaged = state.quarantine.iter().enumerate().find_map(|(i, block)| {
+            // SAFETY: a quarantined block is not released yet.
+            unsafe { inspect_freed(block) }.map(|offset| (i, *block, offset))
+        });
+        let Some((i, block, offset)) = damaged else {
+            return Ok(());
+        };
+        state.quarantine.remove(i);
+        state.quarantine_bytes -= block.span();
+        // SAFETY: the block was in quarantine, so released here only.
+        unsafe { self.release_span(block.addr) };
+        Err(corrupted(
+            block.addr,
+            block.size,
+            block.number,
+            (Corruption::WriteAfterFree, offset),
+        ))
+    }
+
+    /// Releases every block as [`Pool::free_all`] does, and reports the
+    /// first damage found among them (and in the quarantine). Every block is
+    /// released, damaged or not. Always `Ok` for a pool not in debug mode.
+    pub fn free_all_checked(&mut self) -> Result<(), PoolError> {
+        if self.debug.is_none() {
+            self.free_all();
+            return Ok(());
+        }
+        self.debug_release_everything()
+    }
+
+    fn state(&mut self) -> &mut DebugState {
+        self.debug.as_deref_mut().expect("a debug pool")
+    }
+
+    /// Gives the source's block behind the user address `addr` back.
+    ///
+    /// # Safety
+    /// `addr` was handed out by this debug pool and is released once.
+    unsafe fn release_span(&self, addr: usize) {
+        // SAFETY: the source's block starts GUARD bytes before (caller's contract).
+        unsafe { self.release(NonNull::new_unchecked((addr - GUARD) as *mut u8)) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn debug_alloc(
+        &mut self,
+        number: usize,
+        elem_size: usize,
+    ) -> Result<NonNull<c_void>, PoolError> {
+        let bytes = block_bytes(number, elem_size)?;
+        let span = bytes
+            .checked_add(2 * GUARD)
+            .filter(|&s| s <= MAX_BLOCK)
+            .ok_or(PoolError::OutOfMemory { bytes })?;
+        let base = self
+            .new_block(span)
+            .ok_or(PoolError::OutOfMemory { bytes })?;
+        let addr = base.as_ptr() as usize + GUARD;
+        // SAFETY: `base` holds `span` writable bytes.
+        unsafe { arm(addr, bytes) };
+        match self.record(addr, bytes) {
+            Ok(true) => {
+                let state = self.state();
+                state.allocations += 1;
+                let number = state.allocations;
+                state.numbers.insert(addr, number);
+                // SAFETY: non-NULL: inside a live allocation.
+                Ok(unsafe { NonNull::new_unchecked(addr as *mut c_void) })
+            }
+            // A broken custom allocator: as in `alloc`, leave it untracked.
+            Ok(false) => Err(PoolError::AllocatorReturnedLiveBlock { addr }),
+            Err(_) => {
+                // SAFETY: fresh, ours, tracked nowhere.
+                unsafe { self.release(base) };
+                Err(PoolError::OutOfMemory { bytes })
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn debug_free(&mut self, ptr: *mut c_void) -> Result<usize, PoolError> {
+        let addr = ptr as usize;
+        let size = self
+            .lookup(addr)
+            .ok_or(PoolError::UnknownPointer { addr })?;
+        // SAFETY: a live block of this debug pool, with both guards.
+        let damage = unsafe { inspect_live(addr, size) };
+        self.forget(addr);
+        let number = self.state().numbers.remove(&addr).unwrap_or(0);
+        if let Some(found) = damage {
+            // Released at once: it is out of the index, so never again.
+            // SAFETY: it was live and is now forgotten.
+            unsafe { self.release_span(addr) };
+            return Err(corrupted(addr, size, number, found));
+        }
+        let evicted = self.quarantine(Freed { addr, size, number });
+        let state = self.state();
+        match evicted.or_else(|| state.pending.take()) {
+            Some(err) => Err(err),
+            None => Ok(size),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn debug_realloc(
+        &mut self,
+        ptr: *mut c_void,
+        new_size: usize,
+    ) -> Result<NonNull<c_void>, PoolError> {
+        let addr = ptr as usize;
+        let old = self
+            .lookup(addr)
+            .ok_or(PoolError::UnknownPointer { addr })?;
+        if new_size <= old {
+            return Err(PoolError::NotLarger {
+                addr,
+                current: old,
+                requested: new_size,
+            });
+        }
+        if new_size > MAX_BLOCK {
+            return Err(PoolError::SizeOverflow {
+                number: 1,
+                elem_size: new_size,
+            });
+        }
+        // As in `debug_alloc`: no room for the guards is out of memory.
+        let span = new_size
+            .checked_add(2 * GUARD)
+            .filter(|&s| s <= MAX_BLOCK)
+            .ok_or(PoolError::OutOfMemory { bytes: new_size })?;
+        let number = self.state().numbers.get(&addr).copied().unwrap_or(0);
+        // SAFETY: a live block of this debug pool, with both guards.
+        if let Some(found) = unsafe { inspect_live(addr, old) } {
+            // The block stays live and as it was, with its guards re-armed
+            // so this damage is reported once.
+            // SAFETY: as above.
+            unsafe { arm(addr, old) };
+            return Err(corrupted(addr, old, number, found));
+        }
+        self.reserve_move()
+            .map_err(|_| PoolError::OutOfMemory { bytes: new_size })?;
+        let base = self
+            .new_block(span)
+            .ok_or(PoolError::OutOfMemory { bytes: new_size })?;
+        let new_addr = base.as_ptr() as usize + GUARD;
+        if self.lookup(new_addr).is_some() {
+            // A broken custom allocator returned a live block: touch nothing.
+            return Err(PoolError::AllocatorReturnedLiveBlock { addr: new_addr });
+        }
+        // SAFETY: `base` holds `new_size + 2 * GUARD` fresh zeroed bytes,
+        // distinct from the live block of `old` bytes at `addr`.
+        unsafe {
+            arm(new_addr, new_size);
+            (new_addr as *mut u8).copy_from_nonoverlapping(addr as *const u8, old);
+        }
+        self.moved(addr, old, new_addr, new_size);
+        let state = self.state();
+        state.numbers.remove(&addr);
+        state.numbers.insert(new_addr, number);
+        // The old block goes to quarantine: writes through the stale pointer
+        // are caught too. Damage found by eviction is reported later.
+        let evicted = self.quarantine(Freed {
+            addr,
+            size: old,
+            number,
+        });
+        self.state().keep_first(evicted);
+        // SAFETY: non-NULL: inside a live allocation.
+        Ok(unsafe { NonNull::new_unchecked(new_addr as *mut c_void) })
+    }
+
+    /// Poisons a block that just left the index and queues it; evicts the
+    /// oldest blocks over the limits. The first damage found among evicted
+    /// blocks (each released anyway).
+    fn quarantine(&mut self, block: Freed) -> Option<PoolError> {
+        // SAFETY: the block's span is one allocation of this pool that is no
+        // longer in the index and not yet released.
+        unsafe { ((block.addr - GUARD) as *mut u8).write_bytes(POISON_BYTE, block.span()) };
+        let state = self.state();
+        state.quarantine.push_back(block);
+        state.quarantine_bytes += block.span();
+        let mut first = None;
+        loop {
+            let state = self.state();
+            let over = state.quarantine.len() > state.options.quarantine_blocks
+                || state.quarantine_bytes > state.options.quarantine_bytes;
+            let Some(oldest) = over.then(|| state.quarantine.pop_front()).flatten() else {
+                break;
+            };
+            state.quarantine_bytes -= oldest.span();
+            let damage = self.release_freed(oldest);
+            first = first.or(damage);
+        }
+        first
+    }
+
+    /// Checks a block that left the quarantine, then releases it.
+    fn release_freed(&mut self, block: Freed) -> Option<PoolError> {
+        // SAFETY: it was in quarantine: allocated, poisoned, not released.
+        let damage = unsafe { inspect_freed(&block) };
+        // SAFETY: it just left the quarantine, its only owner.
+        unsafe { self.release_span(block.addr) };
+        damage.map(|offset| {
+            corrupted(
+                block.addr,
+                block.size,
+                block.number,
+                (Corruption::WriteAfterFree, offset),
+            )
+        })
+    }
+
+    /// `free_all` of a debug pool: damage found is kept for the next check.
+    pub(super) fn debug_free_all(&mut self) {
+        if let Err(err) = self.debug_release_everything() {
+            self.state().keep_first(Some(err));
+        }
+    }
+
+    /// `free_all` of a debug pool: checks and releases every live and
+    /// quarantined block once; the first damage found.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn debug_release_everything(&mut self) -> Result<(), PoolError> {
+        let mut first = self.state().pending.take();
+        let live: Vec<(usize, usize)> = self.blocks().collect();
+        for (addr, size) in live {
+            if first.is_none() {
+                // SAFETY: a live block with both guards.
+                if let Some(found) = unsafe { inspect_live(addr, size) } {
+                    let number = self.state().numbers.get(&addr).copied().unwrap_or(0);
+                    first = Some(corrupted(addr, size, number, found));
+                }
+            }
+            self.forget(addr);
+            // SAFETY: it was live and is now forgotten: released once.
+            unsafe { self.release_span(addr) };
+        }
+        let state = self.state();
+        state.numbers.clear();
+        let freed: Vec<Freed> = state.quarantine.drain(..).collect();
+        state.quarantine_bytes = 0;
+        for block in freed {
+            let damage = self.release_freed(block);
+            first = first.or(damage);
+        }
+        // The index is empty; the plain path now resets an arena's chunks.
+        let state = self.debug.take();
+        self.free_all();
+        self.debug = state;
+        first.map_or(Ok(()), Err)
+    }
+}
