@@ -1,0 +1,326 @@
+//! The block index of an arena pool: an append-only log, no hash table.
+//!
+//! Arena blocks are never handed back one by one, so the index only has to
+//! answer "is this a live block, and how big" for `free`, `realloc` and
+//! `size`. Appending is all `alloc` does (O(1), no hashing, no rehash); the
+//! lookups binary-search, which is fine for the rare `free` of an arena block.
+//!
+//! Layout, for at most 16 bytes of bookkeeping per block (about 12):
+//! - the log, in allocation order: whole addresses (`usize`, so leak checkers
+//!   scanning a live pool see its blocks) and `u32` sizes, in fixed segments
+//!   of `SEGMENT` entries (the first one grows by doubling), so growing never
+//!   copies the log and never over-allocates by more than one segment;
+//! - freed and moved blocks stay in the log, marked `FREED` (their space is
+//!   not reused before `free_all` either, which clears the log);
+//! - sizes of 4 GiB - 2 or more live in a small side map keyed by log index;
+//! - `runs`: bumpalo bumps downward inside a chunk, so the log splits into
+//!   runs of strictly decreasing addresses, about one per chunk (chunks double
+//!   in size, so a handful). Each run records its address range; a lookup
+//!   binary-searches the runs whose range holds the address.
+
+use std::collections::HashMap;
+
+use rustc_hash::FxBuildHasher;
+
+use crate::table::TableFull;
+
+const SEGMENT_BITS: u32 = 8;
+/// Entries per full segment (3 KiB of addresses and sizes: small enough that
+/// the last, partly used segment stays within the 16 B/block bound).
+const SEGMENT: usize = 1 << SEGMENT_BITS;
+/// Capacity of the first segment's first allocation.
+const FIRST_CAPACITY: usize = 16;
+/// In `sizes`: the block was freed or moved.
+const FREED: u32 = u32::MAX;
+/// In `sizes`: the size is in `large`.
+const SIZE_IN_LARGE: u32 = u32::MAX - 1;
+
+#[derive(Debug, Default)]
+struct Segment {
+    addrs: Vec<usize>,
+    sizes: Vec<u32>,
+}
+
+/// Log entries `start..` (up to the next run's start) with strictly
+/// decreasing addresses in `lo..=hi`.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: usize,
+    lo: usize,
+    hi: usize,
+}
+
+/// Every block an arena pool handed out since it was made or last emptied.
+#[derive(Debug, Default)]
+pub(crate) struct ArenaLog {
+    segments: Vec<Segment>,
+    /// Entries in the log (live and freed).
+    len: usize,
+    /// Live entries.
+    live: usize,
+    runs: Vec<Run>,
+    large: HashMap<usize, usize, FxBuildHasher>,
+}
+
+impl ArenaLog {
+    #[inline]
+    fn addr_at(&self, i: usize) -> usize {
+        self.segments[i >> SEGMENT_BITS].addrs[i & (SEGMENT - 1)]
+    }
+
+    #[inline]
+    fn size_code(&self, i: usize) -> u32 {
+        self.segments[i >> SEGMENT_BITS].sizes[i & (SEGMENT - 1)]
+    }
+
+    #[inline]
+    fn set_size_code(&mut self, i: usize, code: u32) {
+        self.segments[i >> SEGMENT_BITS].sizes[i & (SEGMENT - 1)] = code;
+    }
+
+    fn size_at(&self, i: usize) -> usize {
+        match self.size_code(i) {
+            SIZE_IN_LARGE => self.large[&i],
+            code => code as usize,
+        }
+    }
+
+    /// Makes sure the next `push` (of any size, starting a run or not) cannot
+    /// fail for want of memory.
+    pub(crate) fn reserve_one(&mut self) -> Result<(), TableFull> {
+        let seg = self.len >> SEGMENT_BITS;
+        if seg == self.segments.len() {
+            self.segments.try_reserve(1).map_err(|_| TableFull)?;
+            self.segments.push(Segment::default());
+        }
+        let segment = &mut self.segments[seg];
+        if segment.addrs.len() == segment.addrs.capacity() {
+            let wanted = if seg == 0 {
+                (segment.addrs.capacity() * 2).clamp(FIRST_CAPACITY, SEGMENT)
+            } else {
+                SEGMENT
+            };
+            let more = wanted - segment.addrs.len();
+            segment
+                .addrs
+                .try_reserve_exact(more)
+                .map_err(|_| TableFull)?;
+            segment
+                .sizes
+                .try_reserve_exact(more)
+                .map_err(|_| TableFull)?;
+        }
+        self.runs.try_reserve(1).map_err(|_| TableFull)?;
+        self.large.try_reserve(1).map_err(|_| TableFull)
+    }
+
+    /// Appends a fresh block. Never fails after `reserve_one`.
+    pub(crate) fn push(&mut self, addr: usize, size: usize) -> Result<(), TableFull> {
+        self.reserve_one()?;
+        let index = self.len;
+        let code = match u32::try_from(size) {
+            Ok(small) if small < SIZE_IN_LARGE => small,
+            _ => {
+                self.large.insert(index, size);
+                SIZE_IN_LARGE
+            }
+        };
+        let segment = &mut self.segments[index >> SEGMENT_BITS];
+        segment.addrs.push(addr);
+        segment.sizes.push(code);
+        match self.runs.last_mut() {
+            Some(run) if addr < run.lo => run.lo = addr,
+            _ => self.runs.push(Run {
+                start: index,
+                lo: addr,
+                hi: addr,
+            }),
+        }
+        self.len += 1;
+        self.live += 1;
+        Ok(())
+    }
+
+    /// The log index of the live block at `addr`.
+    fn find(&self, addr: usize) -> Option<usize> {
+        // Newest runs first: recent blocks are the likeliest to be freed.
+        for (r, run) in self.runs.iter().enumerate().rev() {
+            if addr < run.lo || addr > run.hi {
+                continue;
+            }
+            let end = self.runs.get(r + 1).map_or(self.len, |next| next.start);
+            // Addresses decrease along the run: find the first <= addr.
+            let (mut lo, mut hi) = (run.start, end);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.addr_at(mid) > addr {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if lo < end && self.addr_at(lo) == addr {
+                // Addresses are unique in the log (space is never reused
+                // before the log is cleared), so this is the only candidate.
+                return (self.size_code(lo) != FREED).then_some(lo);
+            }
+        }
+        None
+    }
+
+    /// The size of the live block at `addr`.
+    pub(crate) fn get(&self, addr: usize) -> Option<usize> {
+        self.find(addr).map(|i| self.size_at(i))
+    }
+
+    /// Marks the live block at `addr` freed; its size.
+    pub(crate) fn remove(&mut self, addr: usize) -> Option<usize> {
+        let i = self.find(addr)?;
+        let size = match self.size_code(i) {
+            SIZE_IN_LARGE => self.large.remove(&i).expect("big block recorded in large"),
+            code => code as usize,
+        };
+        self.set_size_code(i, FREED);
+        self.live -= 1;
+        Some(size)
+    }
+
+    /// Live blocks.
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Every live block as `(address, size)`, in allocation order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.len)
+            .filter(|&i| self.size_code(i) != FREED)
+            .map(|i| (self.addr_at(i), self.size_at(i)))
+    }
+
+    /// Forgets every block (the arena released their space).
+    pub(crate) fn clear(&mut self) {
+        *self = ArenaLog::default();
+    }
+
+    /// Bytes this index holds (for the bookkeeping test).
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
+        let segs: usize = self
+            .segments
+            .iter()
+            .map(|s| s.addrs.capacity() * 8 + s.sizes.capacity() * 4)
+            .sum();
+        segs + self.segments.capacity() * std::mem::size_of::<Segment>()
+            + self.runs.capacity() * std::mem::size_of::<Run>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunks laid out like bumpalo's: each chunk is filled downward, and a
+    /// chunk can sit above or below the previous one.
+    fn chunked_addresses(chunks: &[(usize, usize)], step: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        for &(top, count) in chunks {
+            for k in 0..count {
+                out.push(top - k * step);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lookups_across_many_chunks_in_any_address_order() {
+        // Chunks above, below and interleaved with each other.
+        let chunks = [
+            (0x10_0000, 100),
+            (0x90_0000, 5000),
+            (0x08_0000, 300),
+            (0x50_0000, 9000),
+            (0x20_0000, 1),
+        ];
+        let addrs = chunked_addresses(&chunks, 32);
+        let mut log = ArenaLog::default();
+        for (k, &a) in addrs.iter().enumerate() {
+            log.push(a, k % 600).unwrap();
+        }
+        assert_eq!(log.len(), addrs.len());
+        // A new run starts only where a chunk starts above the last address
+        // (3 here); the second run spans the first one's range, so lookups
+        // must try every run whose range holds the address.
+        assert_eq!(log.runs.len(), 3);
+        for (k, &a) in addrs.iter().enumerate() {
+            assert_eq!(log.get(a), Some(k % 600), "block {k}");
+            // Interior and neighbouring addresses are not blocks.
+            assert_eq!(log.get(a + 16), None);
+            assert_eq!(log.get(a - 1), None);
+        }
+        assert_eq!(log.get(0), None);
+        assert_eq!(log.get(usize::MAX), None);
+        // Free every third block, then check all of them again.
+        for (k, &a) in addrs.iter().enumerate().filter(|(k, _)| k % 3 == 0) {
+            assert_eq!(log.remove(a), Some(k % 600));
+            assert_eq!(log.remove(a), None, "a freed block is gone");
+        }
+        for (k, &a) in addrs.iter().enumerate() {
+            let expected = (k % 3 != 0).then_some(k % 600);
+            assert_eq!(log.get(a), expected, "block {k}");
+        }
+        let listed: Vec<_> = log.iter().collect();
+        let expected: Vec<_> = addrs
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| k % 3 != 0)
+            .map(|(k, &a)| (a, k % 600))
+            .collect();
+        assert_eq!(listed, expected);
+        assert_eq!(log.len(), expected.len());
+        log.clear();
+        assert_eq!(log.len(), 0);
+        assert_eq!(log.get(addrs[1]), None);
+    }
+
+    #[test]
+    fn big_sizes_round_trip() {
+        let mut log = ArenaLog::default();
+        let sizes = [
+            0,
+            1,
+            SIZE_IN_LARGE as usize - 1,
+            SIZE_IN_LARGE as usize,
+            FREED as usize,
+            usize::MAX / 2,
+        ];
+        for (k, &s) in sizes.iter().enumerate() {
+            log.push(0x1000_0000 - k * 16, s).unwrap();
+        }
+        for (k, &s) in sizes.iter().enumerate() {
+            assert_eq!(log.get(0x1000_0000 - k * 16), Some(s));
+        }
+        assert_eq!(log.remove(0x1000_0000 - 4 * 16), Some(FREED as usize));
+        assert_eq!(log.get(0x1000_0000 - 4 * 16), None);
+        assert_eq!(log.large.len(), 2, "the freed big size left the side map");
+    }
+
+    #[test]
+    fn bookkeeping_stays_within_16_bytes_per_block() {
+        let mut log = ArenaLog::default();
+        for n in 1..=300_000usize {
+            log.push(0x7000_0000_0000 - n * 48, 64).unwrap();
+            if n >= 1000 && n % 997 == 0 {
+                let bytes = log.heap_bytes();
+                assert!(bytes <= 16 * n, "{bytes} bytes for {n} blocks");
+            }
+        }
+        assert_eq!(log.runs.len(), 1);
+    }
+
+    #[test]
+    fn addresses_are_stored_whole_for_leak_checkers() {
+        let mut log = ArenaLog::default();
+        log.push(0x7f12_3456_7890, 24).unwrap();
+        assert!(log.segments[0].addrs.contains(&0x7f12_3456_7890));
+    }
+}
