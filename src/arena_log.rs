@@ -55,7 +55,7 @@ struct Run {
 pub(crate) struct ArenaLog {
     segments: Vec<Segment>,
     /// Entries in the log (live and freed).
-    len: usize,
+    entries: usize,
     /// Live entries.
     live: usize,
     runs: Vec<Run>,
@@ -88,7 +88,7 @@ impl ArenaLog {
     /// Makes sure the next `push` (of any size, starting a run or not) cannot
     /// fail for want of memory.
     pub(crate) fn reserve_one(&mut self) -> Result<(), TableFull> {
-        let seg = self.len >> SEGMENT_BITS;
+        let seg = self.entries >> SEGMENT_BITS;
         if seg == self.segments.len() {
             self.segments.try_reserve(1).map_err(|_| TableFull)?;
             self.segments.push(Segment::default());
@@ -117,7 +117,7 @@ impl ArenaLog {
     /// Appends a fresh block. Never fails after `reserve_one`.
     pub(crate) fn push(&mut self, addr: usize, size: usize) -> Result<(), TableFull> {
         self.reserve_one()?;
-        let index = self.len;
+        let index = self.entries;
         let code = match u32::try_from(size) {
             Ok(small) if small < SIZE_IN_LARGE => small,
             _ => {
@@ -136,7 +136,7 @@ impl ArenaLog {
                 hi: addr,
             }),
         }
-        self.len += 1;
+        self.entries += 1;
         self.live += 1;
         Ok(())
     }
@@ -148,7 +148,7 @@ impl ArenaLog {
             if addr < run.lo || addr > run.hi {
                 continue;
             }
-            let end = self.runs.get(r + 1).map_or(self.len, |next| next.start);
+            let end = self.runs.get(r + 1).map_or(self.entries, |next| next.start);
             // Addresses decrease along the run: find the first <= addr.
             let (mut lo, mut hi) = (run.start, end);
             while lo < hi {
@@ -192,7 +192,7 @@ impl ArenaLog {
 
     /// Every live block as `(address, size)`, in allocation order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        (0..self.len)
+        (0..self.entries)
             .filter(|&i| self.size_code(i) != FREED)
             .map(|i| (self.addr_at(i), self.size_at(i)))
     }
