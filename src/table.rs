@@ -39,6 +39,17 @@ pub(crate) struct BlockTable {
     large: HashMap<usize, usize, FxBuildHasher>,
 }
 
+/// Progress of `rehash`'s left-to-right fill.
+#[derive(Default)]
+struct InOrder {
+    /// The first free slot after the entries placed so far.
+    next: usize,
+    /// The largest home slot placed so far.
+    last_home: usize,
+    /// Placing reached the end of the table; the rest probe as usual.
+    spilled: bool,
+}
+
 /// The table could not grow (the process is out of memory).
 #[derive(Debug)]
 pub(crate) struct TableFull;
@@ -139,13 +150,56 @@ impl BlockTable {
         sizes.resize(capacity, 0);
         let old_addrs = std::mem::replace(&mut self.addrs, addrs);
         let old_sizes = std::mem::replace(&mut self.sizes, sizes);
-        for (addr, size) in old_addrs.into_iter().zip(old_sizes) {
+        let old_capacity = old_addrs.len();
+        // Robin Hood keeps the entries sorted by home slot, cyclically, and
+        // the home is monotone in the hash for any capacity; so the old
+        // table, read from its first non-wrapped entry, lists the entries in
+        // hash order, and the new table can be filled left to right with no
+        // probing. Entries at the start that wrapped around from the end
+        // have the largest hashes: they come last.
+        let wrapped = old_addrs
+            .iter()
+            .enumerate()
+            .take_while(|&(i, &a)| a != EMPTY && home(a, old_capacity) > i)
+            .count();
+        let mut filler = InOrder::default();
+        for i in (wrapped..old_capacity).chain(0..wrapped) {
+            let addr = old_addrs[i];
             if addr != EMPTY {
-                let at = self.probe(addr).unwrap_err();
-                self.place(at, addr, size);
+                self.place_in_order(&mut filler, addr, old_sizes[i]);
             }
         }
+        #[cfg(debug_assertions)]
+        self.check_order();
         Ok(())
+    }
+
+    /// Adds an entry during `rehash`, where entries come in hash order.
+    fn place_in_order(&mut self, filler: &mut InOrder, addr: usize, size: u16) {
+        let capacity = self.addrs.len();
+        let h = home(addr, capacity);
+        let at = h.max(filler.next);
+        if filler.spilled || at >= capacity {
+            // The run reached the end of the table: the few entries left
+            // wrap around, and take the general path.
+            filler.spilled = true;
+            let at = self.probe(addr).unwrap_err();
+            self.place(at, addr, size);
+        } else if h < filler.last_home {
+            // Equal old homes can hide a different order of new homes (rare):
+            // the general path on the valid table built so far. Its shift may
+            // push the last run one slot further.
+            let at = self.probe(addr).unwrap_err();
+            self.place(at, addr, size);
+            if self.addrs[filler.next] != EMPTY {
+                filler.next += 1;
+            }
+        } else {
+            self.addrs[at] = addr;
+            self.sizes[at] = size;
+            filler.next = at + 1;
+            filler.last_home = h;
+        }
     }
 
     /// Puts an entry at `i`, shifting the run from `i` up to the next empty
@@ -368,5 +422,29 @@ mod tests {
         assert_eq!(table.addrs.capacity(), 0);
         assert_eq!(table.get(0x10), None);
         assert_eq!(table.len(), 0);
+    }
+}
+#[cfg(debug_assertions)]
+impl BlockTable {
+    /// The Robin Hood order: no gap before an entry off its home, and
+    /// distances never drop by more than one from slot to slot.
+    fn check_order(&self) {
+        let capacity = self.addrs.len();
+        for i in 0..capacity {
+            let addr = self.addrs[i];
+            let d = if addr == EMPTY {
+                0
+            } else {
+                self.distance(addr, i)
+            };
+            if d > 0 {
+                let prev = if i == 0 { capacity - 1 } else { i - 1 };
+                let before = self.addrs[prev];
+                assert!(
+                    before != EMPTY && self.distance(before, prev) + 1 >= d,
+                    "Robin Hood order broken at slot {i}"
+                );
+            }
+        }
     }
 }
