@@ -297,6 +297,31 @@ impl BlockTable {
     }
 }
 
+#[cfg(debug_assertions)]
+impl BlockTable {
+    /// The Robin Hood order: no gap before an entry off its home, and
+    /// distances never drop by more than one from slot to slot.
+    fn check_order(&self) {
+        let capacity = self.addrs.len();
+        for i in 0..capacity {
+            let addr = self.addrs[i];
+            let d = if addr == EMPTY {
+                0
+            } else {
+                self.distance(addr, i)
+            };
+            if d > 0 {
+                let prev = if i == 0 { capacity - 1 } else { i - 1 };
+                let before = self.addrs[prev];
+                assert!(
+                    before != EMPTY && self.distance(before, prev) + 1 >= d,
+                    "Robin Hood order broken at slot {i}"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,29 +447,5 @@ mod tests {
         assert_eq!(table.addrs.capacity(), 0);
         assert_eq!(table.get(0x10), None);
         assert_eq!(table.len(), 0);
-    }
-}
-#[cfg(debug_assertions)]
-impl BlockTable {
-    /// The Robin Hood order: no gap before an entry off its home, and
-    /// distances never drop by more than one from slot to slot.
-    fn check_order(&self) {
-        let capacity = self.addrs.len();
-        for i in 0..capacity {
-            let addr = self.addrs[i];
-            let d = if addr == EMPTY {
-                0
-            } else {
-                self.distance(addr, i)
-            };
-            if d > 0 {
-                let prev = if i == 0 { capacity - 1 } else { i - 1 };
-                let before = self.addrs[prev];
-                assert!(
-                    before != EMPTY && self.distance(before, prev) + 1 >= d,
-                    "Robin Hood order broken at slot {i}"
-                );
-            }
-        }
     }
 }
