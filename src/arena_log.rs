@@ -7,16 +7,16 @@
 //!
 //! Layout, for at most 16 bytes of bookkeeping per block (about 12):
 //! - the log, in allocation order: whole addresses (`usize`, so leak checkers
-//!   scanning a live pool see its blocks) and `u32` sizes, in fixed segments
-//!   of `SEGMENT` entries (the first one grows by doubling), so growing never
-//!   copies the log and never over-allocates by more than one segment;
+//!   scanning a live pool see its blocks) and `u32` sizes, in segments of
+//!   `SEGMENT` entries (the first one grows by doubling up to that), so growing
+//!   never copies the log and never over-allocates by more than one segment;
 //! - freed and moved blocks stay in the log, marked `FREED` (their space is
 //!   not reused before `free_all` either, which clears the log);
 //! - sizes of 4 GiB - 2 or more live in a small side map keyed by log index;
-//! - `runs`: bumpalo bumps downward inside a chunk, so the log splits into
-//!   runs of strictly decreasing addresses, about one per chunk (chunks double
-//!   in size, so a handful). Each run records its address range; a lookup
-//!   binary-searches the runs whose range holds the address.
+//! - runs: bumpalo bumps downward inside a chunk, so the log splits into
+//!   runs of strictly decreasing addresses, at most one per chunk (chunks
+//!   double in size, so a handful). Each run records its address range; a
+//!   lookup binary-searches the runs whose range holds the address.
 
 use std::collections::HashMap;
 
@@ -35,15 +35,9 @@ const FREED: u32 = u32::MAX;
 /// In `sizes`: the size is in `large`.
 const SIZE_IN_LARGE: u32 = u32::MAX - 1;
 
-#[derive(Debug, Default)]
-struct Segment {
-    addrs: Vec<usize>,
-    sizes: Vec<u32>,
-}
-
-/// Log entries `start..` (up to the next run's start) with strictly
+/// Log entries from `start` (up to the next run's start) with strictly
 /// decreasing addresses in `lo..=hi`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Run {
     start: usize,
     lo: usize,
@@ -51,31 +45,73 @@ struct Run {
 }
 
 /// Every block an arena pool handed out since it was made or last emptied.
+///
+/// A segment is one allocation of `3c/2` words: `c` addresses, then their
+/// `u32` sizes packed two to a word. The first segment (`first`) grows from
+/// `FIRST_CAPACITY` to `SEGMENT` entries; the others (`rest`) are full size.
+/// `first` and the open run are kept inline, so a small arena pool makes one
+/// allocation for its index.
 #[derive(Debug, Default)]
 pub(crate) struct ArenaLog {
-    segments: Vec<Segment>,
+    first: Box<[usize]>,
+    rest: Vec<Box<[usize]>>,
     /// Entries in the log (live and freed).
     entries: usize,
     /// Live entries.
     live: usize,
-    runs: Vec<Run>,
+    /// The run being appended to (meaningless while the log is empty).
+    current: Run,
+    /// Earlier runs, oldest first.
+    closed: Vec<Run>,
     large: HashMap<usize, usize, FxBuildHasher>,
 }
 
+/// A zeroed segment for `capacity` entries, or `TableFull`.
+fn new_segment(capacity: usize) -> Result<Box<[usize]>, TableFull> {
+    let words = capacity + capacity / 2;
+    let mut v = Vec::new();
+    v.try_reserve_exact(words).map_err(|_| TableFull)?;
+    v.resize(words, 0);
+    Ok(v.into_boxed_slice())
+}
+
 impl ArenaLog {
+    /// The segment holding entry `i`, and `i`'s offset in it.
+    #[inline]
+    fn slot(&self, i: usize) -> (&[usize], usize) {
+        match i >> SEGMENT_BITS {
+            0 => (&self.first, i),
+            s => (&self.rest[s - 1], i & (SEGMENT - 1)),
+        }
+    }
+
     #[inline]
     fn addr_at(&self, i: usize) -> usize {
-        self.segments[i >> SEGMENT_BITS].addrs[i & (SEGMENT - 1)]
+        let (segment, k) = self.slot(i);
+        segment[k]
     }
 
     #[inline]
     fn size_code(&self, i: usize) -> u32 {
-        self.segments[i >> SEGMENT_BITS].sizes[i & (SEGMENT - 1)]
+        let (segment, k) = self.slot(i);
+        let capacity = segment.len() / 3 * 2;
+        (segment[capacity + k / 2] >> ((k & 1) * 32)) as u32
     }
 
     #[inline]
-    fn set_size_code(&mut self, i: usize, code: u32) {
-        self.segments[i >> SEGMENT_BITS].sizes[i & (SEGMENT - 1)] = code;
+    fn write(&mut self, i: usize, addr: Option<usize>, code: u32) {
+        let k = i & (SEGMENT - 1);
+        let segment = match i >> SEGMENT_BITS {
+            0 => &mut self.first,
+            s => &mut self.rest[s - 1],
+        };
+        let capacity = segment.len() / 3 * 2;
+        if let Some(addr) = addr {
+            segment[k] = addr;
+        }
+        let shift = (k & 1) * 32;
+        let word = &mut segment[capacity + k / 2];
+        *word = (*word & !(0xFFFF_FFFF << shift)) | ((code as usize) << shift);
     }
 
     fn size_at(&self, i: usize) -> usize {
@@ -85,87 +121,109 @@ impl ArenaLog {
         }
     }
 
-    /// Makes sure the next `push` (of any size, starting a run or not) cannot
-    /// fail for want of memory.
-    pub(crate) fn reserve_one(&mut self) -> Result<(), TableFull> {
-        let seg = self.entries >> SEGMENT_BITS;
-        if seg == self.segments.len() {
-            self.segments.try_reserve(1).map_err(|_| TableFull)?;
-            self.segments.push(Segment::default());
+    /// Makes room for entry number `entries` in the segments.
+    fn reserve_entry(&mut self) -> Result<(), TableFull> {
+        let i = self.entries;
+        if i < SEGMENT {
+            let capacity = self.first.len() / 3 * 2;
+            if i == capacity {
+                let grown = (capacity * 2).clamp(FIRST_CAPACITY, SEGMENT);
+                let mut segment = new_segment(grown)?;
+                segment[..capacity].copy_from_slice(&self.first[..capacity]);
+                segment[grown..grown + capacity / 2].copy_from_slice(&self.first[capacity..]);
+                self.first = segment;
+            }
+        } else if i & (SEGMENT - 1) == 0 && self.rest.len() < i >> SEGMENT_BITS {
+            self.rest.try_reserve(1).map_err(|_| TableFull)?;
+            self.rest.push(new_segment(SEGMENT)?);
         }
-        let segment = &mut self.segments[seg];
-        if segment.addrs.len() == segment.addrs.capacity() {
-            let wanted = if seg == 0 {
-                (segment.addrs.capacity() * 2).clamp(FIRST_CAPACITY, SEGMENT)
-            } else {
-                SEGMENT
-            };
-            let more = wanted - segment.addrs.len();
-            segment
-                .addrs
-                .try_reserve_exact(more)
-                .map_err(|_| TableFull)?;
-            segment
-                .sizes
-                .try_reserve_exact(more)
-                .map_err(|_| TableFull)?;
+        Ok(())
+    }
+
+    /// Makes sure a `push` of `size` bytes cannot fail for want of memory,
+    /// wherever the block is.
+    pub(crate) fn reserve_one(&mut self, size: usize) -> Result<(), TableFull> {
+        self.reserve_entry()?;
+        if self.entries > 0 {
+            self.closed.try_reserve(1).map_err(|_| TableFull)?;
         }
-        self.runs.try_reserve(1).map_err(|_| TableFull)?;
-        self.large.try_reserve(1).map_err(|_| TableFull)
+        if size >= SIZE_IN_LARGE as usize {
+            self.large.try_reserve(1).map_err(|_| TableFull)?;
+        }
+        Ok(())
     }
 
     /// Appends a fresh block. Never fails after `reserve_one`.
     pub(crate) fn push(&mut self, addr: usize, size: usize) -> Result<(), TableFull> {
-        self.reserve_one()?;
+        self.reserve_entry()?;
         let index = self.entries;
+        let new_run = index > 0 && addr >= self.current.lo;
+        if new_run {
+            self.closed.try_reserve(1).map_err(|_| TableFull)?;
+        }
         let code = match u32::try_from(size) {
             Ok(small) if small < SIZE_IN_LARGE => small,
             _ => {
+                self.large.try_reserve(1).map_err(|_| TableFull)?;
                 self.large.insert(index, size);
                 SIZE_IN_LARGE
             }
         };
-        let segment = &mut self.segments[index >> SEGMENT_BITS];
-        segment.addrs.push(addr);
-        segment.sizes.push(code);
-        match self.runs.last_mut() {
-            Some(run) if addr < run.lo => run.lo = addr,
-            _ => self.runs.push(Run {
+        self.write(index, Some(addr), code);
+        if index > 0 && !new_run {
+            self.current.lo = addr;
+        } else {
+            if new_run {
+                self.closed.push(self.current);
+            }
+            self.current = Run {
                 start: index,
                 lo: addr,
                 hi: addr,
-            }),
+            };
         }
         self.entries += 1;
         self.live += 1;
         Ok(())
     }
 
-    /// The log index of the live block at `addr`.
-    fn find(&self, addr: usize) -> Option<usize> {
-        // Newest runs first: recent blocks are the likeliest to be freed.
-        for (r, run) in self.runs.iter().enumerate().rev() {
-            if addr < run.lo || addr > run.hi {
-                continue;
-            }
-            let end = self.runs.get(r + 1).map_or(self.entries, |next| next.start);
-            // Addresses decrease along the run: find the first <= addr.
-            let (mut lo, mut hi) = (run.start, end);
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                if self.addr_at(mid) > addr {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            if lo < end && self.addr_at(lo) == addr {
-                // Addresses are unique in the log (space is never reused
-                // before the log is cleared), so this is the only candidate.
-                return (self.size_code(lo) != FREED).then_some(lo);
+    /// The log index of `addr` in the run from `start` to `end`, if there.
+    fn search(&self, run: &Run, end: usize, addr: usize) -> Option<usize> {
+        if addr < run.lo || addr > run.hi {
+            return None;
+        }
+        // Addresses decrease along the run: find the first <= addr.
+        let (mut lo, mut hi) = (run.start, end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.addr_at(mid) > addr {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
         }
-        None
+        (lo < end && self.addr_at(lo) == addr).then_some(lo)
+    }
+
+    /// The log index of the live block at `addr`.
+    fn find(&self, addr: usize) -> Option<usize> {
+        if self.entries == 0 {
+            return None;
+        }
+        // Newest run first: recent blocks are the likeliest to be freed.
+        let mut end = self.entries;
+        let mut found = self.search(&self.current, end, addr);
+        end = self.current.start;
+        for run in self.closed.iter().rev() {
+            if found.is_some() {
+                break;
+            }
+            found = self.search(run, end, addr);
+            end = run.start;
+        }
+        // Addresses are unique in the log (space is never reused before the
+        // log is cleared), so the first match is the only candidate.
+        found.filter(|&i| self.size_code(i) != FREED)
     }
 
     /// The size of the live block at `addr`.
@@ -180,7 +238,7 @@ impl ArenaLog {
             SIZE_IN_LARGE => self.large.remove(&i).expect("big block recorded in large"),
             code => code as usize,
         };
-        self.set_size_code(i, FREED);
+        self.write(i, None, FREED);
         self.live -= 1;
         Some(size)
     }
@@ -205,13 +263,10 @@ impl ArenaLog {
     /// Bytes this index holds (for the bookkeeping test).
     #[cfg(test)]
     fn heap_bytes(&self) -> usize {
-        let segs: usize = self
-            .segments
-            .iter()
-            .map(|s| s.addrs.capacity() * 8 + s.sizes.capacity() * 4)
-            .sum();
-        segs + self.segments.capacity() * std::mem::size_of::<Segment>()
-            + self.runs.capacity() * std::mem::size_of::<Run>()
+        let words: usize = self.first.len() + self.rest.iter().map(|s| s.len()).sum::<usize>();
+        words * 8
+            + self.rest.capacity() * std::mem::size_of::<Box<[usize]>>()
+            + self.closed.capacity() * std::mem::size_of::<Run>()
     }
 }
 
@@ -250,7 +305,7 @@ mod tests {
         // A new run starts only where a chunk starts above the last address
         // (3 here); the second run spans the first one's range, so lookups
         // must try every run whose range holds the address.
-        assert_eq!(log.runs.len(), 3);
+        assert_eq!(log.closed.len() + 1, 3);
         for (k, &a) in addrs.iter().enumerate() {
             assert_eq!(log.get(a), Some(k % 600), "block {k}");
             // Interior and neighbouring addresses are not blocks.
@@ -314,13 +369,13 @@ mod tests {
                 assert!(bytes <= 16 * n, "{bytes} bytes for {n} blocks");
             }
         }
-        assert_eq!(log.runs.len(), 1);
+        assert_eq!(log.closed.len(), 0);
     }
 
     #[test]
     fn addresses_are_stored_whole_for_leak_checkers() {
         let mut log = ArenaLog::default();
         log.push(0x7f12_3456_7890, 24).unwrap();
-        assert!(log.segments[0].addrs.contains(&0x7f12_3456_7890));
+        assert!(log.first.contains(&0x7f12_3456_7890));
     }
 }

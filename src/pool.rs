@@ -218,10 +218,10 @@ impl Pool {
     }
 
     /// Makes sure `moved` cannot fail for want of memory.
-    fn reserve_move(&mut self) -> Result<(), TableFull> {
+    fn reserve_move(&mut self, new_size: usize) -> Result<(), TableFull> {
         match &mut self.source {
             Source::Heap(_) => self.table.reserve_large(),
-            Source::Arena(_, log) => log.reserve_one(),
+            Source::Arena(_, log) => log.reserve_one(new_size),
         }
     }
 
@@ -351,7 +351,7 @@ impl Pool {
             });
         }
         // Recording the moved block must not fail once the move happened.
-        self.reserve_move()
+        self.reserve_move(new_size)
             .map_err(|_| PoolError::OutOfMemory { bytes: new_size })?;
         // A 0-byte block is backed by 1 zeroed byte; `new_size` >= 1 covers it.
         let backed = old.max(1);
