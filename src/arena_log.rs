@@ -54,6 +54,8 @@ struct Run {
 #[derive(Debug, Default)]
 pub(crate) struct ArenaLog {
     first: Box<[usize]>,
+    /// Entries `first` has room for.
+    first_capacity: usize,
     rest: Vec<Box<[usize]>>,
     /// Entries in the log (live and freed).
     entries: usize,
@@ -76,36 +78,35 @@ fn new_segment(capacity: usize) -> Result<Box<[usize]>, TableFull> {
 }
 
 impl ArenaLog {
-    /// The segment holding entry `i`, and `i`'s offset in it.
+    /// The segment holding entry `i`, `i`'s offset in it, and the segment's
+    /// capacity (where its sizes start).
     #[inline]
-    fn slot(&self, i: usize) -> (&[usize], usize) {
+    fn slot(&self, i: usize) -> (&[usize], usize, usize) {
         match i >> SEGMENT_BITS {
-            0 => (&self.first, i),
-            s => (&self.rest[s - 1], i & (SEGMENT - 1)),
+            0 => (&self.first, i, self.first_capacity),
+            s => (&self.rest[s - 1], i & (SEGMENT - 1), SEGMENT),
         }
     }
 
     #[inline]
     fn addr_at(&self, i: usize) -> usize {
-        let (segment, k) = self.slot(i);
+        let (segment, k, _) = self.slot(i);
         segment[k]
     }
 
     #[inline]
     fn size_code(&self, i: usize) -> u32 {
-        let (segment, k) = self.slot(i);
-        let capacity = segment.len() / 3 * 2;
+        let (segment, k, capacity) = self.slot(i);
         (segment[capacity + k / 2] >> ((k & 1) * 32)) as u32
     }
 
     #[inline]
     fn write(&mut self, i: usize, addr: Option<usize>, code: u32) {
         let k = i & (SEGMENT - 1);
-        let segment = match i >> SEGMENT_BITS {
-            0 => &mut self.first,
-            s => &mut self.rest[s - 1],
+        let (segment, capacity) = match i >> SEGMENT_BITS {
+            0 => (&mut self.first, self.first_capacity),
+            s => (&mut self.rest[s - 1], SEGMENT),
         };
-        let capacity = segment.len() / 3 * 2;
         if let Some(addr) = addr {
             segment[k] = addr;
         }
@@ -125,13 +126,14 @@ impl ArenaLog {
     fn reserve_entry(&mut self) -> Result<(), TableFull> {
         let i = self.entries;
         if i < SEGMENT {
-            let capacity = self.first.len() / 3 * 2;
+            let capacity = self.first_capacity;
             if i == capacity {
                 let grown = (capacity * 2).clamp(FIRST_CAPACITY, SEGMENT);
                 let mut segment = new_segment(grown)?;
                 segment[..capacity].copy_from_slice(&self.first[..capacity]);
                 segment[grown..grown + capacity / 2].copy_from_slice(&self.first[capacity..]);
                 self.first = segment;
+                self.first_capacity = grown;
             }
         } else if i & (SEGMENT - 1) == 0 && self.rest.len() < i >> SEGMENT_BITS {
             self.rest.try_reserve(1).map_err(|_| TableFull)?;
@@ -154,7 +156,38 @@ impl ArenaLog {
     }
 
     /// Appends a fresh block. Never fails after `reserve_one`.
+    #[inline]
     pub(crate) fn push(&mut self, addr: usize, size: usize) -> Result<(), TableFull> {
+        let i = self.entries;
+        let k = i & (SEGMENT - 1);
+        // The common case: the block continues the run (same chunk), its
+        // segment has room, its size fits in 32 bits.
+        if i > 0 && addr < self.current.lo && size < SIZE_IN_LARGE as usize {
+            let room = if i < SEGMENT {
+                i < self.first_capacity
+            } else {
+                k != 0
+            };
+            if room {
+                let (segment, capacity) = match i >> SEGMENT_BITS {
+                    0 => (&mut self.first, self.first_capacity),
+                    s => (&mut self.rest[s - 1], SEGMENT),
+                };
+                segment[k] = addr;
+                // A fresh entry's half of the size word is still zero.
+                segment[capacity + k / 2] |= size << ((k & 1) * 32);
+                self.current.lo = addr;
+                self.entries = i + 1;
+                self.live += 1;
+                return Ok(());
+            }
+        }
+        self.push_slow(addr, size)
+    }
+
+    /// `push` when a segment or run starts, or the size is big.
+    #[cold]
+    fn push_slow(&mut self, addr: usize, size: usize) -> Result<(), TableFull> {
         self.reserve_entry()?;
         let index = self.entries;
         let new_run = index > 0 && addr >= self.current.lo;
