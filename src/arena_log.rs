@@ -156,7 +156,7 @@ impl ArenaLog {
     }
 
     /// Appends a fresh block. Never fails after `reserve_one`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, addr: usize, size: usize) -> Result<(), TableFull> {
         let i = self.entries;
         let k = i & (SEGMENT - 1);
@@ -187,6 +187,7 @@ impl ArenaLog {
 
     /// `push` when a segment or run starts, or the size is big.
     #[cold]
+    #[inline(never)]
     fn push_slow(&mut self, addr: usize, size: usize) -> Result<(), TableFull> {
         self.reserve_entry()?;
         let index = self.entries;
