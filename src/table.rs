@@ -35,13 +35,13 @@ pub(crate) struct BlockTable {
     sizes: Vec<u16>,
     /// Live entries in the slots (`hot` not counted).
     len: usize,
-    /// The newest block, not yet in the slots (`addr` is `EMPTY` if none).
+    /// A block kept outside the slots (`addr` is `EMPTY` if none).
     hot: Hot,
     /// Sizes of blocks whose slot says `SIZE_IN_LARGE`.
     large: HashMap<usize, usize, FxBuildHasher>,
 }
 
-/// A block kept beside the slots; see [`BlockTable::insert`].
+/// One block kept beside the slots; see [`BlockTable::insert`].
 #[derive(Debug, Default, Clone, Copy)]
 struct Hot {
     addr: usize,
@@ -229,17 +229,21 @@ impl BlockTable {
     /// Records a block: `Ok(false)`, changing nothing, if `addr` is already
     /// live; `Err` (changing nothing) if the table could not grow.
     ///
-    /// The newest block waits in `hot` and only enters the slots when the
-    /// next one comes: a block freed before the next alloc (a scratch buffer,
-    /// the alloc/free pair) never touches the slots.
+    /// A block goes to `hot` when that is free, else to the slots. A block
+    /// freed before the next alloc (a scratch buffer, the alloc/free pair)
+    /// then never touches the slots, and a burst of allocs costs one probe
+    /// each, as without `hot` (moving the newest block into `hot` would cost
+    /// a second probe per alloc: measured +70 instructions per alloc).
     pub(crate) fn insert(&mut self, addr: usize, size: usize) -> Result<bool, TableFull> {
         debug_assert_ne!(addr, EMPTY, "blocks are never at address 0");
-        if addr == self.hot.addr || self.find(addr).is_some() {
+        if addr == self.hot.addr {
             return Ok(false);
         }
         if self.hot.addr != EMPTY {
-            let added = self.insert_slot(self.hot.addr, self.hot.size)?;
-            debug_assert!(added, "hot and slots never hold the same block");
+            return self.insert_slot(addr, size);
+        }
+        if self.find(addr).is_some() {
+            return Ok(false);
         }
         self.hot = Hot { addr, size };
         Ok(true)
@@ -498,11 +502,17 @@ mod tests {
         let mut table = BlockTable::default();
         let addr = 0x7f12_3456_7890;
         assert!(insert(&mut table, addr, 24));
-        // The newest block waits beside the slots, whole too.
+        // The first block waits beside the slots, whole too.
         assert_eq!(table.hot.addr, addr);
         assert!(insert(&mut table, addr + 32, 24));
-        assert!(table.addrs.contains(&addr));
-        assert_eq!(table.hot.addr, addr + 32);
+        assert!(table.addrs.contains(&(addr + 32)));
+        assert_eq!(table.remove(addr), Some(24));
+        assert!(insert(&mut table, addr + 64, 24));
+        assert_eq!(
+            table.hot.addr,
+            addr + 64,
+            "a free hot slot takes the next block"
+        );
     }
 
     #[test]
