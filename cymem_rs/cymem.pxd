@@ -51,6 +51,11 @@ cdef extern from *:
         PyObject *(*wrap_malloc)(cymem_rs_malloc_fn malloc_fn);
         PyObject *(*wrap_free)(cymem_rs_free_fn free_fn);
         int (*pool_check)(void *pool);
+        /* The pool calls for a Pool object's core (never NULL): no handle check. */
+        void *(*core_alloc)(void *core, size_t number, size_t elem_size);
+        int (*core_free)(void *core, void *ptr);
+        void *(*core_realloc)(void *core, void *ptr, size_t new_size);
+        size_t (*core_size)(const void *core);
     } CymemRsCAPI;
 
     /* Filled on first use by cymem_rs_load_capi(); the table is static in
@@ -110,14 +115,14 @@ cdef extern from *:
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "alloc") < 0) return NULL;
         if (CYMEM_RS_UNLIKELY(number == 0 || elem_size == 0)
             && cymem_rs_capi->warn_zero_alloc() < 0) return NULL;
-        block = cymem_rs_capi->pool_alloc(CYMEM_RS_CORE(pool), number, elem_size);
+        block = cymem_rs_capi->core_alloc(CYMEM_RS_CORE(pool), number, elem_size);
         if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(0);
         return block;
     }
 
     static inline int cymem_rs_pool_free(PyObject *pool, void *ptr) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "free") < 0) return -1;
-        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_free(CYMEM_RS_CORE(pool), ptr) != 0))
+        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->core_free(CYMEM_RS_CORE(pool), ptr) != 0))
             return cymem_rs_capi->raise_last_error(1);
         return 0;
     }
@@ -125,7 +130,7 @@ cdef extern from *:
     static inline void *cymem_rs_pool_realloc(PyObject *pool, void *ptr, size_t new_size) {
         void *block;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "realloc") < 0) return NULL;
-        block = cymem_rs_capi->pool_realloc(CYMEM_RS_CORE(pool), ptr, new_size);
+        block = cymem_rs_capi->core_realloc(CYMEM_RS_CORE(pool), ptr, new_size);
         if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(2);
         return block;
     }
@@ -133,7 +138,7 @@ cdef extern from *:
     /* (size_t)-1 with an exception set on failure. */
     static inline size_t cymem_rs_pool_size(PyObject *pool) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "size") < 0) return (size_t)-1;
-        return cymem_rs_capi->pool_size(CYMEM_RS_CORE(pool));
+        return cymem_rs_capi->core_size(CYMEM_RS_CORE(pool));
     }
 
     /* Debug mode: 0, or -1 with MemoryCorruptionError set. */

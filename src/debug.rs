@@ -397,7 +397,7 @@ impl Pool {
             unsafe { arm(addr, old) };
             return Err(corrupted(addr, old, number, found));
         }
-        self.reserve_move()
+        self.reserve_move(new_size)
             .map_err(|_| PoolError::OutOfMemory { bytes: new_size })?;
         let base = self
             .new_block(span)

@@ -10,6 +10,7 @@
 //!   Python package and its Cython declarations.
 
 pub mod allocator;
+mod arena_log;
 pub mod error;
 pub mod ffi;
 pub mod pool;

@@ -9,6 +9,7 @@ use bumpalo::Bump;
 use rustc_hash::FxBuildHasher;
 
 use crate::allocator::Allocator;
+use crate::arena_log::ArenaLog;
 use crate::error::PoolError;
 use crate::table::{BlockTable, TableFull};
 
@@ -41,7 +42,9 @@ enum Source {
     /// Blocks are bump-allocated from large chunks (bumpalo, on the system
     /// allocator) that are all released together when the pool drops. `free`
     /// forgets a block; its space is reused only after `free_all` or never.
-    Arena(Bump<ARENA_ALIGN>),
+    /// Arena blocks are indexed by an append-only log instead of the hash
+    /// table (`table` stays empty): recording a block is one append.
+    Arena(Bump<ARENA_ALIGN>, ArenaLog),
 }
 
 /// A memory pool in cymem's sense: every block it hands out is released
@@ -126,7 +129,7 @@ impl Pool {
     pub fn arena() -> Self {
         Pool {
             table: BlockTable::default(),
-            source: Source::Arena(Bump::with_min_align()),
+            source: Source::Arena(Bump::with_min_align(), ArenaLog::default()),
             stats: Counters::default(),
             pins: Pins::default(),
             debug: None,
@@ -137,20 +140,20 @@ impl Pool {
     pub fn allocator(&self) -> Option<&Allocator> {
         match &self.source {
             Source::Heap(allocator) => Some(allocator),
-            Source::Arena(_) => None,
+            Source::Arena(..) => None,
         }
     }
 
     /// Whether this is an arena pool.
     pub fn is_arena(&self) -> bool {
-        matches!(self.source, Source::Arena(_))
+        matches!(self.source, Source::Arena(..))
     }
 
     /// A zeroed block of `bytes` (> 0) bytes from the pool's source.
     fn new_block(&self, bytes: usize) -> Option<NonNull<u8>> {
         match &self.source {
             Source::Heap(allocator) => allocator.alloc_zeroed(bytes),
-            Source::Arena(bump) => {
+            Source::Arena(bump, _) => {
                 let layout = Layout::from_size_align(bytes, ARENA_ALIGN).ok()?;
                 let block = bump.try_alloc_layout(layout).ok()?;
                 // SAFETY: bumpalo returned `bytes` writable bytes.
@@ -178,7 +181,11 @@ impl Pool {
     /// Adds a fresh block to the index. `Ok(false)`: already there (a broken
     /// custom allocator), nothing changed.
     fn record(&mut self, addr: usize, bytes: usize) -> Result<bool, TableFull> {
-        let added = self.table.insert(addr, bytes)?;
+        let added = match &mut self.source {
+            Source::Heap(_) => self.table.insert(addr, bytes)?,
+            // Arena space is never reused while logged: `addr` is fresh.
+            Source::Arena(_, log) => log.push(addr, bytes).map(|()| true)?,
+        };
         if added {
             let stats = &mut self.stats;
             stats.size += bytes;
@@ -190,7 +197,10 @@ impl Pool {
 
     /// Removes a block from the index; its size, or `None` if unknown.
     fn forget(&mut self, addr: usize) -> Option<usize> {
-        let bytes = self.table.remove(addr)?;
+        let bytes = match &mut self.source {
+            Source::Heap(_) => self.table.remove(addr)?,
+            Source::Arena(_, log) => log.remove(addr)?,
+        };
         self.stats.size -= bytes;
         self.stats.frees += 1;
         Some(bytes)
@@ -198,13 +208,23 @@ impl Pool {
 
     /// The size of a block in the index.
     fn lookup(&self, addr: usize) -> Option<usize> {
-        self.table.get(addr)
+        match &self.source {
+            Source::Heap(_) => self.table.get(addr),
+            Source::Arena(_, log) => log.get(addr),
+        }
     }
 
     /// Records that the block at `old_addr` (of `old_size` bytes) now lives
     /// at `new_addr` with `new_size` bytes. Needs `reserve_move` first.
     fn moved(&mut self, old_addr: usize, old_size: usize, new_addr: usize, new_size: usize) {
-        self.table.replace(old_addr, new_addr, new_size);
+        match &mut self.source {
+            Source::Heap(_) => self.table.replace(old_addr, new_addr, new_size),
+            Source::Arena(_, log) => {
+                log.remove(old_addr);
+                let pushed = log.push(new_addr, new_size);
+                debug_assert!(pushed.is_ok(), "reserve_move reserved the entry");
+            }
+        }
         let stats = &mut self.stats;
         stats.size = stats.size - old_size + new_size;
         stats.peak_size = stats.peak_size.max(stats.size);
@@ -212,8 +232,11 @@ impl Pool {
     }
 
     /// Makes sure `moved` cannot fail for want of memory.
-    fn reserve_move(&mut self) -> Result<(), TableFull> {
-        self.table.reserve_large()
+    fn reserve_move(&mut self, new_size: usize) -> Result<(), TableFull> {
+        match &mut self.source {
+            Source::Heap(_) => self.table.reserve_large(),
+            Source::Arena(_, log) => log.reserve_one(new_size),
+        }
     }
 
     /// Empties the index, calling `release` with each block's address, and
@@ -231,7 +254,10 @@ impl Pool {
 
     /// Number of live blocks (0-byte blocks included).
     pub fn block_count(&self) -> usize {
-        self.table.len()
+        match &self.source {
+            Source::Heap(_) => self.table.len(),
+            Source::Arena(_, log) => log.len(),
+        }
     }
 
     /// The pool's counters, now.
@@ -264,7 +290,14 @@ impl Pool {
 
     /// Every live block as `(address, size)`, in no particular order.
     pub fn blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.table.iter()
+        let log = match &self.source {
+            Source::Arena(_, log) => Some(log),
+            Source::Heap(_) => None,
+        };
+        // An arena pool's table is empty; a heap pool has no log.
+        self.table
+            .iter()
+            .chain(log.into_iter().flat_map(ArenaLog::iter))
     }
 
     /// A zeroed block of `number * elem_size` bytes.
@@ -343,7 +376,7 @@ impl Pool {
             });
         }
         // Recording the moved block must not fail once the move happened.
-        self.reserve_move()
+        self.reserve_move(new_size)
             .map_err(|_| PoolError::OutOfMemory { bytes: new_size })?;
         // A 0-byte block is backed by 1 zeroed byte; `new_size` >= 1 covers it.
         let backed = old.max(1);
@@ -371,7 +404,7 @@ impl Pool {
         match &self.source {
             // SAFETY: forwarded from the caller.
             Source::Heap(allocator) => unsafe { allocator.grow_zeroed(block, old, new) },
-            Source::Arena(_) => {
+            Source::Arena(..) => {
                 let fresh = self.new_block(new)?;
                 // SAFETY: distinct live blocks of `new` >= `old` bytes. The old
                 // block's space stays with the arena until it drops.
@@ -404,12 +437,12 @@ impl Pool {
                     unsafe { allocator.release(NonNull::new_unchecked(addr as *mut u8)) }
                 });
             }
-            Source::Arena(bump) => {
+            Source::Arena(bump, log) => {
                 // The blocks die with their chunks: forget them all at once.
                 bump.reset();
-                self.stats.frees += self.table.len() as u64;
+                self.stats.frees += log.len() as u64;
                 self.stats.size = 0;
-                self.table = BlockTable::default();
+                log.clear();
             }
         }
     }

@@ -418,6 +418,52 @@ fn arena_free_and_realloc_keep_their_meaning() {
     }
 }
 
+/// The arena's index is a log split into runs, one per bumpalo chunk: every
+/// block stays findable across many chunks (small and huge ones, realloc
+/// moves in between), and interior pointers are refused, touching nothing.
+#[test]
+fn arena_lookups_span_many_chunks_and_refuse_interior_pointers() {
+    let mut pool = Pool::arena();
+    let mut live = Vec::new();
+    for i in 0..60_000usize {
+        // Some blocks bigger than a chunk force fresh chunks out of order.
+        let size = if i % 5000 == 4999 {
+            1 << 20
+        } else {
+            16 + i % 300
+        };
+        let p = pool.alloc(1, size).unwrap();
+        live.push((p, size));
+        if i % 7 == 0 {
+            let (old, old_size) = live.swap_remove(live.len() / 2);
+            let moved = pool.realloc(old.as_ptr(), old_size + 40).unwrap();
+            live.push((moved, old_size + 40));
+            assert_eq!(pool.block_size(old.as_ptr()), None, "moved away");
+        }
+    }
+    assert_eq!(pool.block_count(), live.len());
+    for &(p, size) in &live {
+        assert_eq!(pool.block_size(p.as_ptr()), Some(size));
+        let inside = p.as_ptr().cast::<u8>().wrapping_add(8).cast::<c_void>();
+        assert!(matches!(
+            pool.free(inside),
+            Err(PoolError::UnknownPointer { .. })
+        ));
+    }
+    assert_eq!(
+        pool.block_count(),
+        live.len(),
+        "refused frees changed nothing"
+    );
+    for (k, &(p, size)) in live.iter().enumerate().filter(|(k, _)| k % 2 == 0) {
+        assert_eq!(pool.free(p.as_ptr()).unwrap(), size, "block {k}");
+        assert!(pool.free(p.as_ptr()).is_err(), "double free of block {k}");
+    }
+    let rest: usize = live.iter().skip(1).step_by(2).map(|&(_, s)| s).sum();
+    assert_eq!(pool.size(), rest);
+    assert_eq!(pool.blocks().map(|(_, s)| s).sum::<usize>(), rest);
+}
+
 /// A realistic build: rows of records, each grown by realloc, some freed.
 fn build_rows(pool: &mut Pool) -> Result<(), PoolError> {
     let rows = pool.alloc(20, 8)?;

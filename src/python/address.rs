@@ -2,6 +2,7 @@
 
 use std::ffi::{c_int, c_void};
 use std::ptr::NonNull;
+use std::sync::OnceLock;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -40,7 +41,7 @@ impl Address {
     pub(crate) fn new(py: Python<'_>, number: usize, elem_size: usize) -> PyResult<Self> {
         let alloc_err = |e: PoolError| pool_exception(Operation::Alloc, e);
         let size = block_bytes(number, elem_size).map_err(alloc_err)?;
-        let allocator = allocator_for(default_malloc(py)?.get(), default_free(py)?.get());
+        let allocator = default_allocator(py)?;
         // 0 bytes still gets its own address, as in the pool.
         let ptr = allocator
             .alloc_zeroed(size.max(1))
@@ -103,6 +104,17 @@ impl Address {
         // holds a reference to.
         unsafe { fill_buffer(view, flags, slf.clone().into_any(), &export) }
     }
+}
+
+/// The allocator of every Address (`Default_Malloc`/`Default_Free`), built
+/// once: `Address(n, size)` is often called in loops.
+fn default_allocator(py: Python<'_>) -> PyResult<Allocator> {
+    static CACHED: OnceLock<Allocator> = OnceLock::new();
+    if let Some(allocator) = CACHED.get() {
+        return Ok(*allocator);
+    }
+    let allocator = allocator_for(default_malloc(py)?.get(), default_free(py)?.get());
+    Ok(*CACHED.get_or_init(|| allocator))
 }
 
 impl Address {

@@ -21,8 +21,8 @@ use super::pool::{warn_zero_alloc, Pool};
 use crate::ffi::cymem_pool_check;
 use crate::ffi::{
     cymem_last_error, cymem_last_error_message, cymem_pool_alloc, cymem_pool_free,
-    cymem_pool_realloc, cymem_pool_size, CymemFreeFn, CymemMallocFn, CymemPool, CymemStatus,
-    CYMEM_RS_ABI_VERSION,
+    cymem_pool_realloc, cymem_pool_size, report, CymemFreeFn, CymemMallocFn, CymemPool,
+    CymemStatus, CYMEM_RS_ABI_VERSION,
 };
 
 /// The capsule's name: `PyCapsule_Import` checks it.
@@ -57,6 +57,13 @@ pub struct CApi {
     wrap_free: unsafe extern "C" fn(CymemFreeFn) -> *mut PyObject,
     /// Debug mode's check of every block: `CYMEM_OK` or `CYMEM_ERR_CORRUPTED`.
     pool_check: unsafe extern "C" fn(*mut CymemPool) -> CymemStatus,
+    /// The four pool calls above for the core inside a live Pool object (the
+    /// Cython inline path): C derives the pointer from a non-None object, so
+    /// these skip the NULL-handle check and its error reporting.
+    core_alloc: unsafe extern "C" fn(*mut CymemPool, usize, usize) -> *mut c_void,
+    core_free: unsafe extern "C" fn(*mut CymemPool, *mut c_void) -> CymemStatus,
+    core_realloc: unsafe extern "C" fn(*mut CymemPool, *mut c_void, usize) -> *mut c_void,
+    core_size: unsafe extern "C" fn(*const CymemPool) -> usize,
 }
 
 /// Distance from a Python object's start to one of its Rust fields.
@@ -87,6 +94,10 @@ fn build_table(py: Python<'_>) -> PyResult<CApi> {
         wrap_malloc,
         wrap_free,
         pool_check: cymem_pool_check,
+        core_alloc,
+        core_free,
+        core_realloc,
+        core_size,
     })
 }
 
@@ -165,4 +176,63 @@ unsafe extern "C" fn wrap_malloc(malloc: CymemMallocFn) -> *mut PyObject {
 
 unsafe extern "C" fn wrap_free(free: CymemFreeFn) -> *mut PyObject {
     wrap_function(free, "WrapFree", PyFree::wrap)
+}
+
+/// The core inside a Pool object.
+///
+/// # Safety
+/// `core` is the address of the `core` field of a live Pool object, which
+/// the caller holds a reference to for the whole call.
+unsafe fn core_ref<'a>(core: *const CymemPool) -> &'a CymemPool {
+    // SAFETY: caller's contract: a valid, shared CymemPool.
+    unsafe { &*core }
+}
+
+unsafe extern "C" fn core_alloc(
+    core: *mut CymemPool,
+    number: usize,
+    elem_size: usize,
+) -> *mut c_void {
+    // SAFETY: see `core_ref`; the Cython caller passes its Pool's core.
+    match unsafe { core_ref(core) }
+        .0
+        .with(|p| p.alloc(number, elem_size))
+    {
+        Ok(block) => block.as_ptr(),
+        Err(err) => {
+            report(err);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+unsafe extern "C" fn core_free(core: *mut CymemPool, ptr: *mut c_void) -> CymemStatus {
+    // SAFETY: as in `core_alloc`.
+    match unsafe { core_ref(core) }.0.with(|p| p.free(ptr)) {
+        Ok(_) => crate::ffi::CYMEM_OK,
+        Err(err) => report(err),
+    }
+}
+
+unsafe extern "C" fn core_realloc(
+    core: *mut CymemPool,
+    ptr: *mut c_void,
+    new_size: usize,
+) -> *mut c_void {
+    // SAFETY: as in `core_alloc`.
+    match unsafe { core_ref(core) }
+        .0
+        .with(|p| p.realloc(ptr, new_size))
+    {
+        Ok(block) => block.as_ptr(),
+        Err(err) => {
+            report(err);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+unsafe extern "C" fn core_size(core: *const CymemPool) -> usize {
+    // SAFETY: as in `core_alloc`.
+    unsafe { core_ref(core) }.0.with(|p| p.size())
 }
