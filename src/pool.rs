@@ -44,7 +44,15 @@ enum Source {
     /// forgets a block; its space is reused only after `free_all` or never.
     /// Arena blocks are indexed by an append-only log instead of the hash
     /// table (`table` stays empty): recording a block is one append.
-    Arena(Bump<ARENA_ALIGN>, ArenaLog),
+    /// Boxed: heap pools (the default) stay small, which keeps `Pool()` cheap.
+    Arena(Box<Arena>),
+}
+
+/// An arena pool's chunks and the log of the blocks cut from them.
+#[derive(Debug)]
+struct Arena {
+    bump: Bump<ARENA_ALIGN>,
+    log: ArenaLog,
 }
 
 /// A memory pool in cymem's sense: every block it hands out is released
@@ -129,7 +137,10 @@ impl Pool {
     pub fn arena() -> Self {
         Pool {
             table: BlockTable::default(),
-            source: Source::Arena(Bump::with_min_align(), ArenaLog::default()),
+            source: Source::Arena(Box::new(Arena {
+                bump: Bump::with_min_align(),
+                log: ArenaLog::default(),
+            })),
             stats: Counters::default(),
             pins: Pins::default(),
             debug: None,
@@ -153,9 +164,9 @@ impl Pool {
     fn new_block(&self, bytes: usize) -> Option<NonNull<u8>> {
         match &self.source {
             Source::Heap(allocator) => allocator.alloc_zeroed(bytes),
-            Source::Arena(bump, _) => {
+            Source::Arena(arena) => {
                 let layout = Layout::from_size_align(bytes, ARENA_ALIGN).ok()?;
-                let block = bump.try_alloc_layout(layout).ok()?;
+                let block = arena.bump.try_alloc_layout(layout).ok()?;
                 // SAFETY: bumpalo returned `bytes` writable bytes.
                 unsafe { block.as_ptr().write_bytes(0, bytes) };
                 Some(block)
@@ -184,7 +195,7 @@ impl Pool {
         let added = match &mut self.source {
             Source::Heap(_) => self.table.insert(addr, bytes)?,
             // Arena space is never reused while logged: `addr` is fresh.
-            Source::Arena(_, log) => log.push(addr, bytes).map(|()| true)?,
+            Source::Arena(arena) => arena.log.push(addr, bytes).map(|()| true)?,
         };
         if added {
             let stats = &mut self.stats;
@@ -199,7 +210,7 @@ impl Pool {
     fn forget(&mut self, addr: usize) -> Option<usize> {
         let bytes = match &mut self.source {
             Source::Heap(_) => self.table.remove(addr)?,
-            Source::Arena(_, log) => log.remove(addr)?,
+            Source::Arena(arena) => arena.log.remove(addr)?,
         };
         self.stats.size -= bytes;
         self.stats.frees += 1;
@@ -210,7 +221,7 @@ impl Pool {
     fn lookup(&self, addr: usize) -> Option<usize> {
         match &self.source {
             Source::Heap(_) => self.table.get(addr),
-            Source::Arena(_, log) => log.get(addr),
+            Source::Arena(arena) => arena.log.get(addr),
         }
     }
 
@@ -219,9 +230,9 @@ impl Pool {
     fn moved(&mut self, old_addr: usize, old_size: usize, new_addr: usize, new_size: usize) {
         match &mut self.source {
             Source::Heap(_) => self.table.replace(old_addr, new_addr, new_size),
-            Source::Arena(_, log) => {
-                log.remove(old_addr);
-                let pushed = log.push(new_addr, new_size);
+            Source::Arena(arena) => {
+                arena.log.remove(old_addr);
+                let pushed = arena.log.push(new_addr, new_size);
                 debug_assert!(pushed.is_ok(), "reserve_move reserved the entry");
             }
         }
@@ -235,7 +246,7 @@ impl Pool {
     fn reserve_move(&mut self, new_size: usize) -> Result<(), TableFull> {
         match &mut self.source {
             Source::Heap(_) => self.table.reserve_large(),
-            Source::Arena(_, log) => log.reserve_one(new_size),
+            Source::Arena(arena) => arena.log.reserve_one(new_size),
         }
     }
 
@@ -256,7 +267,7 @@ impl Pool {
     pub fn block_count(&self) -> usize {
         match &self.source {
             Source::Heap(_) => self.table.len(),
-            Source::Arena(_, log) => log.len(),
+            Source::Arena(arena) => arena.log.len(),
         }
     }
 
@@ -291,7 +302,7 @@ impl Pool {
     /// Every live block as `(address, size)`, in no particular order.
     pub fn blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         let log = match &self.source {
-            Source::Arena(_, log) => Some(log),
+            Source::Arena(arena) => Some(&arena.log),
             Source::Heap(_) => None,
         };
         // An arena pool's table is empty; a heap pool has no log.
@@ -437,12 +448,12 @@ impl Pool {
                     unsafe { allocator.release(NonNull::new_unchecked(addr as *mut u8)) }
                 });
             }
-            Source::Arena(bump, log) => {
+            Source::Arena(arena) => {
                 // The blocks die with their chunks: forget them all at once.
-                bump.reset();
-                self.stats.frees += log.len() as u64;
+                arena.bump.reset();
+                self.stats.frees += arena.log.len() as u64;
                 self.stats.size = 0;
-                log.clear();
+                arena.log.clear();
             }
         }
     }
