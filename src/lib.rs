@@ -5,6 +5,7 @@
 //! dropped. The layers, each in one place:
 //!
 //! - [`pool`], [`allocator`], [`error`], [`shared`]: the pure-Rust core (no Python);
+//! - [`registry`]: the live pools of the process, for reports (also no Python);
 //! - [`ffi`]: the C ABI, from which `include/cymem_rs.h` is generated;
 //! - `python` (feature `python`): the pyo3 binding behind the `cymem_rs`
 //!   Python package and its Cython declarations.
@@ -13,6 +14,7 @@ pub mod allocator;
 pub mod error;
 pub mod ffi;
 pub mod pool;
+pub mod registry;
 pub mod shared;
 mod table;
 
@@ -22,4 +24,5 @@ pub mod python;
 pub use allocator::Allocator;
 pub use error::PoolError;
 pub use pool::{Pool, PoolStats};
+pub use registry::{live_pools, Label, Origin, OriginSource, PoolInfo};
 pub use shared::SharedPool;

@@ -8,6 +8,7 @@ use bumpalo::Bump;
 
 use crate::allocator::Allocator;
 use crate::error::PoolError;
+use crate::registry::{self, Label, Origin, Record};
 use crate::table::{BlockTable, TableFull};
 
 /// The largest block C and Rust can address (`isize::MAX` bytes).
@@ -52,19 +53,9 @@ enum Source {
 pub struct Pool {
     table: BlockTable,
     source: Source,
-    stats: Counters,
-}
-
-/// A pool's running counters, kept by [`Pool::record`] and [`Pool::forget`]
-/// (the only places blocks enter and leave the index).
-#[derive(Debug, Default, Clone, Copy)]
-struct Counters {
-    /// Bytes in live blocks (0-byte blocks count as 0).
-    size: usize,
-    peak_size: usize,
-    allocs: u64,
-    frees: u64,
-    reallocs: u64,
+    /// The pool's counters, in its live-pool registry record (see
+    /// [`crate::registry`]): written only here, read by reports.
+    stats: &'static Record,
 }
 
 /// A snapshot of a pool's statistics.
@@ -87,6 +78,7 @@ pub struct PoolStats {
 }
 
 impl Default for Pool {
+    #[track_caller]
     fn default() -> Self {
         Pool::new()
     }
@@ -94,29 +86,67 @@ impl Default for Pool {
 
 impl Pool {
     /// A pool on the system allocator.
+    #[track_caller]
     pub fn new() -> Self {
         Pool::with_allocator(Allocator::system())
     }
 
     /// A pool whose blocks come from (and return to) `allocator`.
+    #[track_caller]
     pub fn with_allocator(allocator: Allocator) -> Self {
-        Pool {
-            table: BlockTable::default(),
-            source: Source::Heap(allocator),
-            stats: Counters::default(),
-        }
+        Pool::with_allocator_labelled(allocator, Label::here())
     }
 
     /// An arena pool: blocks are bump-allocated from chunks of the system
     /// allocator and released all at once when the pool drops. `free` and
     /// `realloc` keep their meaning (errors, `size`, block count), but the
     /// space of a freed or moved block is not reused until [`Pool::free_all`].
+    #[track_caller]
     pub fn arena() -> Self {
+        Pool::arena_labelled(Label::here())
+    }
+
+    /// A pool on the system allocator, called `name` in live-pool reports.
+    #[track_caller]
+    pub fn named(name: impl Into<String>) -> Self {
+        let label = Label {
+            name: Some(name.into()),
+            ..Label::here()
+        };
+        Pool::with_allocator_labelled(Allocator::system(), label)
+    }
+
+    /// [`Pool::with_allocator`] with a name and origin for live-pool reports.
+    pub fn with_allocator_labelled(allocator: Allocator, label: Label) -> Self {
+        Pool {
+            table: BlockTable::default(),
+            source: Source::Heap(allocator),
+            stats: registry::register(label, false),
+        }
+    }
+
+    /// [`Pool::arena`] with a name and origin for live-pool reports.
+    pub fn arena_labelled(label: Label) -> Self {
         Pool {
             table: BlockTable::default(),
             source: Source::Arena(Bump::with_min_align()),
-            stats: Counters::default(),
+            stats: registry::register(label, true),
         }
+    }
+
+    /// The pool's name in live-pool reports.
+    pub fn name(&self) -> Option<String> {
+        registry::name(self.stats)
+    }
+
+    /// Renames the pool (`None`: unnamed).
+    pub fn set_name(&mut self, name: Option<String>) {
+        registry::set_name(self.stats, name);
+    }
+
+    /// Changes where the reports say the pool was made.
+    pub fn set_origin(&mut self, origin: Origin) {
+        registry::set_origin(self.stats, origin);
     }
 
     /// The backing allocator of a heap pool (`None` for an arena pool).
@@ -166,10 +196,7 @@ impl Pool {
     fn record(&mut self, addr: usize, bytes: usize) -> Result<bool, TableFull> {
         let added = self.table.insert(addr, bytes)?;
         if added {
-            let stats = &mut self.stats;
-            stats.size += bytes;
-            stats.peak_size = stats.peak_size.max(stats.size);
-            stats.allocs += 1;
+            self.stats.added(bytes);
         }
         Ok(added)
     }
@@ -177,8 +204,7 @@ impl Pool {
     /// Removes a block from the index; its size, or `None` if unknown.
     fn forget(&mut self, addr: usize) -> Option<usize> {
         let bytes = self.table.remove(addr)?;
-        self.stats.size -= bytes;
-        self.stats.frees += 1;
+        self.stats.removed(bytes);
         Some(bytes)
     }
 
@@ -191,10 +217,7 @@ impl Pool {
     /// at `new_addr` with `new_size` bytes. Needs `reserve_move` first.
     fn moved(&mut self, old_addr: usize, old_size: usize, new_addr: usize, new_size: usize) {
         self.table.replace(old_addr, new_addr, new_size);
-        let stats = &mut self.stats;
-        stats.size = stats.size - old_size + new_size;
-        stats.peak_size = stats.peak_size.max(stats.size);
-        stats.reallocs += 1;
+        self.stats.resized(old_size, new_size);
     }
 
     /// Makes sure `moved` cannot fail for want of memory.
@@ -205,14 +228,20 @@ impl Pool {
     /// Empties the index, calling `release` with each block's address, and
     /// counts them as freed.
     fn forget_all(&mut self, release: impl FnMut(usize)) {
-        self.stats.frees += self.table.len() as u64;
+        self.stats.cleared(self.table.len());
         self.table.drain(release);
-        self.stats.size = 0;
+    }
+
+    /// Empties the index at once, without visiting the blocks (their memory
+    /// goes another way), and counts them as freed.
+    fn forget_all_at_once(&mut self) {
+        self.stats.cleared(self.table.len());
+        self.table = BlockTable::default();
     }
 
     /// Bytes in live blocks.
     pub fn size(&self) -> usize {
-        self.stats.size
+        self.stats.size()
     }
 
     /// Number of live blocks (0-byte blocks included).
@@ -222,20 +251,14 @@ impl Pool {
 
     /// The pool's counters, now.
     pub fn stats(&self) -> PoolStats {
-        let c = self.stats;
-        PoolStats {
-            size: c.size,
-            peak_size: c.peak_size,
-            block_count: self.block_count(),
-            total_allocs: c.allocs,
-            total_frees: c.frees,
-            total_reallocs: c.reallocs,
-        }
+        let stats = self.stats.snapshot();
+        debug_assert_eq!(stats.block_count, self.block_count());
+        stats
     }
 
     /// Starts a new high-water mark from the bytes live now.
     pub fn reset_peak(&mut self) {
-        self.stats.peak_size = self.stats.size;
+        self.stats.reset_peak();
     }
 
     /// The size of a live block, or `None` if `ptr` is not one of this pool's.
@@ -371,9 +394,7 @@ impl Pool {
             Source::Arena(bump) => {
                 // The blocks die with their chunks: forget them all at once.
                 bump.reset();
-                self.stats.frees += self.table.len() as u64;
-                self.stats.size = 0;
-                self.table = BlockTable::default();
+                self.forget_all_at_once();
             }
         }
     }
@@ -385,5 +406,6 @@ impl Drop for Pool {
         if let Source::Heap(_) = self.source {
             self.free_all();
         }
+        registry::release(self.stats);
     }
 }
