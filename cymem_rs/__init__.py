@@ -7,6 +7,8 @@ exactly as it cimported ``cymem.cymem``.
 """
 
 import os
+import sys
+from typing import Optional, TextIO
 
 from .cymem import (
     ABI_VERSION,
@@ -14,8 +16,12 @@ from .cymem import (
     Default_Free,
     Default_Malloc,
     Pool,
+    PoolInfo,
+    PoolStats,
     PyFree,
     PyMalloc,
+    format_report,
+    live_pools,
 )
 
 __all__ = [
@@ -24,12 +30,24 @@ __all__ = [
     "Default_Free",
     "Default_Malloc",
     "Pool",
+    "PoolInfo",
+    "PoolStats",
     "PyFree",
     "PyMalloc",
+    "format_report",
     "get_include",
+    "live_pools",
+    "report",
 ]
 
 
 def get_include() -> str:
     """The folder holding ``cymem_rs.h``, the C header of the C library."""
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
+
+
+def report(file: Optional[TextIO] = None) -> None:
+    """Prints the live-pool report (``format_report()``) to ``file`` (default
+    stdout): one line per live pool, most bytes first, with its name and the
+    ``file:line`` that created it."""
+    print(format_report(), end="", file=sys.stdout if file is None else file)

@@ -10,6 +10,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+/**
+ * Records the calling file and line as the pool's origin in live-pool
+ * reports: `CymemPool *p = cymem_pool_new(); CYMEM_POOL_SET_ORIGIN_HERE(p);`
+ */
+#define CYMEM_POOL_SET_ORIGIN_HERE(pool) \
+    cymem_pool_set_origin((pool), __FILE__, (unsigned)__LINE__)
+
 
 /**
  * Version of this C ABI; bumped on any incompatible change.
@@ -343,10 +350,3 @@ size_t cymem_report(char *buf, size_t size);
 #endif  // __cplusplus
 
 #endif  /* CYMEM_RS_H */
-
-/**
- * Records the calling file and line as the pool's origin in live-pool
- * reports: `CymemPool *p = cymem_pool_new(); CYMEM_POOL_SET_ORIGIN_HERE(p);`
- */
-#define CYMEM_POOL_SET_ORIGIN_HERE(pool) \
-    cymem_pool_set_origin((pool), __FILE__, (unsigned)__LINE__)

@@ -18,9 +18,10 @@ use super::address::Address;
 use super::allocators::{default_free, default_malloc, PyFree, PyMalloc};
 use super::errors::{exception, Operation};
 use super::pool::{warn_zero_alloc, Pool};
+use crate::pool::PoolStats;
 use crate::ffi::{
     cymem_last_error, cymem_last_error_message, cymem_pool_alloc, cymem_pool_free,
-    cymem_pool_realloc, cymem_pool_size, CymemFreeFn, CymemMallocFn, CymemPool, CymemStatus,
+    cymem_pool_realloc, cymem_pool_reset_peak, cymem_pool_size, cymem_pool_stats, CymemFreeFn, CymemMallocFn, CymemPool, CymemStatus,
     CYMEM_RS_ABI_VERSION,
 };
 
@@ -54,6 +55,9 @@ pub struct CApi {
     /// `WrapMalloc` / `WrapFree`: new references, or NULL with an exception set.
     wrap_malloc: unsafe extern "C" fn(CymemMallocFn) -> *mut PyObject,
     wrap_free: unsafe extern "C" fn(CymemFreeFn) -> *mut PyObject,
+    /// `cymem_pool_stats` / `cymem_pool_reset_peak` on the pool's core.
+    pool_stats: unsafe extern "C" fn(*const CymemPool, *mut PoolStats) -> CymemStatus,
+    pool_reset_peak: unsafe extern "C" fn(*mut CymemPool) -> CymemStatus,
 }
 
 /// Distance from a Python object's start to one of its Rust fields.
@@ -64,7 +68,7 @@ fn offset_in_object<T>(object: *mut PyObject, field: *const T) -> usize {
 fn build_table(py: Python<'_>) -> PyResult<CApi> {
     // Measure where pyo3 placed the fields, on real objects: pyo3 does not
     // promise a layout, so C is told rather than assuming.
-    let pool = Bound::new(py, Pool::new(py, None, None, false)?)?;
+    let pool = Bound::new(py, Pool::new(py, None, None, false, None)?)?;
     let address = Bound::new(py, Address::new(py, 1, 1)?)?;
     let malloc = default_malloc(py)?.bind(py);
     let free = default_free(py)?.bind(py);
@@ -83,6 +87,8 @@ fn build_table(py: Python<'_>) -> PyResult<CApi> {
         warn_zero_alloc: capi_warn_zero_alloc,
         wrap_malloc,
         wrap_free,
+        pool_stats: cymem_pool_stats,
+        pool_reset_peak: cymem_pool_reset_peak,
     })
 }
 

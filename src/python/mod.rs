@@ -7,6 +7,7 @@ mod allocators;
 mod capi;
 mod errors;
 mod pool;
+mod report;
 
 use pyo3::prelude::*;
 
@@ -30,5 +31,9 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WARN_ZERO_ALLOC", false)?;
     m.add("ABI_VERSION", crate::ffi::CYMEM_RS_ABI_VERSION)?;
     m.add("_C_API", capi::capsule(py)?)?;
+    m.add("PoolStats", report::pool_stats_type(py)?)?;
+    m.add("PoolInfo", report::pool_info_type(py)?)?;
+    m.add_function(wrap_pyfunction!(report::live_pools, m)?)?;
+    m.add_function(wrap_pyfunction!(report::format_report, m)?)?;
     Ok(())
 }
