@@ -6,9 +6,11 @@ garbage collected. Cython code cimports ``cymem_rs.cymem`` (or ``cymem_rs``)
 exactly as it cimported ``cymem.cymem``.
 """
 
+from __future__ import annotations
+
 import os
 import sys
-from typing import Optional, TextIO
+from typing import TextIO
 
 from .cymem import (
     ABI_VERSION,
@@ -46,7 +48,7 @@ def get_include() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
 
-def report(file: Optional[TextIO] = None) -> None:
+def report(file: TextIO | None = None) -> None:
     """Prints the live-pool report (``format_report()``) to ``file`` (default
     stdout): one line per live pool, most bytes first, with its name and the
     ``file:line`` that created it."""

@@ -140,7 +140,10 @@ pub extern "C" fn cymem_abi_version() -> u32 {
 /// A new pool on the system allocator (`calloc`/`realloc`/`free`).
 #[no_mangle]
 pub extern "C" fn cymem_pool_new() -> *mut CymemPool {
-    into_handle(Pool::with_allocator_labelled(Allocator::system(), c_label(None)))
+    into_handle(Pool::with_allocator_labelled(
+        Allocator::system(),
+        c_label(None),
+    ))
 }
 
 /// A new arena pool: blocks are bump-allocated from large chunks and all
@@ -370,7 +373,11 @@ fn c_label(name: Option<String>) -> Label {
 /// `text` is NULL or a NUL-terminated string.
 unsafe fn optional_text(text: *const c_char) -> Option<String> {
     // SAFETY: caller's contract.
-    (!text.is_null()).then(|| unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned())
+    (!text.is_null()).then(|| {
+        unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned()
+    })
 }
 
 /// Copies `text` into `buf` (`size` bytes) like `snprintf`: at most `size - 1`
@@ -426,7 +433,11 @@ fn to_c_info(info: &PoolInfo) -> CymemPoolInfo {
     // SAFETY: both arrays are valid for their full length.
     unsafe {
         copy_truncated(name, out.name.as_mut_ptr(), CYMEM_POOL_NAME_SIZE);
-        copy_truncated(&info.origin, out.origin.as_mut_ptr(), CYMEM_POOL_ORIGIN_SIZE);
+        copy_truncated(
+            &info.origin,
+            out.origin.as_mut_ptr(),
+            CYMEM_POOL_ORIGIN_SIZE,
+        );
     }
     out
 }

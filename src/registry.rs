@@ -285,7 +285,10 @@ pub(crate) fn release(record: &'static Record) {
 }
 
 pub(crate) fn name(record: &Record) -> Option<String> {
-    registry().slots[record.slot].name.as_deref().map(str::to_owned)
+    registry().slots[record.slot]
+        .name
+        .as_deref()
+        .map(str::to_owned)
 }
 
 pub(crate) fn set_name(record: &Record, name: Option<String>) {

@@ -44,14 +44,19 @@ fn a_dropped_pool_disappears_and_its_record_is_reused_clean() {
 
 #[test]
 fn pools_are_sorted_by_bytes_and_renaming_shows() {
-    let mut pools: Vec<Pool> = (0..5).map(|i| Pool::named(format!("reg-sort-{i}"))).collect();
+    let mut pools: Vec<Pool> = (0..5)
+        .map(|i| Pool::named(format!("reg-sort-{i}")))
+        .collect();
     for (i, pool) in pools.iter_mut().enumerate() {
         pool.alloc(1, [300, 10, 5000, 0, 42][i]).unwrap();
     }
     let sizes: Vec<usize> = find("reg-sort-").iter().map(|p| p.stats.size).collect();
     assert_eq!(sizes, [5000, 300, 42, 10, 0]);
     pools[0].set_name(Some("reg-sort-renamed".into()));
-    let names: Vec<String> = find("reg-sort-").into_iter().filter_map(|p| p.name).collect();
+    let names: Vec<String> = find("reg-sort-")
+        .into_iter()
+        .filter_map(|p| p.name)
+        .collect();
     assert!(names.contains(&"reg-sort-renamed".to_owned()));
     assert!(!names.contains(&"reg-sort-0".to_owned()));
 }
@@ -99,7 +104,11 @@ fn the_table_lists_a_pool_with_aligned_columns() {
     assert!(header.starts_with("bytes") || header.trim_start().starts_with("bytes"));
     let name_col = header.find("name").unwrap();
     let row = table.lines().find(|l| l.contains("reg-table")).unwrap();
-    assert_eq!(row.find("reg-table"), Some(name_col), "name column aligned:\n{table}");
+    assert_eq!(
+        row.find("reg-table"),
+        Some(name_col),
+        "name column aligned:\n{table}"
+    );
     let numbers: Vec<&str> = row.split_whitespace().take(6).collect();
     assert_eq!(numbers, ["3000", "3000", "1", "1", "0", "0"]);
     assert!(table.lines().last().unwrap().contains("live pool"));
@@ -136,7 +145,10 @@ fn reports_race_safely_with_creation_and_drop_of_locked_pools() {
                 for info in find("reg-race-") {
                     let s = info.stats;
                     assert!(s.size <= 36 * 16 && s.peak_size <= 36 * 16, "{s:?}");
-                    assert!(s.block_count <= 8 && s.total_frees <= s.total_allocs, "{s:?}");
+                    assert!(
+                        s.block_count <= 8 && s.total_frees <= s.total_allocs,
+                        "{s:?}"
+                    );
                     seen += 1;
                 }
                 let _ = cymem_rs::registry::report();
@@ -149,5 +161,8 @@ fn reports_race_safely_with_creation_and_drop_of_locked_pools() {
     }
     stop.store(true, Ordering::Relaxed);
     reporter.join().unwrap();
-    assert!(find("reg-race-").is_empty(), "every dropped pool left the registry");
+    assert!(
+        find("reg-race-").is_empty(),
+        "every dropped pool left the registry"
+    );
 }

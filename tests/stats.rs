@@ -62,10 +62,22 @@ fn failed_operations_change_no_counter(new: fn() -> Pool) {
     let before = pool.stats();
     let mut local = 0u8;
     let foreign = (&raw mut local).cast::<c_void>();
-    assert!(matches!(pool.free(foreign), Err(PoolError::UnknownPointer { .. })));
-    assert!(matches!(pool.realloc(foreign, 64), Err(PoolError::UnknownPointer { .. })));
-    assert!(matches!(pool.realloc(block.as_ptr(), 8), Err(PoolError::NotLarger { .. })));
-    assert!(matches!(pool.alloc(usize::MAX, 2), Err(PoolError::SizeOverflow { .. })));
+    assert!(matches!(
+        pool.free(foreign),
+        Err(PoolError::UnknownPointer { .. })
+    ));
+    assert!(matches!(
+        pool.realloc(foreign, 64),
+        Err(PoolError::UnknownPointer { .. })
+    ));
+    assert!(matches!(
+        pool.realloc(block.as_ptr(), 8),
+        Err(PoolError::NotLarger { .. })
+    ));
+    assert!(matches!(
+        pool.alloc(usize::MAX, 2),
+        Err(PoolError::SizeOverflow { .. })
+    ));
     assert!(matches!(
         pool.realloc(block.as_ptr(), usize::MAX),
         Err(PoolError::SizeOverflow { .. })

@@ -18,12 +18,12 @@ use super::address::Address;
 use super::allocators::{default_free, default_malloc, PyFree, PyMalloc};
 use super::errors::{exception, Operation};
 use super::pool::{warn_zero_alloc, Pool};
-use crate::pool::PoolStats;
 use crate::ffi::{
     cymem_last_error, cymem_last_error_message, cymem_pool_alloc, cymem_pool_free,
-    cymem_pool_realloc, cymem_pool_reset_peak, cymem_pool_size, cymem_pool_stats, CymemFreeFn, CymemMallocFn, CymemPool, CymemStatus,
-    CYMEM_RS_ABI_VERSION,
+    cymem_pool_realloc, cymem_pool_reset_peak, cymem_pool_size, cymem_pool_stats, CymemFreeFn,
+    CymemMallocFn, CymemPool, CymemStatus, CYMEM_RS_ABI_VERSION,
 };
+use crate::pool::PoolStats;
 
 /// The capsule's name: `PyCapsule_Import` checks it.
 const CAPSULE_NAME: &CStr = c"cymem_rs.cymem._C_API";
