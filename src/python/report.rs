@@ -2,6 +2,7 @@
 //! was made (captured cheaply, formatted at report time), the `PoolStats` and
 //! `PoolInfo` named tuples, and `live_pools()` / `format_report()`.
 
+use std::cell::RefCell;
 use std::ffi::c_int;
 use std::sync::Arc;
 
@@ -47,6 +48,14 @@ impl PyOrigin {
     }
 }
 
+thread_local! {
+    /// The origin this thread made last: pools are often made in a loop or
+    /// by one factory line, and reusing it saves an allocation per `Pool()`.
+    /// (It keeps one code object alive; at thread exit pyo3 defers its release
+    /// to the next thread holding the GIL.)
+    static LAST_ORIGIN: RefCell<Option<Arc<PyOrigin>>> = const { RefCell::new(None) };
+}
+
 /// Where the running Python code is (the innermost Python frame; Cython
 /// functions have none, so for them it is their nearest Python caller).
 pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
@@ -64,8 +73,36 @@ pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
     // SAFETY: `frame` is a live frame.
     let at = unsafe { pyo3::ffi::PyFrame_GetLineNumber(frame) };
     // SAFETY: `code` is a new, non-NULL reference (every frame has code).
-    let code = unsafe { Bound::from_owned_ptr(py, code.cast()) }.unbind();
-    Origin::Source(Arc::new(PyOrigin { code, at }))
+    let code = unsafe { Bound::from_owned_ptr(py, code.cast()) };
+    let cached = LAST_ORIGIN.try_with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            // Same code object (we hold it, so its address is not reused) and place.
+            Some(origin) if origin.at == at && origin.code.as_ptr() == code.as_ptr() => {
+                (Arc::clone(origin), None)
+            }
+            _ => {
+                let origin = Arc::new(PyOrigin {
+                    code: code.clone().unbind(),
+                    at,
+                });
+                (Arc::clone(&origin), last.replace(origin))
+            }
+        }
+    });
+    let origin = match cached {
+        // The replaced origin is dropped after the borrow ends: releasing a
+        // code object may run Python code (a weakref callback) that makes a Pool.
+        Ok((origin, replaced)) => {
+            drop(replaced);
+            origin
+        }
+        Err(_) => Arc::new(PyOrigin {
+            code: code.unbind(),
+            at,
+        }),
+    };
+    Origin::Source(origin)
 }
 
 fn named_tuple<'py>(
