@@ -24,6 +24,7 @@ from .cymem import (
     PyMalloc,
     format_report,
     live_pools,
+    track_origins,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "get_include",
     "live_pools",
     "report",
+    "track_origins",
 ]
 
 

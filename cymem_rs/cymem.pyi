@@ -46,6 +46,10 @@ def live_pools() -> list[PoolInfo]:
 def format_report() -> str:
     """The live-pool report as an aligned text table."""
 
+def track_origins(enabled: bool) -> bool:
+    """Whether new pools remember the Python line that made them (default
+    True); returns the previous setting."""
+
 class Pool:
     """A memory pool: every block is zeroed, and freed when the Pool dies."""
 

@@ -35,5 +35,6 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PoolInfo", report::pool_info_type(py)?)?;
     m.add_function(wrap_pyfunction!(report::live_pools, m)?)?;
     m.add_function(wrap_pyfunction!(report::format_report, m)?)?;
+    m.add_function(wrap_pyfunction!(report::track_origins, m)?)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::ffi::c_int;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -56,9 +57,23 @@ thread_local! {
     static LAST_ORIGIN: RefCell<Option<Arc<PyOrigin>>> = const { RefCell::new(None) };
 }
 
+/// Whether `Pool()` records where it was called (see `track_origins`).
+static TRACK_ORIGINS: AtomicBool = AtomicBool::new(true);
+
+/// `track_origins(enabled)`: whether pools made from now on remember the
+/// Python line that made them (on by default; off saves a little time per
+/// `Pool()`, and reports then show "Python"). Returns the previous setting.
+#[pyfunction]
+pub(crate) fn track_origins(enabled: bool) -> bool {
+    TRACK_ORIGINS.swap(enabled, Relaxed)
+}
+
 /// Where the running Python code is (the innermost Python frame; Cython
 /// functions have none, so for them it is their nearest Python caller).
 pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
+    if !TRACK_ORIGINS.load(Relaxed) {
+        return Origin::Static("Python");
+    }
     // SAFETY: the GIL is held; the frame is borrowed and used right away.
     let frame = unsafe { pyo3::ffi::PyEval_GetFrame() };
     if frame.is_null() {

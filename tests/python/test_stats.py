@@ -201,3 +201,17 @@ def test_the_c_report_of_the_same_registry_parses():
     assert row["mode"] == "heap" and "test_stats.py:" in row["origin"]
     # The Python formatter is the same table.
     assert parse_table(cymem_rs.format_report())[0].keys() == rows["test-stats-c-table"].keys()
+
+
+def test_origin_tracking_can_be_switched_off():
+    assert cymem_rs.track_origins(False) is True
+    try:
+        pool = Pool(name="test-stats-untracked")
+        [info] = find("test-stats-untracked")
+        assert info.origin == "Python"
+    finally:
+        assert cymem_rs.track_origins(True) is False
+    del pool
+    pool = Pool(name="test-stats-tracked")
+    [info] = find("test-stats-tracked")
+    assert "test_stats.py:" in info.origin
