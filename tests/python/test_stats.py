@@ -212,6 +212,7 @@ def test_origin_tracking_can_be_switched_off():
     finally:
         assert cymem_rs.track_origins(True) is False
     del pool
-    pool = Pool(name="test-stats-tracked")
+    tracked = Pool(name="test-stats-tracked")
     [info] = find("test-stats-tracked")
     assert "test_stats.py:" in info.origin
+    assert tracked.name == "test-stats-tracked"
