@@ -55,8 +55,9 @@ def test_peak_and_reset_peak(make_pool):
     assert pool.peak_size == pool.stats.peak_size == 100
 
 
-def test_cython_reads_stats_inline_without_python_calls(make_pool, cython_module):
-    api = cython_module("stats_api")
+@pytest.mark.parametrize("language", ["c", "c++"])
+def test_cython_reads_stats_inline_without_python_calls(make_pool, cython_module, language):
+    api = cython_module("stats_api", language)
 
     class Spy(Pool):
         """Python attribute lookups would land here; inline C must not."""
