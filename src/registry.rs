@@ -3,23 +3,32 @@
 //!
 //! Design, and why:
 //! - Each pool owns one [`Record`] of a never-freed slab (chunks of records
-//!   plus a free list, under one `Mutex`). The pool keeps a `&'static Record`,
-//!   so moving the pool (pyo3 moves a Python Pool's core into its object after
-//!   construction) changes nothing, and the report never dereferences a pool:
-//!   it only reads records. A record of a dropped pool is unlinked under the
-//!   same lock the report holds, so it vanishes atomically for the report.
+//!   that are only ever recycled). The pool keeps a `&'static Record`, so
+//!   moving the pool (pyo3 moves a Python Pool's core into its object after
+//!   construction) changes nothing, and a report never dereferences a pool:
+//!   it only reads records, so it can neither keep a pool alive nor touch a
+//!   dead one.
 //! - The counters are atomics written only by the owning pool (through
 //!   `&mut Pool`), with a relaxed load and a relaxed store: plain `mov`s on
 //!   x86-64 and AArch64, no read-modify-write, no fence on `alloc`/`free`.
 //!   The report reads them with relaxed loads from any thread, which is
 //!   race-free whether the pool is locked (C) or GIL-serialised (Python).
 //!   A report row is not a snapshot taken at one instant across fields.
-//! - Creating and dropping a pool takes the registry lock once each.
-//! - The registry holds no reference to any pool, so it keeps none alive.
+//! - Making and dropping a pool is usually lock-free too (a lock costs
+//!   about as much as the rest of `Pool()`): a record comes from a small
+//!   per-thread free list and is published by one Release store of its
+//!   `live` flag; dropping clears the flag (the pool leaves every later report
+//!   at once) and queues the record, which is recycled under the registry
+//!   lock with others. Since recycling needs the lock a report holds, a
+//!   report never sees a label change under it. The price: a dropped pool's
+//!   name and origin are freed a little later, at the next batch.
 
+use std::cell::{RefCell, UnsafeCell};
 use std::fmt::{self, Write as _};
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::pool::PoolStats;
@@ -99,13 +108,22 @@ pub struct PoolInfo {
     pub stats: PoolStats,
 }
 
-/// A pool's counters, shared with the report. Aligned to a cache line so two
-/// pools used by two threads never write the same line.
+/// A pool's record: its counters and report label, shared with reports.
+/// Aligned to a cache line so two pools used by two threads never write the
+/// same line.
 #[repr(align(64))]
-#[derive(Debug)]
 pub(crate) struct Record {
-    /// Index of this record's slot in the registry.
-    slot: usize,
+    /// Set (Release) once the record describes a live pool, cleared (Release)
+    /// when the pool drops. Reports read a record only while it is live.
+    live: AtomicBool,
+    /// The label. Access protocol (what makes the `Sync` impl sound):
+    /// - while not live and not yet handed to a pool, only the thread that
+    ///   took it from a free list writes it (no report reads a record that
+    ///   is not live, and records are recycled only under the registry lock,
+    ///   so no report that saw an earlier life can still be reading);
+    /// - while live, it is read and changed only under the registry lock;
+    /// - after the pool drops, it is cleared only under the registry lock.
+    meta: UnsafeCell<Meta>,
     size: AtomicUsize,
     peak: AtomicUsize,
     allocs: AtomicU64,
@@ -113,13 +131,32 @@ pub(crate) struct Record {
     reallocs: AtomicU64,
 }
 
+// SAFETY: the counters are atomics; `meta` follows the protocol above.
+unsafe impl Sync for Record {}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("stats", &self.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Meta {
+    name: Option<Box<str>>,
+    origin: Origin,
+    arena: bool,
+}
+
 // The owner's updates. Only the owning pool calls these, through `&mut Pool`,
 // so a relaxed load followed by a relaxed store never loses an update; readers
 // on other threads see each field's old or new value, never a torn one.
 impl Record {
-    fn new(slot: usize) -> Self {
+    fn new() -> Self {
         Record {
-            slot,
+            live: AtomicBool::new(false),
+            meta: UnsafeCell::new(Meta::default()),
             size: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             allocs: AtomicU64::new(0),
@@ -203,26 +240,20 @@ impl Record {
 
 /// Records are made in chunks of this many and never freed.
 const CHUNK: usize = 64;
-
-struct Slot {
-    record: &'static Record,
-    live: bool,
-    arena: bool,
-    name: Option<Box<str>>,
-    origin: Origin,
-}
+/// Records a thread takes from (or gives back to) the shared lists at once:
+/// making and dropping pools takes the registry lock once per this many.
+const BATCH: usize = 16;
 
 struct Registry {
-    slots: Vec<Slot>,
-    /// Indices of slots whose pool has dropped, reused last-freed first.
-    free: Vec<usize>,
-    live: usize,
+    /// Every record ever made (reports scan them for live ones).
+    records: Vec<&'static Record>,
+    /// Recycled records, ready for new pools.
+    free: Vec<&'static Record>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    slots: Vec::new(),
+    records: Vec::new(),
     free: Vec::new(),
-    live: 0,
 });
 
 fn registry() -> MutexGuard<'static, Registry> {
@@ -232,60 +263,129 @@ fn registry() -> MutexGuard<'static, Registry> {
 
 impl Registry {
     fn grow(&mut self) {
-        let base = self.slots.len();
-        let chunk: &'static [Record] = (base..base + CHUNK)
-            .map(Record::new)
-            .collect::<Vec<_>>()
-            .leak();
-        for record in chunk {
-            self.slots.push(Slot {
-                record,
-                live: false,
-                arena: false,
-                name: None,
-                origin: Origin::Unknown,
-            });
+        let chunk: &'static [Record] = (0..CHUNK).map(|_| Record::new()).collect::<Vec<_>>().leak();
+        self.records.extend(chunk.iter());
+        self.free.extend(chunk.iter().rev());
+    }
+
+    /// Makes dead records reusable; returns their labels, to be dropped after
+    /// the lock is released (a label may release Python objects).
+    fn recycle(&mut self, dead: &mut Vec<&'static Record>) -> Vec<Meta> {
+        let mut labels = Vec::with_capacity(dead.len());
+        for record in dead.drain(..) {
+            debug_assert!(!record.live.load(Relaxed));
+            // SAFETY: the pool dropped and we hold the lock (protocol, third case).
+            labels.push(std::mem::take(unsafe { &mut *record.meta.get() }));
+            self.free.push(record);
         }
-        // Lowest index on top: slots are handed out in order.
-        self.free.extend((base..base + CHUNK).rev());
+        labels
     }
 }
 
-/// A fresh (zeroed) record for a new pool.
-pub(crate) fn register(label: Label, arena: bool) -> &'static Record {
-    let mut reg = registry();
-    if reg.free.is_empty() {
-        reg.grow();
-    }
-    let index = reg.free.pop().expect("grown above");
-    reg.live += 1;
-    let slot = &mut reg.slots[index];
-    slot.record.clear();
-    slot.live = true;
-    slot.arena = arena;
-    slot.name = label.name.map(String::into_boxed_str);
-    slot.origin = label.origin;
-    slot.record
+/// This thread's share: records ready for new pools, and records of dropped
+/// pools waiting to be recycled under the lock.
+#[derive(Default)]
+struct Local {
+    free: Vec<&'static Record>,
+    dead: Vec<&'static Record>,
 }
 
-/// Unlinks a dropped pool's record; it may be handed to a new pool at once.
-pub(crate) fn release(record: &'static Record) {
-    let (name, origin) = {
+impl Drop for Local {
+    fn drop(&mut self) {
+        let labels = {
+            let mut reg = registry();
+            let labels = reg.recycle(&mut self.dead);
+            reg.free.append(&mut self.free);
+            labels
+        };
+        drop(labels);
+    }
+}
+
+thread_local! {
+    static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+}
+
+/// One record off a free list, refilling this thread's list (and recycling
+/// its dead records) under the lock when it is empty.
+fn take_free() -> &'static Record {
+    let taken = LOCAL.try_with(|local| {
+        let mut local = local.borrow_mut();
+        if let Some(record) = local.free.pop() {
+            return (record, Vec::new());
+        }
+        let local = &mut *local;
         let mut reg = registry();
-        let slot = &mut reg.slots[record.slot];
-        debug_assert!(slot.live, "record released twice");
-        slot.live = false;
-        let taken = (slot.name.take(), std::mem::take(&mut slot.origin));
-        reg.free.push(record.slot);
-        reg.live -= 1;
-        taken
+        let labels = reg.recycle(&mut local.dead);
+        while local.free.len() < BATCH {
+            if reg.free.is_empty() {
+                reg.grow();
+            }
+            let record = reg.free.pop().expect("grown above");
+            local.free.push(record);
+        }
+        (local.free.pop().expect("filled above"), labels)
+    });
+    match taken {
+        Ok((record, labels)) => {
+            drop(labels);
+            record
+        }
+        // Thread teardown: no thread-local lists any more.
+        Err(_) => {
+            let mut reg = registry();
+            if reg.free.is_empty() {
+                reg.grow();
+            }
+            reg.free.pop().expect("grown above")
+        }
+    }
+}
+
+/// A fresh (zeroed) record for a new pool. Usually no lock: the record comes
+/// from this thread's free list.
+pub(crate) fn register(label: Label, arena: bool) -> &'static Record {
+    let record = take_free();
+    // SAFETY: a free record, not live, ours alone (protocol, first case).
+    let meta = unsafe { &mut *record.meta.get() };
+    *meta = Meta {
+        name: label.name.map(String::into_boxed_str),
+        origin: label.origin,
+        arena,
     };
-    // Dropped outside the lock: an origin may release Python objects.
-    drop((name, origin));
+    record.clear();
+    // Publishes the label and zeroed counters to reports (Acquire there).
+    record.live.store(true, Release);
+    record
+}
+
+/// Unlinks a dropped pool's record: at once for reports (no lock), recycled
+/// later under the lock, a batch at a time.
+pub(crate) fn release(record: &'static Record) {
+    record.live.store(false, Release);
+    let flushed = LOCAL.try_with(|local| {
+        let mut local = local.borrow_mut();
+        local.dead.push(record);
+        if local.dead.len() >= 4 * BATCH {
+            let mut reg = registry();
+            reg.recycle(&mut local.dead)
+        } else {
+            Vec::new()
+        }
+    });
+    match flushed {
+        Ok(labels) => drop(labels),
+        Err(_) => {
+            let labels = registry().recycle(&mut vec![record]);
+            drop(labels);
+        }
+    }
 }
 
 pub(crate) fn name(record: &Record) -> Option<String> {
-    registry().slots[record.slot]
+    let _reg = registry();
+    // SAFETY: a live record, read under the lock (protocol, second case).
+    unsafe { &*record.meta.get() }
         .name
         .as_deref()
         .map(str::to_owned)
@@ -293,18 +393,20 @@ pub(crate) fn name(record: &Record) -> Option<String> {
 
 pub(crate) fn set_name(record: &Record, name: Option<String>) {
     let old = {
-        let mut reg = registry();
-        let slot = &mut reg.slots[record.slot];
-        std::mem::replace(&mut slot.name, name.map(String::into_boxed_str))
+        let _reg = registry();
+        // SAFETY: a live record, changed under the lock (protocol, second case).
+        let meta = unsafe { &mut *record.meta.get() };
+        std::mem::replace(&mut meta.name, name.map(String::into_boxed_str))
     };
     drop(old);
 }
 
 pub(crate) fn set_origin(record: &Record, origin: Origin) {
     let old = {
-        let mut reg = registry();
-        let slot = &mut reg.slots[record.slot];
-        std::mem::replace(&mut slot.origin, origin)
+        let _reg = registry();
+        // SAFETY: as in `set_name`.
+        let meta = unsafe { &mut *record.meta.get() };
+        std::mem::replace(&mut meta.origin, origin)
     };
     drop(old);
 }
@@ -317,13 +419,17 @@ pub(crate) fn set_origin(record: &Record, origin: Origin) {
 pub fn live_pools() -> Vec<PoolInfo> {
     let found: Vec<(Option<String>, Origin, bool, PoolStats)> = {
         let reg = registry();
-        let mut found = Vec::with_capacity(reg.live);
-        for slot in reg.slots.iter().filter(|s| s.live) {
+        let mut found = Vec::new();
+        for record in reg.records.iter().filter(|r| r.live.load(Acquire)) {
+            // SAFETY: a live record, read under the lock (protocol, second
+            // case); if its pool drops meanwhile, the label stays until a
+            // recycle, which needs the lock we hold.
+            let meta = unsafe { &*record.meta.get() };
             found.push((
-                slot.name.as_deref().map(str::to_owned),
-                slot.origin.clone(),
-                slot.arena,
-                slot.record.snapshot(),
+                meta.name.as_deref().map(str::to_owned),
+                meta.origin.clone(),
+                meta.arena,
+                record.snapshot(),
             ));
         }
         found
@@ -347,7 +453,8 @@ pub fn live_pools() -> Vec<PoolInfo> {
 
 /// How many pools are alive now.
 pub fn live_count() -> usize {
-    registry().live
+    let reg = registry();
+    reg.records.iter().filter(|r| r.live.load(Acquire)).count()
 }
 
 /// `1536` -> `1.5 KiB`: the total line is for people.
