@@ -21,7 +21,7 @@
 //!   at once) and queues the record, which is recycled under the registry
 //!   lock with others. Since recycling needs the lock a report holds, a
 //!   report never sees a label change under it. The price: a dropped pool's
-//!   name and origin are freed a little later, at the next batch.
+//!   name and origin are freed later, when its record is reused.
 
 use std::cell::{RefCell, UnsafeCell};
 use std::fmt::{self, Write as _};
@@ -122,7 +122,7 @@ pub(crate) struct Record {
     ///   is not live, and records are recycled only under the registry lock,
     ///   so no report that saw an earlier life can still be reading);
     /// - while live, it is read and changed only under the registry lock;
-    /// - after the pool drops, it is cleared only under the registry lock.
+    /// - after the pool drops, nobody touches it until it is handed out again.
     meta: UnsafeCell<Meta>,
     size: AtomicUsize,
     peak: AtomicUsize,
@@ -268,17 +268,11 @@ impl Registry {
         self.free.extend(chunk.iter().rev());
     }
 
-    /// Makes dead records reusable; returns their labels, to be dropped after
-    /// the lock is released (a label may release Python objects).
-    fn recycle(&mut self, dead: &mut Vec<&'static Record>) -> Vec<Meta> {
-        let mut labels = Vec::with_capacity(dead.len());
-        for record in dead.drain(..) {
-            debug_assert!(!record.live.load(Relaxed));
-            // SAFETY: the pool dropped and we hold the lock (protocol, third case).
-            labels.push(std::mem::take(unsafe { &mut *record.meta.get() }));
-            self.free.push(record);
-        }
-        labels
+    /// Makes dead records reusable. Their labels stay until the next owner
+    /// overwrites them, outside the lock (a label may release Python objects).
+    fn recycle(&mut self, dead: &mut Vec<&'static Record>) {
+        debug_assert!(dead.iter().all(|r| !r.live.load(Relaxed)));
+        self.free.append(dead);
     }
 }
 
@@ -292,13 +286,9 @@ struct Local {
 
 impl Drop for Local {
     fn drop(&mut self) {
-        let labels = {
-            let mut reg = registry();
-            let labels = reg.recycle(&mut self.dead);
-            reg.free.append(&mut self.free);
-            labels
-        };
-        drop(labels);
+        let mut reg = registry();
+        reg.recycle(&mut self.dead);
+        reg.free.append(&mut self.free);
     }
 }
 
@@ -312,11 +302,11 @@ fn take_free() -> &'static Record {
     let taken = LOCAL.try_with(|local| {
         let mut local = local.borrow_mut();
         if let Some(record) = local.free.pop() {
-            return (record, Vec::new());
+            return record;
         }
         let local = &mut *local;
         let mut reg = registry();
-        let labels = reg.recycle(&mut local.dead);
+        reg.recycle(&mut local.dead);
         while local.free.len() < BATCH {
             if reg.free.is_empty() {
                 reg.grow();
@@ -324,22 +314,16 @@ fn take_free() -> &'static Record {
             let record = reg.free.pop().expect("grown above");
             local.free.push(record);
         }
-        (local.free.pop().expect("filled above"), labels)
+        local.free.pop().expect("filled above")
     });
-    match taken {
-        Ok((record, labels)) => {
-            drop(labels);
-            record
+    // Thread teardown: no thread-local lists any more.
+    taken.unwrap_or_else(|_| {
+        let mut reg = registry();
+        if reg.free.is_empty() {
+            reg.grow();
         }
-        // Thread teardown: no thread-local lists any more.
-        Err(_) => {
-            let mut reg = registry();
-            if reg.free.is_empty() {
-                reg.grow();
-            }
-            reg.free.pop().expect("grown above")
-        }
-    }
+        reg.free.pop().expect("grown above")
+    })
 }
 
 /// A fresh (zeroed) record for a new pool. Usually no lock: the record comes
@@ -348,6 +332,7 @@ pub(crate) fn register(label: Label, arena: bool) -> &'static Record {
     let record = take_free();
     // SAFETY: a free record, not live, ours alone (protocol, first case).
     let meta = unsafe { &mut *record.meta.get() };
+    // Drops the label of the record's previous pool, if any.
     *meta = Meta {
         name: label.name.map(String::into_boxed_str),
         origin: label.origin,
@@ -363,22 +348,15 @@ pub(crate) fn register(label: Label, arena: bool) -> &'static Record {
 /// later under the lock, a batch at a time.
 pub(crate) fn release(record: &'static Record) {
     record.live.store(false, Release);
-    let flushed = LOCAL.try_with(|local| {
+    let queued = LOCAL.try_with(|local| {
         let mut local = local.borrow_mut();
         local.dead.push(record);
         if local.dead.len() >= 4 * BATCH {
-            let mut reg = registry();
-            reg.recycle(&mut local.dead)
-        } else {
-            Vec::new()
+            registry().recycle(&mut local.dead);
         }
     });
-    match flushed {
-        Ok(labels) => drop(labels),
-        Err(_) => {
-            let labels = registry().recycle(&mut vec![record]);
-            drop(labels);
-        }
+    if queued.is_err() {
+        registry().recycle(&mut vec![record]);
     }
 }
 
@@ -422,8 +400,8 @@ pub fn live_pools() -> Vec<PoolInfo> {
         let mut found = Vec::new();
         for record in reg.records.iter().filter(|r| r.live.load(Acquire)) {
             // SAFETY: a live record, read under the lock (protocol, second
-            // case); if its pool drops meanwhile, the label stays until a
-            // recycle, which needs the lock we hold.
+            // case); if its pool drops meanwhile, the record can be handed
+            // out again only after a recycle, which needs the lock we hold.
             let meta = unsafe { &*record.meta.get() };
             found.push((
                 meta.name.as_deref().map(str::to_owned),
