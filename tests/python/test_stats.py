@@ -217,3 +217,25 @@ def test_origin_tracking_can_be_switched_off():
     [info] = find("test-stats-tracked")
     assert "test_stats.py:" in info.origin
     assert tracked.name == "test-stats-tracked"
+
+
+def test_reports_while_other_threads_make_and_drop_pools():
+    import threading
+
+    def churn():
+        for _ in range(500):
+            pool = Pool(name="test-stats-thread")
+            pool.alloc(4, 16)
+            del pool
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        for info in find("test-stats-thread"):
+            # Seen before or after its alloc, never in between.
+            assert (info.size, info.block_count) in ((0, 0), (64, 1))
+        cymem_rs.format_report()
+    for t in threads:
+        t.join()
+    assert not find("test-stats-thread")
