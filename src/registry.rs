@@ -55,6 +55,9 @@ pub enum Origin {
     Text(Arc<str>),
     /// Formatted lazily at report time.
     Source(Arc<dyn OriginSource>),
+    /// Formatted lazily at report time; never freed, so handing it to a new
+    /// pool costs no reference count (for creation sites used again and again).
+    Interned(&'static dyn OriginSource),
 }
 
 impl Origin {
@@ -66,6 +69,7 @@ impl Origin {
             Origin::Static(text) => (*text).to_owned(),
             Origin::Text(text) => text.to_string(),
             Origin::Source(source) => source.describe(),
+            Origin::Interned(source) => source.describe(),
         }
     }
 }
@@ -73,7 +77,7 @@ impl Origin {
 impl fmt::Debug for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::Source(_) => f.write_str("Origin::Source(..)"),
+            Origin::Source(_) | Origin::Interned(_) => f.write_str("Origin::Source(..)"),
             other => write!(f, "Origin({:?})", other.describe()),
         }
     }

@@ -2,9 +2,9 @@
 //! was made (captured cheaply, formatted at report time), the `PoolStats` and
 //! `PoolInfo` named tuples, and `live_pools()` / `format_report()`.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -51,11 +51,15 @@ impl PyOrigin {
 
 thread_local! {
     /// The origin this thread made last: pools are often made in a loop or
-    /// by one factory line, and reusing it saves an allocation per `Pool()`.
-    /// (It keeps one code object alive; at thread exit pyo3 defers its release
-    /// to the next thread holding the GIL.)
-    static LAST_ORIGIN: RefCell<Option<Arc<PyOrigin>>> = const { RefCell::new(None) };
+    /// by one factory line, and reusing it saves work per `Pool()`.
+    static LAST_ORIGIN: Cell<Option<&'static PyOrigin>> = const { Cell::new(None) };
 }
+
+/// At most this many creation sites are interned (kept for the life of the
+/// process, with their code objects): enough for every `Pool()` line of a
+/// program; beyond it (code generated at run time), origins are refcounted.
+const MAX_INTERNED: usize = 4096;
+static INTERNED: AtomicUsize = AtomicUsize::new(0);
 
 /// Whether `Pool()` records where it was called (see `track_origins`).
 static TRACK_ORIGINS: AtomicBool = AtomicBool::new(true);
@@ -89,35 +93,22 @@ pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
     let at = unsafe { pyo3::ffi::PyFrame_GetLineNumber(frame) };
     // SAFETY: `code` is a new, non-NULL reference (every frame has code).
     let code = unsafe { Bound::from_owned_ptr(py, code.cast()) };
-    let cached = LAST_ORIGIN.try_with(|last| {
-        let mut last = last.borrow_mut();
-        match &*last {
-            // Same code object (we hold it, so its address is not reused) and place.
-            Some(origin) if origin.at == at && origin.code.as_ptr() == code.as_ptr() => {
-                (Arc::clone(origin), None)
-            }
-            _ => {
-                let origin = Arc::new(PyOrigin {
-                    code: code.clone().unbind(),
-                    at,
-                });
-                (Arc::clone(&origin), last.replace(origin))
-            }
-        }
-    });
-    let origin = match cached {
-        // The replaced origin is dropped after the borrow ends: releasing a
-        // code object may run Python code (a weakref callback) that makes a Pool.
-        Ok((origin, replaced)) => {
-            drop(replaced);
-            origin
-        }
-        Err(_) => Arc::new(PyOrigin {
-            code: code.unbind(),
-            at,
-        }),
+    let last = LAST_ORIGIN.try_with(Cell::get).ok().flatten();
+    // Same code object (an interned origin holds it, so its address is not
+    // reused) and same place.
+    if let Some(origin) = last.filter(|o| o.at == at && o.code.as_ptr() == code.as_ptr()) {
+        return Origin::Interned(origin);
+    }
+    let origin = PyOrigin {
+        code: code.unbind(),
+        at,
     };
-    Origin::Source(origin)
+    if INTERNED.fetch_add(1, Relaxed) >= MAX_INTERNED {
+        return Origin::Source(Arc::new(origin));
+    }
+    let interned: &'static PyOrigin = Box::leak(Box::new(origin));
+    let _ = LAST_ORIGIN.try_with(|last| last.set(Some(interned)));
+    Origin::Interned(interned)
 }
 
 fn named_tuple<'py>(
