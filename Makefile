@@ -76,6 +76,10 @@ test-c: lib | $(BUILD)
 	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_debug.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/test_debug
 	./$(BUILD)/test_debug
 	CYMEM_RS_DEBUG=1 ./$(BUILD)/test_debug
+	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_stats.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/test_stats_static
+	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_stats.c -L$(RELEASE) -lcymem_rs $(C_LIBS) -o $(BUILD)/test_stats_shared
+	./$(BUILD)/test_stats_static
+	LD_LIBRARY_PATH=$(RELEASE) ./$(BUILD)/test_stats_shared
 
 ## The committed header compiles on its own as C99, C11 and C++.
 ## (Its freshness against cbindgen is checked by `cargo test --test header`.)

@@ -6,7 +6,11 @@ garbage collected. Cython code cimports ``cymem_rs.cymem`` (or ``cymem_rs``)
 exactly as it cimported ``cymem.cymem``.
 """
 
+from __future__ import annotations
+
 import os
+import sys
+from typing import TextIO
 
 from .cymem import (
     ABI_VERSION,
@@ -16,8 +20,13 @@ from .cymem import (
     Default_Malloc,
     MemoryCorruptionError,
     Pool,
+    PoolInfo,
+    PoolStats,
     PyFree,
     PyMalloc,
+    format_report,
+    live_pools,
+    track_origins,
 )
 
 __all__ = [
@@ -28,12 +37,25 @@ __all__ = [
     "Default_Malloc",
     "MemoryCorruptionError",
     "Pool",
+    "PoolInfo",
+    "PoolStats",
     "PyFree",
     "PyMalloc",
+    "format_report",
     "get_include",
+    "live_pools",
+    "report",
+    "track_origins",
 ]
 
 
 def get_include() -> str:
     """The folder holding ``cymem_rs.h``, the C header of the C library."""
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
+
+
+def report(file: TextIO | None = None) -> None:
+    """Prints the live-pool report (``format_report()``) to ``file`` (default
+    stdout): one line per live pool, most bytes first, with its name and the
+    ``file:line`` that created it."""
+    print(format_report(), end="", file=sys.stdout if file is None else file)

@@ -7,12 +7,15 @@
 # `mem.alloc(n, size)` costs no Python attribute lookup and no boxing. The C
 # block below needs no header and no include_dirs.
 
+from libc.stdint cimport uint64_t
+
 ctypedef void* (*malloc_t)(size_t n)
 ctypedef void (*free_t)(void *p)
 
 cdef extern from *:
     """
     #include <stddef.h>
+    #include <stdint.h>
 
     #if defined(__GNUC__) || defined(__clang__)
     #define CYMEM_RS_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -32,6 +35,16 @@ cdef extern from *:
     typedef struct { PyObject_HEAD void *ptr; } CymemRsAddressObject;
     typedef struct { PyObject_HEAD cymem_rs_malloc_fn malloc; } CymemRsPyMallocObject;
     typedef struct { PyObject_HEAD cymem_rs_free_fn free; } CymemRsPyFreeObject;
+
+    /* Mirror of `CymemPoolStats` (include/cymem_rs.h). */
+    typedef struct {
+        size_t size;
+        size_t peak_size;
+        size_t block_count;
+        uint64_t total_allocs;
+        uint64_t total_frees;
+        uint64_t total_reallocs;
+    } CymemRsPoolStats;
 
     /* Mirror of `CApi` in src/python/capi.rs. */
     #define CYMEM_RS_CAPI_VERSION 1
@@ -56,6 +69,8 @@ cdef extern from *:
         int (*core_free)(void *core, void *ptr);
         void *(*core_realloc)(void *core, void *ptr, size_t new_size);
         size_t (*core_size)(const void *core);
+        int (*pool_stats)(const void *pool, CymemRsPoolStats *out);
+        int (*pool_reset_peak)(void *pool);
     } CymemRsCAPI;
 
     /* Filled on first use by cymem_rs_load_capi(); the table is static in
@@ -149,6 +164,19 @@ cdef extern from *:
         return 0;
     }
 
+    /* The pool's counters into *out: 0, or -1 with an exception set. */
+    static inline int cymem_rs_pool_stats(PyObject *pool, CymemRsPoolStats *out) {
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "stats") < 0) return -1;
+        cymem_rs_capi->pool_stats(CYMEM_RS_CORE(pool), out);
+        return 0;
+    }
+
+    static inline int cymem_rs_pool_reset_peak(PyObject *pool) {
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "reset_peak") < 0) return -1;
+        cymem_rs_capi->pool_reset_peak(CYMEM_RS_CORE(pool));
+        return 0;
+    }
+
     static PyObject *cymem_rs_wrap_malloc(cymem_rs_malloc_fn malloc_fn) {
         if (CYMEM_RS_READY() < 0) return NULL;
         return cymem_rs_capi->wrap_malloc(malloc_fn);
@@ -164,6 +192,16 @@ cdef extern from *:
     void* cymem_rs_pool_realloc(object pool, void* ptr, size_t new_size) except NULL
     size_t cymem_rs_pool_size(object pool) except? <size_t>-1
     int cymem_rs_pool_check(object pool) except -1
+    ctypedef struct CymemPoolStats "CymemRsPoolStats":
+        size_t size
+        size_t peak_size
+        size_t block_count
+        uint64_t total_allocs
+        uint64_t total_frees
+        uint64_t total_reallocs
+
+    int cymem_rs_pool_stats(object pool, CymemPoolStats* out) except -1
+    int cymem_rs_pool_reset_peak(object pool) except -1
     object cymem_rs_wrap_malloc(malloc_t malloc_fn)
     object cymem_rs_wrap_free(free_t free_fn)
 
@@ -198,6 +236,21 @@ cdef extern from *:
         # Debug mode: raises MemoryCorruptionError for damaged blocks.
         cdef inline int check(self) except -1:
             return cymem_rs_pool_check(self)
+        # Statistics, inline C calls like the above (no Python call).
+        @property
+        cdef inline CymemPoolStats stats(self) except *:
+            cdef CymemPoolStats out
+            cymem_rs_pool_stats(self, &out)
+            return out
+
+        @property
+        cdef inline size_t peak_size(self) except? <size_t>-1:
+            cdef CymemPoolStats out
+            cymem_rs_pool_stats(self, &out)
+            return out.peak_size
+
+        cdef inline void reset_peak(self) except *:
+            cymem_rs_pool_reset_peak(self)
 
     ctypedef class cymem_rs.cymem.Address [object CymemRsAddressObject, check_size ignore]:
         cdef void* ptr

@@ -1,6 +1,6 @@
 """Type stubs for the `cymem_rs.cymem` extension module (Rust, pyo3)."""
 
-from typing import Any, final
+from typing import Any, NamedTuple, final
 
 WARN_ZERO_ALLOC: bool
 ABI_VERSION: int
@@ -16,6 +16,39 @@ class PyFree:
 
 Default_Malloc: PyMalloc
 Default_Free: PyFree
+
+class PoolStats(NamedTuple):
+    """A pool's counters (`Pool.stats`)."""
+
+    size: int
+    peak_size: int
+    block_count: int
+    total_allocs: int
+    total_frees: int
+    total_reallocs: int
+
+class PoolInfo(NamedTuple):
+    """One live pool in `live_pools()`."""
+
+    name: str | None
+    size: int
+    peak_size: int
+    block_count: int
+    total_allocs: int
+    total_frees: int
+    total_reallocs: int
+    arena: bool
+    origin: str
+
+def live_pools() -> list[PoolInfo]:
+    """The pools alive now, most bytes first (holds no reference to them)."""
+
+def format_report() -> str:
+    """The live-pool report as an aligned text table."""
+
+def track_origins(enabled: bool) -> bool:
+    """Whether new pools remember the Python line that made them (default
+    True); returns the previous setting."""
 
 class Pool:
     """A memory pool: every block is zeroed, and freed when the Pool dies."""
@@ -33,6 +66,21 @@ class Pool:
         """Whether the pool is in debug mode (`debug=True` or `CYMEM_RS_DEBUG=1`)."""
     def check(self) -> None:
         """Debug mode: raises MemoryCorruptionError if a block was damaged."""
+        name: str | None = None,
+    ) -> None: ...
+    @property
+    def stats(self) -> PoolStats:
+        """The pool's counters now."""
+    @property
+    def peak_size(self) -> int:
+        """The most bytes live at once since creation or `reset_peak()`."""
+    def reset_peak(self) -> None:
+        """Starts a new high-water mark from the bytes live now."""
+    @property
+    def name(self) -> str | None:
+        """The pool's name in reports (settable)."""
+    @name.setter
+    def name(self, value: str | None) -> None: ...
     @property
     def size(self) -> int:
         """Bytes in live blocks."""

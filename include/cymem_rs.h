@@ -10,11 +10,28 @@
 
 #include <stddef.h>
 #include <stdint.h>
+/**
+ * Records the calling file and line as the pool's origin in live-pool
+ * reports: `CymemPool *p = cymem_pool_new(); CYMEM_POOL_SET_ORIGIN_HERE(p);`
+ */
+#define CYMEM_POOL_SET_ORIGIN_HERE(pool) \
+    cymem_pool_set_origin((pool), __FILE__, (unsigned)__LINE__)
+
 
 /**
  * Version of this C ABI; bumped on any incompatible change.
  */
 #define CYMEM_RS_ABI_VERSION 1
+
+/**
+ * Size of `CymemPoolInfo.name`, NUL included (longer names are truncated).
+ */
+#define CYMEM_POOL_NAME_SIZE 64
+
+/**
+ * Size of `CymemPoolInfo.origin`, NUL included (longer origins are truncated).
+ */
+#define CYMEM_POOL_ORIGIN_SIZE 256
 
 /**
  * Bytes of guard before and after each block: 16 keeps the block aligned
@@ -58,6 +75,60 @@ typedef void (*CymemFreeFn)(void*);
  * Result of a call: `CYMEM_OK` (0) or one of the `CYMEM_ERR_*` codes.
  */
 typedef int CymemStatus;
+
+/**
+ * A snapshot of a pool's statistics.
+ */
+typedef struct {
+  /**
+   * Bytes in live blocks.
+   */
+  size_t size;
+  /**
+   * The most bytes live at once since the pool was made or
+   * [`Pool::reset_peak`] was last called.
+   */
+  size_t peak_size;
+  /**
+   * Live blocks (0-byte blocks included).
+   */
+  size_t block_count;
+  /**
+   * Blocks handed out by `alloc` (successful calls).
+   */
+  uint64_t total_allocs;
+  /**
+   * Blocks released by `free`, `free_all` or the pool's drop.
+   */
+  uint64_t total_frees;
+  /**
+   * Successful `realloc` calls.
+   */
+  uint64_t total_reallocs;
+} CymemPoolStats;
+
+/**
+ * One live pool, as listed by `cymem_live_pools`.
+ */
+typedef struct {
+  /**
+   * The pool's name, NUL-terminated ("" if unnamed), truncated to fit.
+   */
+  char name[CYMEM_POOL_NAME_SIZE];
+  /**
+   * Where the pool was made: "C", "file.c:12" (set by
+   * `cymem_pool_set_origin`), "file.py:12 in func" for Python pools.
+   */
+  char origin[CYMEM_POOL_ORIGIN_SIZE];
+  /**
+   * 1 for an arena pool, 0 for a heap pool.
+   */
+  int is_arena;
+  /**
+   * The pool's counters when listed.
+   */
+  CymemPoolStats stats;
+} CymemPoolInfo;
 
 /**
  * Success.
@@ -316,6 +387,87 @@ CymemStatus cymem_pool_check(CymemPool *pool);
  * As `cymem_pool_destroy`.
  */
 CymemStatus cymem_pool_destroy_checked(CymemPool **pool);
+
+/**
+ * Stores the pool's counters in `*out` (bytes in use, peak, live blocks,
+ * allocations, frees, reallocs). Always on, and cheap: no walk of the blocks.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle; `out` is NULL or writable.
+ */
+CymemStatus cymem_pool_stats(const CymemPool *pool, CymemPoolStats *out);
+
+/**
+ * Starts a new high-water mark (`peak_size`) from the bytes in use now,
+ * e.g. to measure one phase of a program.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle.
+ */
+CymemStatus cymem_pool_reset_peak(CymemPool *pool);
+
+/**
+ * A new pool on the system allocator, called `name` in live-pool reports
+ * (copied; NULL for none).
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string.
+ */
+CymemPool *cymem_pool_new_named(const char *name);
+
+/**
+ * Renames a pool (the string is copied; NULL: unnamed).
+ *
+ * # Safety
+ * `pool` is NULL or a live handle; `name` is NULL or a NUL-terminated string.
+ */
+CymemStatus cymem_pool_set_name(CymemPool *pool, const char *name);
+
+/**
+ * Copies the pool's name into `buf` like `snprintf` (at most `size - 1`
+ * bytes and a NUL; "" if unnamed) and returns the name's full length, so a
+ * result >= `size` means it was truncated. `buf` may be NULL if `size` is 0.
+ * Returns 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle; `buf` is valid for `size` bytes.
+ */
+size_t cymem_pool_name(const CymemPool *pool, char *buf, size_t size);
+
+/**
+ * Records where the pool was made, shown as "file:line" in reports (the
+ * string is copied; NULL `file` resets it to "C"). Usually called through
+ * `CYMEM_POOL_SET_ORIGIN_HERE(pool)`, which passes `__FILE__` and `__LINE__`.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle; `file` is NULL or a NUL-terminated string.
+ */
+CymemStatus cymem_pool_set_origin(CymemPool *pool, const char *file, unsigned int line);
+
+/**
+ * Lists the pools alive now in this library (C, Rust and, inside the
+ * Python extension, Python pools), most bytes first: fills up to `capacity`
+ * entries of `out` and returns how many pools there are, which may be more
+ * (call with `out` NULL and `capacity` 0 to count). Pools made or dropped
+ * meanwhile may change the count between calls. A dropped pool is never
+ * listed, and listing never keeps a pool alive. (Inside the Python
+ * extension, describing Python pools' origins briefly takes the GIL.)
+ *
+ * # Safety
+ * `out` is NULL (then `capacity` must be 0) or valid for `capacity` entries.
+ */
+size_t cymem_live_pools(CymemPoolInfo *out, size_t capacity);
+
+/**
+ * Writes the live-pool report (an aligned text table, one pool a line, most
+ * bytes first, then a total line) into `buf` like `snprintf`: at most
+ * `size - 1` bytes and a NUL. Returns the report's full length, so a result
+ * >= `size` means it was truncated; `buf` may be NULL if `size` is 0.
+ *
+ * # Safety
+ * `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
+ */
+size_t cymem_report(char *buf, size_t size);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -183,6 +183,7 @@ fn corrupted(addr: usize, size: usize, number: u64, found: (Corruption, isize)) 
 
 impl Pool {
     /// A debug pool on the system allocator (see [`Pool::with_debug`]).
+    #[track_caller]
     pub fn new_debug() -> Self {
         Pool::new().with_debug(DebugOptions::default())
     }

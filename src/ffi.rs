@@ -11,12 +11,13 @@
 //!   by a lock inside the pool).
 
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::ptr;
 
 use crate::allocator::Allocator;
 use crate::error::PoolError;
-use crate::pool::{DebugOptions, Pool};
+use crate::pool::{DebugOptions, Pool, PoolStats};
+use crate::registry::{self, Label, Origin, PoolInfo};
 use crate::shared::SharedPool;
 
 /// Version of this C ABI; bumped on any incompatible change.
@@ -156,7 +157,10 @@ pub extern "C" fn cymem_abi_version() -> u32 {
 /// A new pool on the system allocator (`calloc`/`realloc`/`free`).
 #[no_mangle]
 pub extern "C" fn cymem_pool_new() -> *mut CymemPool {
-    into_handle(Pool::new())
+    into_handle(Pool::with_allocator_labelled(
+        Allocator::system(),
+        c_label(None),
+    ))
 }
 
 /// A new arena pool: blocks are bump-allocated from large chunks and all
@@ -166,7 +170,7 @@ pub extern "C" fn cymem_pool_new() -> *mut CymemPool {
 /// moved block is only reused after the pool is destroyed.
 #[no_mangle]
 pub extern "C" fn cymem_pool_new_arena() -> *mut CymemPool {
-    into_handle(Pool::arena())
+    into_handle(Pool::arena_labelled(c_label(None)))
 }
 
 /// A new pool whose blocks come from `malloc_fn` and go back to `free_fn`.
@@ -190,9 +194,8 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator(
         return ptr::null_mut();
     };
     // SAFETY: the caller promises malloc/free semantics (see above).
-    into_handle(Pool::with_allocator(unsafe {
-        Allocator::from_raw(malloc, free)
-    }))
+    let allocator = unsafe { Allocator::from_raw(malloc, free) };
+    into_handle(Pool::with_allocator_labelled(allocator, c_label(None)))
 }
 
 /// Frees every block still live in the pool, then the pool, and sets
@@ -439,13 +442,16 @@ fn debug_if_env(pool: Pool) -> Pool {
 /// makes every `cymem_pool_new*` pool a debug pool.)
 #[no_mangle]
 pub extern "C" fn cymem_pool_new_debug() -> *mut CymemPool {
-    into_handle(Pool::new_debug())
+    into_handle(
+        Pool::with_allocator_labelled(Allocator::system(), c_label(None))
+            .with_debug(DebugOptions::default()),
+    )
 }
 
 /// A new debug arena pool (see `cymem_pool_new_debug` and `cymem_pool_new_arena`).
 #[no_mangle]
 pub extern "C" fn cymem_pool_new_arena_debug() -> *mut CymemPool {
-    into_handle(Pool::arena().with_debug(DebugOptions::default()))
+    into_handle(Pool::arena_labelled(c_label(None)).with_debug(DebugOptions::default()))
 }
 
 /// A new debug pool on a custom allocator (see `cymem_pool_new_debug` and
@@ -470,7 +476,9 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator_debug(
     };
     // SAFETY: the caller promises malloc/free semantics.
     let allocator = unsafe { Allocator::from_raw(malloc, free) };
-    into_handle(Pool::with_allocator(allocator).with_debug(DebugOptions::default()))
+    into_handle(
+        Pool::with_allocator_labelled(allocator, c_label(None)).with_debug(DebugOptions::default()),
+    )
 }
 
 /// 1 if the pool is a debug pool, 0 if not (or NULL, with `CYMEM_ERR_NULL_ARGUMENT`).
@@ -531,4 +539,246 @@ pub unsafe extern "C" fn cymem_pool_destroy_checked(pool: *mut *mut CymemPool) -
         Ok(()) => CYMEM_OK,
         Err(err) => report(err),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and the live-pool report.
+
+/// A pool made from C is shown as made in "C" until `cymem_pool_set_origin`
+/// (or `CYMEM_POOL_SET_ORIGIN_HERE`) says where.
+fn c_label(name: Option<String>) -> Label {
+    Label {
+        name,
+        origin: Origin::Static("C"),
+    }
+}
+
+/// A C string as text (invalid UTF-8 replaced), `None` for NULL.
+///
+/// # Safety
+/// `text` is NULL or a NUL-terminated string.
+unsafe fn optional_text(text: *const c_char) -> Option<String> {
+    // SAFETY: caller's contract.
+    (!text.is_null()).then(|| {
+        unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
+/// Copies `text` into `buf` (`size` bytes) like `snprintf`: at most `size - 1`
+/// bytes, cut at a UTF-8 character boundary, then a NUL (nothing is written if
+/// `size` is 0). Returns the full length of `text`.
+///
+/// # Safety
+/// `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
+unsafe fn copy_truncated(text: &str, buf: *mut c_char, size: usize) -> usize {
+    if buf.is_null() || size == 0 {
+        return text.len();
+    }
+    let mut n = text.len().min(size - 1);
+    while !text.is_char_boundary(n) {
+        n -= 1;
+    }
+    // SAFETY: `buf` has room for `size` > `n` bytes (caller's contract); the
+    // source is `n` initialised bytes of `text`, which cannot overlap it.
+    unsafe {
+        ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+        buf.add(n).write(0);
+    }
+    text.len()
+}
+
+/// Size of `CymemPoolInfo.name`, NUL included (longer names are truncated).
+pub const CYMEM_POOL_NAME_SIZE: usize = 64;
+/// Size of `CymemPoolInfo.origin`, NUL included (longer origins are truncated).
+pub const CYMEM_POOL_ORIGIN_SIZE: usize = 256;
+
+/// One live pool, as listed by `cymem_live_pools`.
+#[repr(C)]
+pub struct CymemPoolInfo {
+    /// The pool's name, NUL-terminated ("" if unnamed), truncated to fit.
+    pub name: [c_char; CYMEM_POOL_NAME_SIZE],
+    /// Where the pool was made: "C", "file.c:12" (set by
+    /// `cymem_pool_set_origin`), "file.py:12 in func" for Python pools.
+    pub origin: [c_char; CYMEM_POOL_ORIGIN_SIZE],
+    /// 1 for an arena pool, 0 for a heap pool.
+    pub is_arena: c_int,
+    /// The pool's counters when listed.
+    pub stats: PoolStats,
+}
+
+fn to_c_info(info: &PoolInfo) -> CymemPoolInfo {
+    let mut out = CymemPoolInfo {
+        name: [0; CYMEM_POOL_NAME_SIZE],
+        origin: [0; CYMEM_POOL_ORIGIN_SIZE],
+        is_arena: c_int::from(info.arena),
+        stats: info.stats,
+    };
+    let name = info.name.as_deref().unwrap_or("");
+    // SAFETY: both arrays are valid for their full length.
+    unsafe {
+        copy_truncated(name, out.name.as_mut_ptr(), CYMEM_POOL_NAME_SIZE);
+        copy_truncated(
+            &info.origin,
+            out.origin.as_mut_ptr(),
+            CYMEM_POOL_ORIGIN_SIZE,
+        );
+    }
+    out
+}
+
+/// Stores the pool's counters in `*out` (bytes in use, peak, live blocks,
+/// allocations, frees, reallocs). Always on, and cheap: no walk of the blocks.
+///
+/// # Safety
+/// `pool` is NULL or a live handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_stats(
+    pool: *const CymemPool,
+    out: *mut PoolStats,
+) -> CymemStatus {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, "cymem_pool_stats") }) else {
+        return CYMEM_ERR_NULL_ARGUMENT;
+    };
+    if out.is_null() {
+        return null_argument("cymem_pool_stats", "out");
+    }
+    let stats = pool.with(|p| p.stats());
+    // SAFETY: non-NULL and writable by the caller's contract.
+    unsafe { out.write(stats) };
+    CYMEM_OK
+}
+
+/// Starts a new high-water mark (`peak_size`) from the bytes in use now,
+/// e.g. to measure one phase of a program.
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_reset_peak(pool: *mut CymemPool) -> CymemStatus {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, "cymem_pool_reset_peak") }) else {
+        return CYMEM_ERR_NULL_ARGUMENT;
+    };
+    pool.with(|p| p.reset_peak());
+    CYMEM_OK
+}
+
+/// A new pool on the system allocator, called `name` in live-pool reports
+/// (copied; NULL for none).
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_new_named(name: *const c_char) -> *mut CymemPool {
+    // SAFETY: caller's contract.
+    let name = unsafe { optional_text(name) };
+    into_handle(Pool::with_allocator_labelled(
+        Allocator::system(),
+        c_label(name),
+    ))
+}
+
+/// Renames a pool (the string is copied; NULL: unnamed).
+///
+/// # Safety
+/// `pool` is NULL or a live handle; `name` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_set_name(
+    pool: *mut CymemPool,
+    name: *const c_char,
+) -> CymemStatus {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, "cymem_pool_set_name") }) else {
+        return CYMEM_ERR_NULL_ARGUMENT;
+    };
+    // SAFETY: caller's contract.
+    let name = unsafe { optional_text(name) };
+    pool.with(|p| p.set_name(name));
+    CYMEM_OK
+}
+
+/// Copies the pool's name into `buf` like `snprintf` (at most `size - 1`
+/// bytes and a NUL; "" if unnamed) and returns the name's full length, so a
+/// result >= `size` means it was truncated. `buf` may be NULL if `size` is 0.
+/// Returns 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
+///
+/// # Safety
+/// `pool` is NULL or a live handle; `buf` is valid for `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_name(
+    pool: *const CymemPool,
+    buf: *mut c_char,
+    size: usize,
+) -> usize {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, "cymem_pool_name") }) else {
+        return 0;
+    };
+    let name = pool.with(|p| p.name()).unwrap_or_default();
+    // SAFETY: caller's contract.
+    unsafe { copy_truncated(&name, buf, size) }
+}
+
+/// Records where the pool was made, shown as "file:line" in reports (the
+/// string is copied; NULL `file` resets it to "C"). Usually called through
+/// `CYMEM_POOL_SET_ORIGIN_HERE(pool)`, which passes `__FILE__` and `__LINE__`.
+///
+/// # Safety
+/// `pool` is NULL or a live handle; `file` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_set_origin(
+    pool: *mut CymemPool,
+    file: *const c_char,
+    line: c_uint,
+) -> CymemStatus {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, "cymem_pool_set_origin") }) else {
+        return CYMEM_ERR_NULL_ARGUMENT;
+    };
+    // SAFETY: caller's contract.
+    let origin = match unsafe { optional_text(file) } {
+        Some(file) => Origin::Text(format!("{file}:{line}").into()),
+        None => Origin::Static("C"),
+    };
+    pool.with(|p| p.set_origin(origin));
+    CYMEM_OK
+}
+
+/// Lists the pools alive now in this library (C, Rust and, inside the
+/// Python extension, Python pools), most bytes first: fills up to `capacity`
+/// entries of `out` and returns how many pools there are, which may be more
+/// (call with `out` NULL and `capacity` 0 to count). Pools made or dropped
+/// meanwhile may change the count between calls. A dropped pool is never
+/// listed, and listing never keeps a pool alive. (Inside the Python
+/// extension, describing Python pools' origins briefly takes the GIL.)
+///
+/// # Safety
+/// `out` is NULL (then `capacity` must be 0) or valid for `capacity` entries.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_live_pools(out: *mut CymemPoolInfo, capacity: usize) -> usize {
+    let pools = registry::live_pools();
+    if !out.is_null() {
+        for (i, info) in pools.iter().take(capacity).enumerate() {
+            // SAFETY: `i` < `capacity` entries, writable by the caller's contract.
+            unsafe { out.add(i).write(to_c_info(info)) };
+        }
+    }
+    pools.len()
+}
+
+/// Writes the live-pool report (an aligned text table, one pool a line, most
+/// bytes first, then a total line) into `buf` like `snprintf`: at most
+/// `size - 1` bytes and a NUL. Returns the report's full length, so a result
+/// >= `size` means it was truncated; `buf` may be NULL if `size` is 0.
+///
+/// # Safety
+/// `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_report(buf: *mut c_char, size: usize) -> usize {
+    let text = registry::report();
+    // SAFETY: caller's contract.
+    unsafe { copy_truncated(&text, buf, size) }
 }

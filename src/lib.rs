@@ -5,6 +5,7 @@
 //! dropped. The layers, each in one place:
 //!
 //! - [`pool`], [`allocator`], [`error`], [`shared`]: the pure-Rust core (no Python);
+//! - [`registry`]: the live pools of the process, for reports (also no Python);
 //! - [`ffi`]: the C ABI, from which `include/cymem_rs.h` is generated;
 //! - `python` (feature `python`): the pyo3 binding behind the `cymem_rs`
 //!   Python package and its Cython declarations.
@@ -14,6 +15,7 @@ mod arena_log;
 pub mod error;
 pub mod ffi;
 pub mod pool;
+pub mod registry;
 pub mod shared;
 mod table;
 
@@ -23,4 +25,5 @@ pub mod python;
 pub use allocator::Allocator;
 pub use error::{Corruption, PoolError};
 pub use pool::{DebugOptions, Pool, PoolStats};
+pub use registry::{live_pools, Label, Origin, OriginSource, PoolInfo};
 pub use shared::SharedPool;

@@ -11,6 +11,7 @@ use rustc_hash::FxBuildHasher;
 use crate::allocator::Allocator;
 use crate::arena_log::ArenaLog;
 use crate::error::PoolError;
+use crate::registry::{self, Label, Origin, Record};
 use crate::table::{BlockTable, TableFull};
 
 // A child module so the debug layer can use the block-index methods below.
@@ -70,22 +71,12 @@ struct Arena {
 pub struct Pool {
     table: BlockTable,
     source: Source,
-    stats: Counters,
+    /// The pool's counters, in its live-pool registry record (see
+    /// [`crate::registry`]): written only here, read by reports.
+    stats: &'static Record,
     pins: Pins,
     /// `Some` in debug mode (see `debug.rs`); boxed to keep the pool small.
     debug: Option<Box<debug::DebugState>>,
-}
-
-/// A pool's running counters, kept by [`Pool::record`] and [`Pool::forget`]
-/// (the only places blocks enter and leave the index).
-#[derive(Debug, Default, Clone, Copy)]
-struct Counters {
-    /// Bytes in live blocks (0-byte blocks count as 0).
-    size: usize,
-    peak_size: usize,
-    allocs: u64,
-    frees: u64,
-    reallocs: u64,
 }
 
 /// A snapshot of a pool's statistics.
@@ -115,36 +106,74 @@ impl Default for Pool {
 
 impl Pool {
     /// A pool on the system allocator.
+    #[track_caller]
     pub fn new() -> Self {
         Pool::with_allocator(Allocator::system())
     }
 
     /// A pool whose blocks come from (and return to) `allocator`.
+    #[track_caller]
     pub fn with_allocator(allocator: Allocator) -> Self {
-        Pool {
-            table: BlockTable::default(),
-            source: Source::Heap(allocator),
-            stats: Counters::default(),
-            pins: Pins::default(),
-            debug: None,
-        }
+        Pool::with_allocator_labelled(allocator, Label::here())
     }
 
     /// An arena pool: blocks are bump-allocated from chunks of the system
     /// allocator and released all at once when the pool drops. `free` and
     /// `realloc` keep their meaning (errors, `size`, block count), but the
     /// space of a freed or moved block is not reused until [`Pool::free_all`].
+    #[track_caller]
     pub fn arena() -> Self {
+        Pool::arena_labelled(Label::here())
+    }
+
+    /// A pool on the system allocator, called `name` in live-pool reports.
+    #[track_caller]
+    pub fn named(name: impl Into<String>) -> Self {
+        let label = Label {
+            name: Some(name.into()),
+            ..Label::here()
+        };
+        Pool::with_allocator_labelled(Allocator::system(), label)
+    }
+
+    /// [`Pool::with_allocator`] with a name and origin for live-pool reports.
+    pub fn with_allocator_labelled(allocator: Allocator, label: Label) -> Self {
+        Pool {
+            table: BlockTable::default(),
+            source: Source::Heap(allocator),
+            stats: registry::register(label, false),
+            pins: Pins::default(),
+            debug: None,
+        }
+    }
+
+    /// [`Pool::arena`] with a name and origin for live-pool reports.
+    pub fn arena_labelled(label: Label) -> Self {
         Pool {
             table: BlockTable::default(),
             source: Source::Arena(Box::new(Arena {
                 bump: Bump::with_min_align(),
                 log: ArenaLog::default(),
             })),
-            stats: Counters::default(),
+            stats: registry::register(label, true),
             pins: Pins::default(),
             debug: None,
         }
+    }
+
+    /// The pool's name in live-pool reports.
+    pub fn name(&self) -> Option<String> {
+        registry::name(self.stats)
+    }
+
+    /// Renames the pool (`None`: unnamed).
+    pub fn set_name(&mut self, name: Option<String>) {
+        registry::set_name(self.stats, name);
+    }
+
+    /// Changes where the reports say the pool was made.
+    pub fn set_origin(&mut self, origin: Origin) {
+        registry::set_origin(self.stats, origin);
     }
 
     /// The backing allocator of a heap pool (`None` for an arena pool).
@@ -198,10 +227,7 @@ impl Pool {
             Source::Arena(arena) => arena.log.push(addr, bytes).map(|()| true)?,
         };
         if added {
-            let stats = &mut self.stats;
-            stats.size += bytes;
-            stats.peak_size = stats.peak_size.max(stats.size);
-            stats.allocs += 1;
+            self.stats.added(bytes);
         }
         Ok(added)
     }
@@ -212,8 +238,7 @@ impl Pool {
             Source::Heap(_) => self.table.remove(addr)?,
             Source::Arena(arena) => arena.log.remove(addr)?,
         };
-        self.stats.size -= bytes;
-        self.stats.frees += 1;
+        self.stats.removed(bytes);
         Some(bytes)
     }
 
@@ -236,10 +261,7 @@ impl Pool {
                 debug_assert!(pushed.is_ok(), "reserve_move reserved the entry");
             }
         }
-        let stats = &mut self.stats;
-        stats.size = stats.size - old_size + new_size;
-        stats.peak_size = stats.peak_size.max(stats.size);
-        stats.reallocs += 1;
+        self.stats.resized(old_size, new_size);
     }
 
     /// Makes sure `moved` cannot fail for want of memory.
@@ -253,14 +275,13 @@ impl Pool {
     /// Empties the index, calling `release` with each block's address, and
     /// counts them as freed.
     fn forget_all(&mut self, release: impl FnMut(usize)) {
-        self.stats.frees += self.table.len() as u64;
+        self.stats.cleared(self.table.len());
         self.table.drain(release);
-        self.stats.size = 0;
     }
 
     /// Bytes in live blocks.
     pub fn size(&self) -> usize {
-        self.stats.size
+        self.stats.size()
     }
 
     /// Number of live blocks (0-byte blocks included).
@@ -273,20 +294,14 @@ impl Pool {
 
     /// The pool's counters, now.
     pub fn stats(&self) -> PoolStats {
-        let c = self.stats;
-        PoolStats {
-            size: c.size,
-            peak_size: c.peak_size,
-            block_count: self.block_count(),
-            total_allocs: c.allocs,
-            total_frees: c.frees,
-            total_reallocs: c.reallocs,
-        }
+        let stats = self.stats.snapshot();
+        debug_assert_eq!(stats.block_count, self.block_count());
+        stats
     }
 
     /// Starts a new high-water mark from the bytes live now.
     pub fn reset_peak(&mut self) {
-        self.stats.peak_size = self.stats.size;
+        self.stats.reset_peak();
     }
 
     /// The size of a live block, or `None` if `ptr` is not one of this pool's.
@@ -451,8 +466,7 @@ impl Pool {
             Source::Arena(arena) => {
                 // The blocks die with their chunks: forget them all at once.
                 arena.bump.reset();
-                self.stats.frees += arena.log.len() as u64;
-                self.stats.size = 0;
+                self.stats.cleared(arena.log.len());
                 arena.log.clear();
             }
         }
@@ -467,12 +481,11 @@ impl Drop for Pool {
             if let Err(err) = self.debug_release_everything() {
                 eprintln!("cymem_rs: {err} (found when the pool was dropped)");
             }
-            return;
-        }
-        // An arena's chunks go with the Bump; only heap blocks need a walk.
-        if let Source::Heap(_) = self.source {
+        } else if let Source::Heap(_) = self.source {
+            // An arena's chunks go with the Bump; only heap blocks need a walk.
             self.free_all();
         }
+        registry::release(self.stats);
     }
 }
 

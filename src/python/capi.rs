@@ -21,9 +21,10 @@ use super::pool::{warn_zero_alloc, Pool};
 use crate::ffi::cymem_pool_check;
 use crate::ffi::{
     cymem_last_error, cymem_last_error_message, cymem_pool_alloc, cymem_pool_free,
-    cymem_pool_realloc, cymem_pool_size, report, CymemFreeFn, CymemMallocFn, CymemPool,
-    CymemStatus, CYMEM_RS_ABI_VERSION,
+    cymem_pool_realloc, cymem_pool_reset_peak, cymem_pool_size, cymem_pool_stats, report,
+    CymemFreeFn, CymemMallocFn, CymemPool, CymemStatus, CYMEM_RS_ABI_VERSION,
 };
+use crate::pool::PoolStats;
 
 /// The capsule's name: `PyCapsule_Import` checks it.
 const CAPSULE_NAME: &CStr = c"cymem_rs.cymem._C_API";
@@ -64,6 +65,9 @@ pub struct CApi {
     core_free: unsafe extern "C" fn(*mut CymemPool, *mut c_void) -> CymemStatus,
     core_realloc: unsafe extern "C" fn(*mut CymemPool, *mut c_void, usize) -> *mut c_void,
     core_size: unsafe extern "C" fn(*const CymemPool) -> usize,
+    /// `cymem_pool_stats` / `cymem_pool_reset_peak` on the pool's core.
+    pool_stats: unsafe extern "C" fn(*const CymemPool, *mut PoolStats) -> CymemStatus,
+    pool_reset_peak: unsafe extern "C" fn(*mut CymemPool) -> CymemStatus,
 }
 
 /// Distance from a Python object's start to one of its Rust fields.
@@ -74,7 +78,7 @@ fn offset_in_object<T>(object: *mut PyObject, field: *const T) -> usize {
 fn build_table(py: Python<'_>) -> PyResult<CApi> {
     // Measure where pyo3 placed the fields, on real objects: pyo3 does not
     // promise a layout, so C is told rather than assuming.
-    let pool = Bound::new(py, Pool::new(py, None, None, false, None)?)?;
+    let pool = Bound::new(py, Pool::new(py, None, None, false, None, None)?)?;
     let address = Bound::new(py, Address::new(py, 1, 1)?)?;
     let malloc = default_malloc(py)?.bind(py);
     let free = default_free(py)?.bind(py);
@@ -98,6 +102,8 @@ fn build_table(py: Python<'_>) -> PyResult<CApi> {
         core_free,
         core_realloc,
         core_size,
+        pool_stats: cymem_pool_stats,
+        pool_reset_peak: cymem_pool_reset_peak,
     })
 }
 

@@ -7,6 +7,7 @@ mod allocators;
 mod capi;
 mod errors;
 mod pool;
+mod report;
 mod view;
 
 use pyo3::prelude::*;
@@ -37,5 +38,10 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "MemoryCorruptionError",
         py.get_type::<errors::MemoryCorruptionError>(),
     )?;
+    m.add("PoolStats", report::pool_stats_type(py)?)?;
+    m.add("PoolInfo", report::pool_info_type(py)?)?;
+    m.add_function(wrap_pyfunction!(report::live_pools, m)?)?;
+    m.add_function(wrap_pyfunction!(report::format_report, m)?)?;
+    m.add_function(wrap_pyfunction!(report::track_origins, m)?)?;
     Ok(())
 }

@@ -11,9 +11,11 @@ use pyo3::PyTraverseError;
 
 use super::allocators::{allocator_for, default_free, default_malloc, PyFree, PyMalloc};
 use super::errors::{pool_exception, Operation};
+use super::report::{caller_origin, stats_object};
 use super::view::BlockView;
 use crate::ffi::CymemPool;
 use crate::pool::{DebugOptions, Pool as CorePool};
+use crate::registry::Label;
 use crate::shared::SharedPool;
 
 /// The core pool of a Python `Pool`.
@@ -67,18 +69,20 @@ pub(crate) fn warn_zero_alloc(py: Python<'_>) -> PyResult<()> {
 
 #[pymethods]
 impl Pool {
-    /// `Pool(pymalloc=Default_Malloc, pyfree=Default_Free, *, arena=False, debug=None)`.
+    /// `Pool(pymalloc=Default_Malloc, pyfree=Default_Free, *, arena=False, name=None, debug=None)`.
     /// With `arena=True` blocks are bump-allocated and released together when
     /// the pool dies (the space of freed blocks is not reused before then).
-    /// `debug=True` turns on debug mode (guard bytes, poisoned freed blocks);
-    /// `None` follows the environment variable `CYMEM_RS_DEBUG`.
+    /// `name` labels the pool in `cymem_rs.report()`. `debug=True` turns on
+    /// debug mode (guard bytes, poisoned freed blocks); `None` follows the
+    /// environment variable `CYMEM_RS_DEBUG`.
     #[new]
-    #[pyo3(signature = (pymalloc = None, pyfree = None, *, arena = false, debug = None))]
+    #[pyo3(signature = (pymalloc = None, pyfree = None, *, arena = false, name = None, debug = None))]
     pub(crate) fn new(
         py: Python<'_>,
         pymalloc: Option<Py<PyMalloc>>,
         pyfree: Option<Py<PyFree>>,
         arena: bool,
+        name: Option<String>,
         debug: Option<bool>,
     ) -> PyResult<Self> {
         if arena && (pymalloc.is_some() || pyfree.is_some()) {
@@ -95,10 +99,14 @@ impl Pool {
             Some(f) => f,
             None => default_free(py)?.clone_ref(py),
         };
+        let label = Label {
+            name,
+            origin: caller_origin(py),
+        };
         let core = if arena {
-            CorePool::arena()
+            CorePool::arena_labelled(label)
         } else {
-            CorePool::with_allocator(allocator_for(pymalloc.get(), pyfree.get()))
+            CorePool::with_allocator_labelled(allocator_for(pymalloc.get(), pyfree.get()), label)
         };
         let core = with_debug_mode(core, debug);
         Ok(Pool {
@@ -197,6 +205,36 @@ impl Pool {
         readonly: bool,
     ) -> PyResult<BlockView> {
         BlockView::of_pool(slf, addr, format, shape, readonly)
+    }
+
+    /// The pool's counters now: a `PoolStats` named tuple (size, peak_size,
+    /// block_count, total_allocs, total_frees, total_reallocs).
+    #[getter]
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stats = self.with_core(|pool| pool.stats());
+        stats_object(py, &stats)
+    }
+
+    /// The most bytes live at once since the pool was made or `reset_peak()`.
+    #[getter]
+    fn peak_size(&self) -> usize {
+        self.with_core(|pool| pool.stats().peak_size)
+    }
+
+    /// Starts a new high-water mark from the bytes live now.
+    fn reset_peak(&self) {
+        self.with_core(|pool| pool.reset_peak())
+    }
+
+    /// The pool's name in `cymem_rs.report()` (None if unnamed); settable.
+    #[getter]
+    fn name(&self) -> Option<String> {
+        self.with_core(|pool| pool.name())
+    }
+
+    #[setter]
+    fn set_name(&self, name: Option<String>) {
+        self.with_core(|pool| pool.set_name(name))
     }
 
     fn __repr__(&self) -> String {
