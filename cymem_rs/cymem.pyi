@@ -59,6 +59,7 @@ class Pool:
         pyfree: PyFree | None = None,
         *,
         arena: bool = False,
+        name: str | None = None,
         debug: bool | None = None,
     ) -> None: ...
     @property
@@ -66,8 +67,6 @@ class Pool:
         """Whether the pool is in debug mode (`debug=True` or `CYMEM_RS_DEBUG=1`)."""
     def check(self) -> None:
         """Debug mode: raises MemoryCorruptionError if a block was damaged."""
-        name: str | None = None,
-    ) -> None: ...
     @property
     def stats(self) -> PoolStats:
         """The pool's counters now."""
