@@ -202,6 +202,15 @@ impl Pool {
     /// If the pool already holds blocks (they have no guards): call it on a
     /// fresh pool, as in `Pool::arena().with_debug(DebugOptions::default())`.
     pub fn with_debug(mut self, options: DebugOptions) -> Self {
+        self.enable_debug(options);
+        self
+    }
+
+    /// [`Pool::with_debug`] in place (no move of the pool).
+    ///
+    /// # Panics
+    /// As [`Pool::with_debug`].
+    pub fn enable_debug(&mut self, options: DebugOptions) {
         assert!(
             self.block_count() == 0,
             "Pool::with_debug needs a pool without blocks"
@@ -211,7 +220,6 @@ impl Pool {
             Some(state) => state.options = options,
             None => self.debug = Some(Box::new(DebugState::new(options))),
         }
-        self
     }
 
     /// Whether this pool is in debug mode.

@@ -481,8 +481,9 @@ impl Drop for Pool {
             if let Err(err) = self.debug_release_everything() {
                 eprintln!("cymem_rs: {err} (found when the pool was dropped)");
             }
-        } else if let Source::Heap(_) = self.source {
-            // An arena's chunks go with the Bump; only heap blocks need a walk.
+        } else if matches!(self.source, Source::Heap(_)) && self.block_count() > 0 {
+            // An arena's chunks go with the Bump; only heap blocks need a
+            // walk, and an empty pool (common for short-lived ones) none.
             self.free_all();
         }
         registry::release(self.stats);
@@ -491,35 +492,43 @@ impl Drop for Pool {
 
 /// Pin counts of the blocks that must not be freed or moved (live zero-copy
 /// views, or C code sharing a block). Empty for almost every pool, so the
-/// `free` / `realloc` check is one predictable branch on the map's length.
+/// `free` / `realloc` check is one predictable branch, and the map is only
+/// allocated (and the pool only one pointer bigger) while something is pinned.
+// A boxed map on purpose: one word in every pool instead of four.
+#[allow(clippy::box_collection)]
 #[derive(Debug, Default)]
-struct Pins(HashMap<usize, usize, FxBuildHasher>);
+struct Pins(Option<Box<HashMap<usize, usize, FxBuildHasher>>>);
 
 impl Pins {
     /// `BlockInUse` if `addr` is pinned.
     #[inline]
     fn check_unpinned(&self, addr: usize) -> Result<(), PoolError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            self.check_slow(addr)
+        match &self.0 {
+            None => Ok(()),
+            Some(map) => Self::check_slow(map, addr),
         }
     }
 
     #[cold]
-    fn check_slow(&self, addr: usize) -> Result<(), PoolError> {
-        match self.0.get(&addr) {
+    fn check_slow(
+        map: &HashMap<usize, usize, FxBuildHasher>,
+        addr: usize,
+    ) -> Result<(), PoolError> {
+        match map.get(&addr) {
             Some(&views) => Err(PoolError::BlockInUse { addr, views }),
             None => Ok(()),
         }
     }
 
     fn count(&self, addr: usize) -> usize {
-        self.0.get(&addr).copied().unwrap_or(0)
+        self.0
+            .as_ref()
+            .and_then(|map| map.get(&addr).copied())
+            .unwrap_or(0)
     }
 
     fn clear(&mut self) {
-        self.0 = HashMap::default();
+        self.0 = None;
     }
 }
 
@@ -533,15 +542,13 @@ impl Pool {
         if self.lookup(addr).is_none() {
             return Err(PoolError::UnknownPointer { addr });
         }
-        self.pins
-            .0
-            .try_reserve(1)
-            .map_err(|_| PoolError::OutOfMemory {
-                bytes: std::mem::size_of::<(usize, usize)>(),
-            })?;
+        let map = self.pins.0.get_or_insert_with(Box::default);
+        map.try_reserve(1).map_err(|_| PoolError::OutOfMemory {
+            bytes: std::mem::size_of::<(usize, usize)>(),
+        })?;
         // A count cannot overflow: each pin stands for a live object or a
         // caller's pending unpin, far fewer than `usize::MAX`.
-        *self.pins.0.entry(addr).or_insert(0) += 1;
+        *map.entry(addr).or_insert(0) += 1;
         Ok(())
     }
 
@@ -552,12 +559,15 @@ impl Pool {
         if self.lookup(addr).is_none() {
             return Err(PoolError::UnknownPointer { addr });
         }
-        match self.pins.0.get_mut(&addr) {
+        let Some(map) = self.pins.0.as_deref_mut() else {
+            return Err(PoolError::NotPinned { addr });
+        };
+        match map.get_mut(&addr) {
             None => Err(PoolError::NotPinned { addr }),
             Some(1) => {
-                self.pins.0.remove(&addr);
-                if self.pins.0.is_empty() && self.pins.0.capacity() > 64 {
-                    // Give back the memory of a burst of views.
+                map.remove(&addr);
+                if map.is_empty() {
+                    // Back to the unpinned fast path, memory given back.
                     self.pins.clear();
                 }
                 Ok(())

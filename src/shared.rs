@@ -34,6 +34,7 @@ impl SharedPool {
     /// # Safety
     /// No two calls of [`SharedPool::with`] on this pool may overlap, from
     /// any threads, for as long as it lives.
+    #[inline]
     pub unsafe fn unsynchronized(pool: Pool) -> Self {
         SharedPool {
             lock: None,

@@ -42,7 +42,10 @@ pub(crate) struct BlockTable {
     /// That block was freed before the next insert: alloc/free pairs.
     pairs_seen: bool,
     /// Sizes of blocks whose slot says `SIZE_IN_LARGE`.
-    large: HashMap<usize, usize, FxBuildHasher>,
+    /// (Boxed on first use: most pools never hold a block of 64 KiB, and a
+    /// smaller table keeps `Pool()` cheap.)
+    #[allow(clippy::box_collection)]
+    large: Option<Box<HashMap<usize, usize, FxBuildHasher>>>,
 }
 
 /// One block kept beside the slots; see [`BlockTable::insert`].
@@ -134,7 +137,9 @@ impl BlockTable {
     #[inline]
     fn size_at(&self, i: usize) -> usize {
         match self.sizes[i] {
-            SIZE_IN_LARGE => self.large[&self.addrs[i]],
+            SIZE_IN_LARGE => {
+                self.large.as_ref().expect("big block recorded in large")[&self.addrs[i]]
+            }
             size => usize::from(size),
         }
     }
@@ -142,7 +147,10 @@ impl BlockTable {
     /// Makes sure a big block's size can be recorded without allocating, so
     /// a later `replace` cannot fail.
     pub(crate) fn reserve_large(&mut self) -> Result<(), TableFull> {
-        self.large.try_reserve(1).map_err(|_| TableFull)
+        self.large
+            .get_or_insert_with(Box::default)
+            .try_reserve(1)
+            .map_err(|_| TableFull)
     }
 
     /// Keeps the load at or below 0.8 after one more entry.
@@ -351,7 +359,10 @@ impl BlockTable {
             return Ok(false);
         };
         if small.is_none() {
-            self.large.insert(addr, size);
+            // `reserve_large` above made the map.
+            if let Some(large) = self.large.as_mut() {
+                large.insert(addr, size);
+            }
         }
         self.place(at, addr, small.unwrap_or(SIZE_IN_LARGE));
         self.len += 1;
@@ -363,7 +374,8 @@ impl BlockTable {
         let size = match self.sizes[hole] {
             SIZE_IN_LARGE => self
                 .large
-                .remove(&addr)
+                .as_mut()
+                .and_then(|large| large.remove(&addr))
                 .expect("big block recorded in large"),
             size => usize::from(size),
         };

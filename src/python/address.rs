@@ -2,12 +2,11 @@
 
 use std::ffi::{c_int, c_void};
 use std::ptr::NonNull;
-use std::sync::OnceLock;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use super::allocators::{allocator_for, default_free, default_malloc};
+use super::allocators::default_allocator;
 use super::errors::{pool_exception, Operation};
 use super::view::{fill_buffer, BlockView, Export};
 use crate::allocator::Allocator;
@@ -38,10 +37,10 @@ unsafe impl Sync for BlockPtr {}
 #[pymethods]
 impl Address {
     #[new]
-    pub(crate) fn new(py: Python<'_>, number: usize, elem_size: usize) -> PyResult<Self> {
+    pub(crate) fn new(_py: Python<'_>, number: usize, elem_size: usize) -> PyResult<Self> {
         let alloc_err = |e: PoolError| pool_exception(Operation::Alloc, e);
         let size = block_bytes(number, elem_size).map_err(alloc_err)?;
-        let allocator = default_allocator(py)?;
+        let allocator = default_allocator();
         // 0 bytes still gets its own address, as in the pool.
         let ptr = allocator
             .alloc_zeroed(size.max(1))
@@ -104,17 +103,6 @@ impl Address {
         // holds a reference to.
         unsafe { fill_buffer(view, flags, slf.clone().into_any(), &export) }
     }
-}
-
-/// The allocator of every Address (`Default_Malloc`/`Default_Free`), built
-/// once: `Address(n, size)` is often called in loops.
-fn default_allocator(py: Python<'_>) -> PyResult<Allocator> {
-    static CACHED: OnceLock<Allocator> = OnceLock::new();
-    if let Some(allocator) = CACHED.get() {
-        return Ok(*allocator);
-    }
-    let allocator = allocator_for(default_malloc(py)?.get(), default_free(py)?.get());
-    Ok(*CACHED.get_or_init(|| allocator))
 }
 
 impl Address {

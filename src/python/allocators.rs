@@ -87,6 +87,19 @@ pub(crate) fn default_free(py: Python<'_>) -> PyResult<&Py<PyFree>> {
     })
 }
 
+/// The allocator of `Default_Malloc`/`Default_Free` (PyMem, with its calloc
+/// and realloc), made without looking the Python objects up: `Pool()` and
+/// `Address()` are often called in loops.
+pub(crate) fn default_allocator() -> Allocator {
+    // SAFETY: as in `allocator_for`, for the default pair.
+    unsafe {
+        Allocator::from_raw(pyo3::ffi::PyMem_Malloc, pyo3::ffi::PyMem_Free).with_accelerators(
+            Some(pyo3::ffi::PyMem_Calloc),
+            Some(pyo3::ffi::PyMem_Realloc),
+        )
+    }
+}
+
 /// The core allocator for a malloc/free pair of Python objects.
 pub(crate) fn allocator_for(malloc: &PyMalloc, free: &PyFree) -> Allocator {
     // SAFETY: PyMem_Malloc/Calloc/Realloc/Free are one heap; the pool calls

@@ -9,7 +9,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use pyo3::PyTraverseError;
 
-use super::allocators::{allocator_for, default_free, default_malloc, PyFree, PyMalloc};
+use super::allocators::{
+    allocator_for, default_allocator, default_free, default_malloc, PyFree, PyMalloc,
+};
 use super::errors::{pool_exception, Operation};
 use super::report::{caller_origin, stats_object};
 use super::view::BlockView;
@@ -19,6 +21,7 @@ use crate::registry::Label;
 use crate::shared::SharedPool;
 
 /// The core pool of a Python `Pool`.
+#[inline(always)]
 fn new_core(pool: CorePool) -> CymemPool {
     #[cfg(not(Py_GIL_DISABLED))]
     // SAFETY: every access is a Python or Cython call holding the GIL (the
@@ -38,8 +41,10 @@ fn new_core(pool: CorePool) -> CymemPool {
 #[repr(C)]
 pub struct Pool {
     pub(crate) core: CymemPool,
-    pymalloc: Py<PyMalloc>,
-    pyfree: Py<PyFree>,
+    /// The allocator objects given to `Pool()`; `None`: the defaults
+    /// (`Default_Malloc`/`Default_Free`), so a plain `Pool()` looks nothing up.
+    pymalloc: Option<Py<PyMalloc>>,
+    pyfree: Option<Py<PyFree>>,
     /// Made on the first `own_pyref` or `refs`: most pools never need it.
     /// (A std OnceLock: `__traverse__` must read it without the interpreter.
     /// Making the list never releases the GIL, so initialisations can't race.)
@@ -91,24 +96,26 @@ impl Pool {
                  it cannot use pymalloc/pyfree",
             ));
         }
-        let pymalloc = match pymalloc {
-            Some(m) => m,
-            None => default_malloc(py)?.clone_ref(py),
-        };
-        let pyfree = match pyfree {
-            Some(f) => f,
-            None => default_free(py)?.clone_ref(py),
+        let allocator = match (&pymalloc, &pyfree) {
+            (None, None) => default_allocator(),
+            (m, f) => {
+                let m = m.as_ref().map_or_else(|| default_malloc(py), Ok)?;
+                let f = f.as_ref().map_or_else(|| default_free(py), Ok)?;
+                allocator_for(m.get(), f.get())
+            }
         };
         let label = Label {
             name,
             origin: caller_origin(py),
         };
-        let core = if arena {
+        let mut core = if arena {
             CorePool::arena_labelled(label)
         } else {
-            CorePool::with_allocator_labelled(allocator_for(pymalloc.get(), pyfree.get()), label)
+            CorePool::with_allocator_labelled(allocator, label)
         };
-        let core = with_debug_mode(core, debug);
+        if let Some(options) = debug_options(debug) {
+            core.enable_debug(options);
+        }
         Ok(Pool {
             core: new_core(core),
             pymalloc,
@@ -153,13 +160,19 @@ impl Pool {
     }
 
     #[getter]
-    fn pymalloc(&self, py: Python<'_>) -> Py<PyMalloc> {
-        self.pymalloc.clone_ref(py)
+    fn pymalloc(&self, py: Python<'_>) -> PyResult<Py<PyMalloc>> {
+        match &self.pymalloc {
+            Some(m) => Ok(m.clone_ref(py)),
+            None => Ok(default_malloc(py)?.clone_ref(py)),
+        }
     }
 
     #[getter]
-    fn pyfree(&self, py: Python<'_>) -> Py<PyFree> {
-        self.pyfree.clone_ref(py)
+    fn pyfree(&self, py: Python<'_>) -> PyResult<Py<PyFree>> {
+        match &self.pyfree {
+            Some(f) => Ok(f.clone_ref(py)),
+            None => Ok(default_free(py)?.clone_ref(py)),
+        }
     }
 
     /// Keeps `obj` alive as long as the pool.
@@ -283,22 +296,22 @@ impl Pool {
         if let Some(refs) = self.refs.get() {
             visit.call(refs)?;
         }
-        visit.call(&self.pymalloc)?;
-        visit.call(&self.pyfree)?;
+        if let Some(m) = &self.pymalloc {
+            visit.call(m)?;
+        }
+        if let Some(f) = &self.pyfree {
+            visit.call(f)?;
+        }
         Ok(())
     }
 }
 
 /// Debug mode as asked (`None`: as `CYMEM_RS_DEBUG` says).
-fn with_debug_mode(core: CorePool, debug: Option<bool>) -> CorePool {
-    let options = match debug {
+fn debug_options(debug: Option<bool>) -> Option<DebugOptions> {
+    match debug {
         Some(true) => Some(DebugOptions::default()),
         Some(false) => None,
         None => DebugOptions::from_env(),
-    };
-    match options {
-        Some(options) => core.with_debug(options),
-        None => core,
     }
 }
 
