@@ -3,13 +3,15 @@
 //! `PoolInfo` named tuples, and `live_pools()` / `format_report()`.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
+use rustc_hash::FxBuildHasher;
 
 use crate::pool::PoolStats;
 use crate::registry::{self, Origin, OriginSource, PoolInfo};
@@ -59,7 +61,37 @@ thread_local! {
 /// process, with their code objects): enough for every `Pool()` line of a
 /// program; beyond it (code generated at run time), origins are refcounted.
 const MAX_INTERNED: usize = 4096;
-static INTERNED: AtomicUsize = AtomicUsize::new(0);
+
+/// Every interned creation site, by (code object, offset): each site is
+/// interned once even when several alternate, and the map keeps them
+/// reachable (leak checkers see them as held, not lost).
+static INTERNED: Mutex<Option<InternedSites>> = Mutex::new(None);
+
+/// (code object address, offset) -> its interned origin.
+type InternedSites = HashMap<(usize, c_int), &'static PyOrigin, FxBuildHasher>;
+
+/// The interned origin of a site not seen on this thread just before, or the
+/// origin itself when the table is full.
+fn intern(code: Bound<'_, PyAny>, at: c_int) -> Result<&'static PyOrigin, PyOrigin> {
+    let key = (code.as_ptr() as usize, at);
+    let mut interned = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
+    let map = interned.get_or_insert_with(HashMap::default);
+    if let Some(&origin) = map.get(&key) {
+        return Ok(origin);
+    }
+    let origin = PyOrigin {
+        code: code.unbind(),
+        at,
+    };
+    if map.len() >= MAX_INTERNED {
+        return Err(origin);
+    }
+    // Interned origins hold their code object, so its address (the key) is
+    // never reused by another code object.
+    let origin: &'static PyOrigin = Box::leak(Box::new(origin));
+    map.insert(key, origin);
+    Ok(origin)
+}
 
 /// Whether `Pool()` records where it was called (see `track_origins`).
 static TRACK_ORIGINS: AtomicBool = AtomicBool::new(true);
@@ -99,16 +131,13 @@ pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
     if let Some(origin) = last.filter(|o| o.at == at && o.code.as_ptr() == code.as_ptr()) {
         return Origin::Interned(origin);
     }
-    let origin = PyOrigin {
-        code: code.unbind(),
-        at,
-    };
-    if INTERNED.fetch_add(1, Relaxed) >= MAX_INTERNED {
-        return Origin::Source(Arc::new(origin));
+    match intern(code, at) {
+        Ok(interned) => {
+            let _ = LAST_ORIGIN.try_with(|last| last.set(Some(interned)));
+            Origin::Interned(interned)
+        }
+        Err(origin) => Origin::Source(Arc::new(origin)),
     }
-    let interned: &'static PyOrigin = Box::leak(Box::new(origin));
-    let _ = LAST_ORIGIN.try_with(|last| last.set(Some(interned)));
-    Origin::Interned(interned)
 }
 
 fn named_tuple<'py>(

@@ -124,6 +124,10 @@ RELEASE=$ROOT/target/release
     -o "$OUT/c/test_ffi_shared" || die "compiling tests/c/test_ffi.c (shared) failed"
 "$CC" "${CFLAGS_STRICT[@]}" "$ROOT/tests/c/test_debug.c" "$RELEASE/libcymem_rs.a" "${C_LIBS[@]}" \
     -o "$OUT/c/test_debug" || die "compiling tests/c/test_debug.c failed"
+for prog in test_pins test_stats; do
+    "$CC" "${CFLAGS_STRICT[@]}" "$ROOT/tests/c/$prog.c" "$RELEASE/libcymem_rs.a" "${C_LIBS[@]}" \
+        -o "$OUT/c/$prog" || die "compiling tests/c/$prog.c failed"
+done
 "$CC" "${CFLAGS_STRICT[@]}" "$ROOT/examples/demo.c" "$RELEASE/libcymem_rs.a" "${C_LIBS[@]}" \
     -o "$OUT/c/demo" || die "compiling examples/demo.c failed"
 
@@ -208,6 +212,8 @@ for w in pool-churn custom-allocators; do
 done
 launch c/test_debug clean -- "$OUT/c/test_debug"
 launch c/test_debug_env clean CYMEM_RS_DEBUG=1 -- "$OUT/c/test_debug"
+launch c/test_pins clean -- "$OUT/c/test_pins"
+launch c/test_stats clean -- "$OUT/c/test_stats"
 launch c/test_ffi_static clean -- "$OUT/c/test_ffi_static"
 launch c/test_ffi_shared clean LD_LIBRARY_PATH="$RELEASE" -- "$OUT/c/test_ffi_shared"
 launch c/demo clean -- "$OUT/c/demo"

@@ -436,6 +436,53 @@ def debug_mode(m) -> str:
     return f"{len(refs)} debug pools, 360 deliberate corruptions reported, {n} counted blocks"
 
 
+def views_and_report(m) -> str:
+    """Zero-copy views of pool blocks and Addresses (pinning, keeping owners
+    alive), named pools in the live-pool report, statistics."""
+    import cymem_rs
+    from cymem_rs import Address, Pool
+
+    refs = []
+    for i in range(300):
+        pool = Pool(name=f"vg-{i}", arena=bool(i % 2))
+        addr = pool.alloc(16, 8)
+        view = memoryview(pool.view(addr, "d", (4, 4)))
+        view[1, 2] = float(i)
+        try:
+            pool.free(addr)
+            check(False, "free of a viewed block raised BufferError")
+        except BufferError:
+            pass
+        check(pool.stats.block_count == 1, "the viewed block stayed")
+        refs.append(weakref.ref(pool))
+        del pool  # the view keeps the pool alive
+        check(refs[-1]() is not None, "a view keeps its pool alive")
+        check(view[1, 2] == float(i), "bytes read back through the view")
+        del view
+    all_dead(refs, "pools kept alive only by views")
+    pool = Pool(name="vg-report")
+    blocks = [pool.alloc(i + 1, 8) for i in range(100)]
+    view = pool.view(blocks[5], "B")
+    del view
+    for b in blocks:
+        pool.free(b)
+    names = [p.name for p in cymem_rs.live_pools()]
+    check("vg-report" in names, "a named pool is in the report")
+    check("vg-report" in cymem_rs.format_report(), "and in the text table")
+    check(pool.stats.total_frees == 100 and pool.peak_size > 0, "counters")
+    a = Address(10, 8)
+    mv = memoryview(a)
+    mv[0] = 7
+    del a
+    check(mv[0] == 7, "an Address view keeps the Address alive")
+    del mv, pool
+    collect()
+    check(
+        "vg-report" not in [p.name for p in cymem_rs.live_pools()], "dropped pools leave the report"
+    )
+    return "300 viewed pools (heap and arena) released after their views, report, Address views"
+
+
 WORKLOADS = {
     f.__name__.replace("_", "-"): f
     for f in (
@@ -447,6 +494,7 @@ WORKLOADS = {
         big_pools,
         threads,
         debug_mode,
+        views_and_report,
     )
 }
 
