@@ -22,21 +22,7 @@
 
 #include "cymem_rs.h"
 
-static unsigned long g_passed;
-static unsigned long g_failed;
-
-static int check_impl(int ok, const char *expr, const char *file, int line)
-{
-    if (ok) {
-        g_passed++;
-    } else {
-        g_failed++;
-        fprintf(stderr, "%s:%d: CHECK failed: %s\n", file, line, expr);
-    }
-    return ok;
-}
-
-#define CHECK(expr) check_impl((expr) ? 1 : 0, #expr, __FILE__, __LINE__)
+#include "check.h"
 
 /* 1 if the last error message contains `needle`. */
 static int message_has(const char *needle)
@@ -192,6 +178,5 @@ int main(void)
     test_destroy_checked_reports_and_releases_everything();
     test_arena_debug_pool();
     test_null_and_non_debug_pools();
-    printf("%lu passed, %lu failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -15,21 +15,7 @@
 
 #include "cymem_rs.h"
 
-static unsigned long g_passed;
-static unsigned long g_failed;
-
-static int check_impl(int ok, const char *expr, const char *file, int line)
-{
-    if (ok) {
-        g_passed++;
-    } else {
-        g_failed++;
-        fprintf(stderr, "%s:%d: CHECK failed: %s\n", file, line, expr);
-    }
-    return ok;
-}
-
-#define CHECK(expr) check_impl((expr) ? 1 : 0, #expr, __FILE__, __LINE__)
+#include "check.h"
 
 static int contains(const char *haystack, const char *needle)
 {
@@ -168,6 +154,5 @@ int main(void)
 {
     run_all(cymem_pool_new, "heap");
     run_all(cymem_pool_new_arena, "arena");
-    printf("%lu passed, %lu failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return check_summary();
 }

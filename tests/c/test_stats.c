@@ -15,24 +15,7 @@
 
 #include "cymem_rs.h"
 
-static pthread_mutex_t g_check_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned long g_passed;
-static unsigned long g_failed;
-
-static int check_impl(int ok, const char *expr, const char *file, int line)
-{
-    pthread_mutex_lock(&g_check_lock);
-    if (ok) {
-        g_passed++;
-    } else {
-        g_failed++;
-        fprintf(stderr, "%s:%d: CHECK failed: %s\n", file, line, expr);
-    }
-    pthread_mutex_unlock(&g_check_lock);
-    return ok;
-}
-
-#define CHECK(expr) check_impl((expr) ? 1 : 0, #expr, __FILE__, __LINE__)
+#include "check.h"
 
 static CymemPoolStats stats_of(const CymemPool *pool)
 {
@@ -290,6 +273,5 @@ int main(void)
     test_list_is_sorted_and_respects_capacity();
     test_report_is_a_table_with_snprintf_semantics();
     test_reports_race_safely_with_create_and_destroy();
-    printf("%lu passed, %lu failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return check_summary();
 }
