@@ -118,11 +118,13 @@ fn requested_shape(shape: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isiz
             shape.get_type().name()?
         )));
     };
-    if dims.len() > ffi::PyBUF_MAX_NDIM {
+    // pyo3-ffi types the constant `c_int` before CPython 3.11, `usize` after.
+    #[allow(clippy::unnecessary_cast)]
+    let max_ndim = ffi::PyBUF_MAX_NDIM as usize;
+    if dims.len() > max_ndim {
         return Err(PyValueError::new_err(format!(
-            "view shape has {} dimensions; the buffer protocol allows at most {}",
+            "view shape has {} dimensions; the buffer protocol allows at most {max_ndim}",
             dims.len(),
-            ffi::PyBUF_MAX_NDIM
         )));
     }
     if let Some(d) = dims.iter().find(|&&d| d < 0) {
