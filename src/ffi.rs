@@ -142,6 +142,26 @@ unsafe fn handle<'a>(pool: *const CymemPool, function: &str) -> Option<&'a Cymem
     found
 }
 
+/// Runs `op` on a live handle and turns its outcome into a status, recording
+/// an error for `cymem_last_error`; `CYMEM_ERR_NULL_ARGUMENT` for a NULL pool.
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+unsafe fn status_of<T>(
+    pool: *const CymemPool,
+    function: &str,
+    op: impl FnOnce(&mut Pool) -> Result<T, PoolError>,
+) -> CymemStatus {
+    // SAFETY: caller's contract.
+    let Some(pool) = (unsafe { handle(pool, function) }) else {
+        return CYMEM_ERR_NULL_ARGUMENT;
+    };
+    match pool.with(op) {
+        Ok(_) => CYMEM_OK,
+        Err(err) => report(err),
+    }
+}
+
 fn into_handle(pool: Pool) -> *mut CymemPool {
     let pool = debug_if_env(pool);
     // C callers may share a handle between threads: it gets its own lock.
@@ -252,14 +272,7 @@ pub unsafe extern "C" fn cymem_pool_alloc(
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_free(pool: *mut CymemPool, ptr: *mut c_void) -> CymemStatus {
     // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_free") }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
-    };
-    let result = pool.with(|p| p.free(ptr));
-    match result {
-        Ok(_) => CYMEM_OK,
-        Err(err) => report(err),
-    }
+    unsafe { status_of(pool, "cymem_pool_free", |p| p.free(ptr)) }
 }
 
 /// Grows a block to `new_size` bytes (contents kept, tail zeroed, old block
@@ -384,13 +397,7 @@ pub extern "C" fn cymem_status_message(status: CymemStatus) -> *const c_char {
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_pin(pool: *mut CymemPool, ptr: *const c_void) -> CymemStatus {
     // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_pin") }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
-    };
-    match pool.with(|p| p.pin(ptr)) {
-        Ok(()) => CYMEM_OK,
-        Err(err) => report(err),
-    }
+    unsafe { status_of(pool, "cymem_pool_pin", |p| p.pin(ptr)) }
 }
 
 /// Undoes one `cymem_pool_pin`. `CYMEM_ERR_UNKNOWN_POINTER` if `ptr` is not a
@@ -401,13 +408,7 @@ pub unsafe extern "C" fn cymem_pool_pin(pool: *mut CymemPool, ptr: *const c_void
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_unpin(pool: *mut CymemPool, ptr: *const c_void) -> CymemStatus {
     // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_unpin") }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
-    };
-    match pool.with(|p| p.unpin(ptr)) {
-        Ok(()) => CYMEM_OK,
-        Err(err) => report(err),
-    }
+    unsafe { status_of(pool, "cymem_pool_unpin", |p| p.unpin(ptr)) }
 }
 
 /// The number of pins a block holds: 0 for an unpinned block or a pointer
@@ -503,13 +504,7 @@ pub unsafe extern "C" fn cymem_pool_is_debug(pool: *const CymemPool) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_check(pool: *mut CymemPool) -> CymemStatus {
     // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_check") }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
-    };
-    match pool.with(|p| p.check()) {
-        Ok(()) => CYMEM_OK,
-        Err(err) => report(err),
-    }
+    unsafe { status_of(pool, "cymem_pool_check", |p| p.check()) }
 }
 
 /// `cymem_pool_destroy` that reports: checks every block while releasing it

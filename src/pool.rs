@@ -382,24 +382,9 @@ impl Pool {
     ) -> Result<NonNull<c_void>, PoolError> {
         let addr = ptr as usize;
         self.pins.check_unpinned(addr)?;
+        let old = self.growable(addr, new_size)?;
         if self.debug.is_some() {
-            return self.debug_realloc(ptr, new_size);
-        }
-        let old = self
-            .lookup(addr)
-            .ok_or(PoolError::UnknownPointer { addr })?;
-        if new_size <= old {
-            return Err(PoolError::NotLarger {
-                addr,
-                current: old,
-                requested: new_size,
-            });
-        }
-        if new_size > MAX_BLOCK {
-            return Err(PoolError::SizeOverflow {
-                number: 1,
-                elem_size: new_size,
-            });
+            return self.debug_realloc(ptr, old, new_size);
         }
         // Recording the moved block must not fail once the move happened.
         self.reserve_move(new_size)
@@ -419,6 +404,28 @@ impl Pool {
         }
         self.moved(addr, old, new_addr, new_size);
         Ok(grown.cast())
+    }
+
+    /// The size of the live block at `addr`, if `realloc` may grow it to
+    /// `new_size` bytes (cymem's rule: only larger, and addressable).
+    fn growable(&self, addr: usize, new_size: usize) -> Result<usize, PoolError> {
+        let old = self
+            .lookup(addr)
+            .ok_or(PoolError::UnknownPointer { addr })?;
+        if new_size <= old {
+            return Err(PoolError::NotLarger {
+                addr,
+                current: old,
+                requested: new_size,
+            });
+        }
+        if new_size > MAX_BLOCK {
+            return Err(PoolError::SizeOverflow {
+                number: 1,
+                elem_size: new_size,
+            });
+        }
+        Ok(old)
     }
 
     /// Moves a block of `old` bytes into a zero-tailed block of `new` bytes
