@@ -5,23 +5,14 @@ use std::ffi::c_void;
 
 use cymem_rs::{Pool, PoolError};
 
-/// Runs each rule on a heap pool, an arena pool and a debug pool (whose
-/// guarded blocks must obey pins the same way).
-macro_rules! in_both_modes {
-    ($($rule:ident),* $(,)?) => {
-        mod heap {
-            $(#[test] fn $rule() { super::$rule(cymem_rs::Pool::new) })*
-        }
-        mod arena {
-            $(#[test] fn $rule() { super::$rule(cymem_rs::Pool::arena) })*
-        }
-        mod debug {
-            $(#[test] fn $rule() { super::$rule(cymem_rs::Pool::new_debug) })*
-        }
-    };
-}
+#[macro_use]
+#[path = "support/pool_kinds.rs"]
+mod pool_kinds;
 
-in_both_modes!(
+// Runs each rule on a heap pool, an arena pool and a debug pool (whose
+// guarded blocks must obey pins the same way).
+rules_for_pools!(
+    [heap => cymem_rs::Pool::new, arena => cymem_rs::Pool::arena, debug => cymem_rs::Pool::new_debug];
     pinned_free_is_refused_and_the_block_is_untouched,
     pinned_realloc_is_refused_and_the_block_is_untouched,
     unpin_then_free_works,

@@ -5,20 +5,14 @@ use std::ffi::c_void;
 
 use cymem_rs::{Allocator, Pool, PoolError};
 
-/// Runs each rule as a test of the heap pool and of the arena pool: both
-/// modes keep the same rules.
-macro_rules! in_both_modes {
-    ($($rule:ident),* $(,)?) => {
-        mod heap {
-            $(#[test] fn $rule() { super::$rule(cymem_rs::Pool::new) })*
-        }
-        mod arena {
-            $(#[test] fn $rule() { super::$rule(cymem_rs::Pool::arena) })*
-        }
-    };
-}
+#[macro_use]
+#[path = "support/pool_kinds.rs"]
+mod pool_kinds;
 
-in_both_modes!(
+// Runs each rule as a test of the heap pool and of the arena pool: both
+// modes keep the same rules.
+rules_for_pools!(
+    [heap => cymem_rs::Pool::new, arena => cymem_rs::Pool::arena];
     alloc_returns_zeroed_distinct_blocks_and_counts_bytes,
     memory_is_zeroed_even_when_the_allocator_reuses_dirty_blocks,
     zero_byte_requests_get_unique_non_null_pointers_counted_as_zero,

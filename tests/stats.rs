@@ -5,18 +5,12 @@ use std::ffi::c_void;
 
 use cymem_rs::{Pool, PoolError, PoolStats};
 
-macro_rules! in_both_modes {
-    ($($rule:ident),* $(,)?) => {
-        mod heap {
-            $(#[test] fn $rule() { super::$rule(cymem_rs::Pool::new) })*
-        }
-        mod arena {
-            $(#[test] fn $rule() { super::$rule(cymem_rs::Pool::arena) })*
-        }
-    };
-}
+#[macro_use]
+#[path = "support/pool_kinds.rs"]
+mod pool_kinds;
 
-in_both_modes!(
+rules_for_pools!(
+    [heap => cymem_rs::Pool::new, arena => cymem_rs::Pool::arena];
     a_new_pool_counts_nothing,
     alloc_free_and_realloc_move_the_counters,
     failed_operations_change_no_counter,
