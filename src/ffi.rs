@@ -16,8 +16,8 @@ use std::ptr;
 
 use crate::allocator::Allocator;
 use crate::error::PoolError;
-use crate::pool::{DebugOptions, Pool, PoolStats};
-use crate::registry::{self, Label, Origin, PoolInfo};
+use crate::pool::{DebugOptions, Pool};
+use crate::registry::{self, Label, Origin, PoolInfo, PoolStats};
 use crate::shared::SharedPool;
 
 /// Version of this C ABI; bumped on any incompatible change.

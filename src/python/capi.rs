@@ -24,7 +24,7 @@ use crate::ffi::{
     cymem_pool_realloc, cymem_pool_reset_peak, cymem_pool_size, cymem_pool_stats, report,
     CymemFreeFn, CymemMallocFn, CymemPool, CymemStatus, CYMEM_RS_ABI_VERSION,
 };
-use crate::pool::PoolStats;
+use crate::registry::PoolStats;
 
 /// The capsule's name: `PyCapsule_Import` checks it.
 const CAPSULE_NAME: &CStr = c"cymem_rs.cymem._C_API";

@@ -13,7 +13,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
 use rustc_hash::FxBuildHasher;
 
-use crate::pool::PoolStats;
+use crate::registry::PoolStats;
 use crate::registry::{self, Origin, OriginSource, PoolInfo};
 
 /// The Python code that made a pool: its code object and where in it, turned

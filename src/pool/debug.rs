@@ -22,8 +22,8 @@ use std::sync::OnceLock;
 
 use rustc_hash::FxHashMap;
 
+use super::error::{Corruption, PoolError};
 use super::{block_bytes, Pool, MAX_BLOCK};
-use crate::error::{Corruption, PoolError};
 
 /// Bytes of guard before and after each block: 16 keeps the block aligned
 /// like `malloc`'s (and like arena blocks).

@@ -4,7 +4,7 @@
 use std::cell::UnsafeCell;
 use std::sync::{Mutex, PoisonError};
 
-use crate::pool::Pool;
+use super::Pool;
 
 /// A [`Pool`] plus the discipline that serialises access to it: its own lock,
 /// or (for pools used only under CPython's GIL) the caller's promise.

@@ -1,22 +1,26 @@
 //! The pool: hands out zeroed blocks, remembers each one, frees each exactly once.
 
 use std::alloc::Layout;
-use std::collections::HashMap;
 use std::ffi::c_void;
 use std::ptr::NonNull;
 
 use bumpalo::Bump;
-use rustc_hash::FxBuildHasher;
 
-use crate::allocator::Allocator;
-use crate::arena_log::ArenaLog;
-use crate::error::PoolError;
-use crate::registry::{self, Label, Origin, Record};
-use crate::table::{BlockTable, TableFull};
+use crate::registry::{self, Label, Origin, PoolStats, Record};
+use allocator::Allocator;
+use arena_log::ArenaLog;
+use error::PoolError;
+use pins::Pins;
+use table::{BlockTable, TableFull};
 
-// A child module so the debug layer can use the block-index methods below.
-#[path = "debug.rs"]
+pub mod allocator;
+mod arena_log;
 pub mod debug;
+pub mod error;
+mod pins;
+pub mod shared;
+mod table;
+
 pub use debug::DebugOptions;
 
 /// The largest block C and Rust can address (`isize::MAX` bytes).
@@ -77,25 +81,6 @@ pub struct Pool {
     pins: Pins,
     /// `Some` in debug mode (see `debug.rs`); boxed to keep the pool small.
     debug: Option<Box<debug::DebugState>>,
-}
-
-/// A snapshot of a pool's statistics.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PoolStats {
-    /// Bytes in live blocks.
-    pub size: usize,
-    /// The most bytes live at once since the pool was made or
-    /// [`Pool::reset_peak`] was last called.
-    pub peak_size: usize,
-    /// Live blocks (0-byte blocks included).
-    pub block_count: usize,
-    /// Blocks handed out by `alloc` (successful calls).
-    pub total_allocs: u64,
-    /// Blocks released by `free`, `free_all` or the pool's drop.
-    pub total_frees: u64,
-    /// Successful `realloc` calls.
-    pub total_reallocs: u64,
 }
 
 impl Default for Pool {
@@ -494,100 +479,5 @@ impl Drop for Pool {
             self.free_all();
         }
         registry::release(self.stats);
-    }
-}
-
-/// Pin counts of the blocks that must not be freed or moved (live zero-copy
-/// views, or C code sharing a block). Empty for almost every pool, so the
-/// `free` / `realloc` check is one predictable branch, and the map is only
-/// allocated (and the pool only one pointer bigger) while something is pinned.
-// A boxed map on purpose: one word in every pool instead of four.
-#[allow(clippy::box_collection)]
-#[derive(Debug, Default)]
-struct Pins(Option<Box<HashMap<usize, usize, FxBuildHasher>>>);
-
-impl Pins {
-    /// `BlockInUse` if `addr` is pinned.
-    #[inline]
-    fn check_unpinned(&self, addr: usize) -> Result<(), PoolError> {
-        match &self.0 {
-            None => Ok(()),
-            Some(map) => Self::check_slow(map, addr),
-        }
-    }
-
-    #[cold]
-    fn check_slow(
-        map: &HashMap<usize, usize, FxBuildHasher>,
-        addr: usize,
-    ) -> Result<(), PoolError> {
-        match map.get(&addr) {
-            Some(&views) => Err(PoolError::BlockInUse { addr, views }),
-            None => Ok(()),
-        }
-    }
-
-    fn count(&self, addr: usize) -> usize {
-        self.0
-            .as_ref()
-            .and_then(|map| map.get(&addr).copied())
-            .unwrap_or(0)
-    }
-
-    fn clear(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Pool {
-    /// Pins a live block: until a matching [`Pool::unpin`], `free` and
-    /// `realloc` of it fail with [`PoolError::BlockInUse`] and leave it as it
-    /// is. Pins nest (a count per block). `UnknownPointer` if `ptr` is not a
-    /// live block of this pool.
-    pub fn pin(&mut self, ptr: *const c_void) -> Result<(), PoolError> {
-        let addr = ptr as usize;
-        if self.lookup(addr).is_none() {
-            return Err(PoolError::UnknownPointer { addr });
-        }
-        let map = self.pins.0.get_or_insert_with(Box::default);
-        map.try_reserve(1).map_err(|_| PoolError::OutOfMemory {
-            bytes: std::mem::size_of::<(usize, usize)>(),
-        })?;
-        // A count cannot overflow: each pin stands for a live object or a
-        // caller's pending unpin, far fewer than `usize::MAX`.
-        *map.entry(addr).or_insert(0) += 1;
-        Ok(())
-    }
-
-    /// Undoes one [`Pool::pin`]. `UnknownPointer` if `ptr` is not a live
-    /// block, `NotPinned` if it has no pins left (never an underflow).
-    pub fn unpin(&mut self, ptr: *const c_void) -> Result<(), PoolError> {
-        let addr = ptr as usize;
-        if self.lookup(addr).is_none() {
-            return Err(PoolError::UnknownPointer { addr });
-        }
-        let Some(map) = self.pins.0.as_deref_mut() else {
-            return Err(PoolError::NotPinned { addr });
-        };
-        match map.get_mut(&addr) {
-            None => Err(PoolError::NotPinned { addr }),
-            Some(1) => {
-                map.remove(&addr);
-                if map.is_empty() {
-                    // Back to the unpinned fast path, memory given back.
-                    self.pins.clear();
-                }
-                Ok(())
-            }
-            Some(count) => {
-                *count -= 1;
-                Ok(())
-            }
-        }
-    }
-
-    /// How many pins a block holds (0 for an unpinned or unknown pointer).
-    pub fn pins(&self, ptr: *const c_void) -> usize {
-        self.pins.count(ptr as usize)
     }
 }

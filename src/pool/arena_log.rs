@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use rustc_hash::FxBuildHasher;
 
-use crate::table::TableFull;
+use super::table::TableFull;
 
 const SEGMENT_BITS: u32 = 8;
 /// Entries per full segment (3 KiB of addresses and sizes: small enough that

@@ -1,0 +1,105 @@
+//! Pins: blocks that must not be freed or moved while something (a live
+//! zero-copy view, or C code sharing a block) holds them.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+
+use rustc_hash::FxBuildHasher;
+
+use super::error::PoolError;
+use super::Pool;
+
+/// Pin counts of the blocks that must not be freed or moved (live zero-copy
+/// views, or C code sharing a block). Empty for almost every pool, so the
+/// `free` / `realloc` check is one predictable branch, and the map is only
+/// allocated (and the pool only one pointer bigger) while something is pinned.
+// A boxed map on purpose: one word in every pool instead of four.
+#[allow(clippy::box_collection)]
+#[derive(Debug, Default)]
+pub(super) struct Pins(Option<Box<HashMap<usize, usize, FxBuildHasher>>>);
+
+impl Pins {
+    /// `BlockInUse` if `addr` is pinned.
+    #[inline]
+    pub(super) fn check_unpinned(&self, addr: usize) -> Result<(), PoolError> {
+        match &self.0 {
+            None => Ok(()),
+            Some(map) => Self::check_slow(map, addr),
+        }
+    }
+
+    #[cold]
+    fn check_slow(
+        map: &HashMap<usize, usize, FxBuildHasher>,
+        addr: usize,
+    ) -> Result<(), PoolError> {
+        match map.get(&addr) {
+            Some(&views) => Err(PoolError::BlockInUse { addr, views }),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn count(&self, addr: usize) -> usize {
+        self.0
+            .as_ref()
+            .and_then(|map| map.get(&addr).copied())
+            .unwrap_or(0)
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Pool {
+    /// Pins a live block: until a matching [`Pool::unpin`], `free` and
+    /// `realloc` of it fail with [`PoolError::BlockInUse`] and leave it as it
+    /// is. Pins nest (a count per block). `UnknownPointer` if `ptr` is not a
+    /// live block of this pool.
+    pub fn pin(&mut self, ptr: *const c_void) -> Result<(), PoolError> {
+        let addr = ptr as usize;
+        if self.lookup(addr).is_none() {
+            return Err(PoolError::UnknownPointer { addr });
+        }
+        let map = self.pins.0.get_or_insert_with(Box::default);
+        map.try_reserve(1).map_err(|_| PoolError::OutOfMemory {
+            bytes: std::mem::size_of::<(usize, usize)>(),
+        })?;
+        // A count cannot overflow: each pin stands for a live object or a
+        // caller's pending unpin, far fewer than `usize::MAX`.
+        *map.entry(addr).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Undoes one [`Pool::pin`]. `UnknownPointer` if `ptr` is not a live
+    /// block, `NotPinned` if it has no pins left (never an underflow).
+    pub fn unpin(&mut self, ptr: *const c_void) -> Result<(), PoolError> {
+        let addr = ptr as usize;
+        if self.lookup(addr).is_none() {
+            return Err(PoolError::UnknownPointer { addr });
+        }
+        let Some(map) = self.pins.0.as_deref_mut() else {
+            return Err(PoolError::NotPinned { addr });
+        };
+        match map.get_mut(&addr) {
+            None => Err(PoolError::NotPinned { addr }),
+            Some(1) => {
+                map.remove(&addr);
+                if map.is_empty() {
+                    // Back to the unpinned fast path, memory given back.
+                    self.pins.clear();
+                }
+                Ok(())
+            }
+            Some(count) => {
+                *count -= 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// How many pins a block holds (0 for an unpinned or unknown pointer).
+    pub fn pins(&self, ptr: *const c_void) -> usize {
+        self.pins.count(ptr as usize)
+    }
+}
