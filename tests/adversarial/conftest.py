@@ -21,8 +21,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "python"))
-from conftest import build_cython_module  # noqa: E402
+
+
+def build_cython_module(pyx: Path, out_dir: Path, language: str = "c"):
+    """The Python tests' Cython builder, loaded by path (both folders have a
+    conftest.py, so neither can be imported by name)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_python_tests_conftest", ROOT / "tests" / "python" / "conftest.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_cython_module(pyx, out_dir, language)
 
 C_LIBRARY = ROOT / "target" / "release" / "libcymem_rs.a"
 INCLUDE = ROOT / "include"
