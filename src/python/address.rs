@@ -95,7 +95,9 @@ impl Address {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        // SAFETY: CPython calls `__getbuffer__` with a `Py_buffer` to fill.
+        // SAFETY: CPython passes the `Py_buffer` it is filling (as
+        // `get_buffer` needs); what it will point at is the Address's own
+        // block, valid while the Address lives (its `Exporter` impl).
         unsafe { get_buffer(slf, view, flags) }
     }
 }

@@ -293,7 +293,9 @@ impl BlockView {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        // SAFETY: CPython calls `__getbuffer__` with a `Py_buffer` to fill.
+        // SAFETY: CPython passes the `Py_buffer` it is filling (as
+        // `get_buffer` needs); what it will point at is the viewed block,
+        // kept alive and in place by this view (its `Exporter` impl).
         unsafe { get_buffer(slf, view, flags) }
     }
 
