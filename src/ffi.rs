@@ -184,7 +184,8 @@ unsafe fn status_of<T>(
     function: &str,
     op: impl FnOnce(&mut Pool) -> Result<T, PoolError>,
 ) -> CymemStatus {
-    // SAFETY: this function's `# Safety` section is `with_handle`'s.
+    // SAFETY: `pool` is NULL or a live handle that no thread destroys during
+    // the call (`# Safety`), which is all `with_handle` asks.
     unsafe { with_handle(pool, function, CYMEM_ERR_NULL_ARGUMENT, |p| status(op(p))) }
 }
 
@@ -271,7 +272,9 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator(
     malloc_fn: CymemMallocFn,
     free_fn: CymemFreeFn,
 ) -> *mut CymemPool {
-    // SAFETY: this function's `# Safety` section is `c_allocator`'s.
+    // SAFETY: the functions behave like C malloc/free and are callable from
+    // every thread that uses the pool while it lives (`# Safety`), which is
+    // all `c_allocator` asks.
     match unsafe { c_allocator(malloc_fn, free_fn, "cymem_pool_new_with_allocator") } {
         Some(allocator) => into_handle(Pool::with_allocator_labelled(allocator, c_label(None))),
         None => ptr::null_mut(),
@@ -508,7 +511,9 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator_debug(
     free_fn: CymemFreeFn,
 ) -> *mut CymemPool {
     const FUNCTION: &str = "cymem_pool_new_with_allocator_debug";
-    // SAFETY: this function's `# Safety` section is `c_allocator`'s.
+    // SAFETY: the functions behave like C malloc/free and are callable from
+    // every thread that uses the pool while it lives (`# Safety`), which is
+    // all `c_allocator` asks.
     match unsafe { c_allocator(malloc_fn, free_fn, FUNCTION) } {
         Some(allocator) => into_handle(
             Pool::with_allocator_labelled(allocator, c_label(None))

@@ -131,7 +131,8 @@ pub(crate) fn capsule(py: Python<'_>) -> PyResult<Bound<'_, PyCapsule>> {
 /// # Safety
 /// The calling thread is attached to the interpreter (holds the GIL).
 unsafe fn cython_caller<'py>() -> Python<'py> {
-    // SAFETY: the `# Safety` section is `assume_attached`'s requirement.
+    // SAFETY: the thread is attached to the interpreter (`# Safety`), which
+    // is what `assume_attached` requires.
     unsafe { Python::assume_attached() }
 }
 
@@ -186,7 +187,8 @@ unsafe fn wrap_function<F, T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>
     what: &str,
     wrap: impl FnOnce(F) -> T,
 ) -> *mut PyObject {
-    // SAFETY: the `# Safety` section: the thread holds the GIL.
+    // SAFETY: the thread holds the GIL (`# Safety`): `WrapMalloc` and
+    // `WrapFree` are called from GIL-holding Cython code.
     let py = unsafe { cython_caller() };
     let made = match function {
         Some(f) => Py::new(py, wrap(f)),
