@@ -95,7 +95,7 @@ def run(
         text=True,
         env=full_env,
         cwd=cwd,
-        preexec_fn=limits,
+        preexec_fn=limits,  # noqa: PLW1509 -- only setrlimit, in a single-threaded test runner
         start_new_session=True,
     )
     try:
