@@ -4,6 +4,8 @@
 use std::cell::UnsafeCell;
 use std::sync::{Mutex, PoisonError};
 
+use super::error::PoolError;
+use super::lifetimes::{Mark, Release};
 use super::Pool;
 
 /// A [`Pool`] plus the discipline that serialises access to it: its own lock,
@@ -64,5 +66,33 @@ impl SharedPool {
         // whose maker promised calls of `with` never overlap. The reference
         // does not outlive this call.
         f(unsafe { &mut *self.pool.get() })
+    }
+
+    /// [`Pool::clear`], with the cleanups run outside the lock: one that
+    /// reaches the pool gets [`PoolError::Releasing`] (no deadlock).
+    pub fn clear(&self) -> Result<(), PoolError> {
+        self.release(Release::Clear)
+    }
+
+    /// [`Pool::release_to`], with the cleanups run outside the lock.
+    pub fn release_to(&self, mark: Mark) -> Result<(), PoolError> {
+        self.release(Release::ToMark(mark))
+    }
+
+    /// Runs the pool's cleanups, outside the lock, before the pool drops
+    /// (whose own drop would run them holding it).
+    pub fn run_cleanups(&self) {
+        // Fails only while a release runs, which cannot overlap a drop.
+        let _ = self.release(Release::Drop);
+    }
+
+    fn release(&self, target: Release) -> Result<(), PoolError> {
+        match self.with(|pool| pool.begin_release(target))? {
+            Some(cleanups) => {
+                cleanups.run();
+                self.with(|pool| pool.finish_release(target))
+            }
+            None => Ok(()),
+        }
     }
 }

@@ -45,6 +45,8 @@ pub struct PoolInfo {
     pub origin: String,
     pub arena: bool,
     pub stats: PoolStats,
+    /// The pool's limit on live bytes (`None`: none).
+    pub limit: Option<usize>,
 }
 
 /// Records are made in chunks of this many and never freed.
@@ -206,7 +208,8 @@ pub(crate) fn set_origin(record: &Record, origin: Origin) {
 /// origin takes the GIL, and a thread holding the GIL may be waiting for
 /// the registry lock to create a pool.
 pub fn live_pools() -> Vec<PoolInfo> {
-    let found: Vec<(Option<String>, Origin, bool, PoolStats)> = {
+    type Found = (Option<String>, Origin, bool, PoolStats, Option<usize>);
+    let found: Vec<Found> = {
         let reg = registry();
         let mut found = Vec::new();
         for record in reg.records.iter().filter(|r| r.live.load(Acquire)) {
@@ -221,17 +224,19 @@ pub fn live_pools() -> Vec<PoolInfo> {
                 meta.origin.clone(),
                 meta.arena,
                 record.snapshot(),
+                record.limit(),
             ));
         }
         found
     };
     let mut pools: Vec<PoolInfo> = found
         .into_iter()
-        .map(|(name, origin, arena, stats)| PoolInfo {
+        .map(|(name, origin, arena, stats, limit)| PoolInfo {
             name,
             origin: origin.describe(),
             arena,
             stats,
+            limit,
         })
         .collect();
     pools.sort_by(|a, b| {
