@@ -73,6 +73,8 @@ test-c: lib | $(BUILD)
 	LD_LIBRARY_PATH=$(RELEASE) ./$(BUILD)/test_ffi_shared
 	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_pins.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/test_pins
 	./$(BUILD)/test_pins
+	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_lifetimes.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/test_lifetimes
+	./$(BUILD)/test_lifetimes
 	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_debug.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/test_debug
 	./$(BUILD)/test_debug
 	CYMEM_RS_DEBUG=1 ./$(BUILD)/test_debug
