@@ -19,9 +19,10 @@ pyo3::create_exception!(
 
 use crate::error::PoolError;
 use crate::ffi::{
-    CymemStatus, CYMEM_ERR_BAD_ALLOCATOR, CYMEM_ERR_BLOCK_IN_USE, CYMEM_ERR_NOT_LARGER,
-    CYMEM_ERR_NOT_PINNED, CYMEM_ERR_NULL_ARGUMENT, CYMEM_ERR_OUT_OF_MEMORY,
-    CYMEM_ERR_SIZE_OVERFLOW, CYMEM_ERR_UNKNOWN_POINTER,
+    CymemStatus, CYMEM_ERR_BAD_ALLOCATOR, CYMEM_ERR_BAD_MARK, CYMEM_ERR_BLOCK_IN_USE,
+    CYMEM_ERR_LIMIT, CYMEM_ERR_NOT_LARGER, CYMEM_ERR_NOT_PINNED, CYMEM_ERR_NULL_ARGUMENT,
+    CYMEM_ERR_OUT_OF_MEMORY, CYMEM_ERR_RELEASING, CYMEM_ERR_SIZE_OVERFLOW,
+    CYMEM_ERR_UNKNOWN_POINTER,
 };
 
 /// Which pool operation failed: cymem raises KeyError for an unknown block in
@@ -33,15 +34,21 @@ pub(crate) enum Operation {
     Realloc,
     /// Debug mode's `check`.
     Check,
+    /// `clear`, `mark`, `release_to`, `add_cleanup`, and the limit.
+    Lifetime,
 }
 
 /// The Python exception for a status code and its message, as cymem raises it:
 /// MemoryError for allocation failures (and size overflow, which C reports the
 /// same way), KeyError for an unknown block in `free`, ValueError for an
-/// unknown block in `realloc` or a realloc that does not grow.
+/// unknown block in `realloc` or a realloc that does not grow. A pool's limit
+/// is MemoryError too; a stale or foreign mark ValueError; calling a pool
+/// from its own cleanup RuntimeError.
 pub(crate) fn exception(op: Operation, status: CymemStatus, message: String) -> PyErr {
     match status {
-        CYMEM_ERR_OUT_OF_MEMORY | CYMEM_ERR_SIZE_OVERFLOW => PyMemoryError::new_err(message),
+        CYMEM_ERR_OUT_OF_MEMORY | CYMEM_ERR_SIZE_OVERFLOW | CYMEM_ERR_LIMIT => {
+            PyMemoryError::new_err(message)
+        }
         CYMEM_ERR_UNKNOWN_POINTER if op == Operation::Realloc => PyValueError::new_err(message),
         CYMEM_ERR_UNKNOWN_POINTER => PyKeyError::new_err(message),
         CYMEM_ERR_NOT_LARGER => PyValueError::new_err(message),
@@ -52,6 +59,8 @@ pub(crate) fn exception(op: Operation, status: CymemStatus, message: String) -> 
         CYMEM_ERR_BLOCK_IN_USE => PyBufferError::new_err(message),
         CYMEM_ERR_NOT_PINNED => PyValueError::new_err(message),
         CYMEM_ERR_CORRUPTED => MemoryCorruptionError::new_err(message),
+        CYMEM_ERR_BAD_MARK => PyValueError::new_err(message),
+        CYMEM_ERR_RELEASING => PyRuntimeError::new_err(message),
         _ => PyRuntimeError::new_err(format!("cymem_rs error {status}: {message}")),
     }
 }

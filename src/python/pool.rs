@@ -3,7 +3,7 @@
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -14,9 +14,10 @@ use super::allocators::{
 };
 use super::errors::{pool_exception, Operation};
 use super::report::{caller_origin, stats_object};
+use super::scope::{mark_number, run_python_cleanup, Scope};
 use super::view::BlockView;
 use crate::ffi::CymemPool;
-use crate::pool::{DebugOptions, Pool as CorePool};
+use crate::pool::{DebugOptions, Mark, Pool as CorePool};
 use crate::registry::Label;
 use crate::shared::SharedPool;
 
@@ -76,14 +77,15 @@ pub(crate) fn warn_zero_alloc(py: Python<'_>) -> PyResult<()> {
 
 #[pymethods]
 impl Pool {
-    /// `Pool(pymalloc=Default_Malloc, pyfree=Default_Free, *, arena=False, name=None, debug=None)`.
+    /// `Pool(pymalloc=Default_Malloc, pyfree=Default_Free, *, arena=False, name=None, debug=None, limit=None)`.
     /// With `arena=True` blocks are bump-allocated and released together when
     /// the pool dies (the space of freed blocks is not reused before then).
     /// `name` labels the pool in `cymem_rs.report()`. `debug=True` turns on
     /// debug mode (guard bytes, poisoned freed blocks); `None` follows the
-    /// environment variable `CYMEM_RS_DEBUG`.
+    /// environment variable `CYMEM_RS_DEBUG`. `limit` caps the bytes in live
+    /// blocks (see the `limit` property).
     #[new]
-    #[pyo3(signature = (pymalloc = None, pyfree = None, *, arena = false, name = None, debug = None))]
+    #[pyo3(signature = (pymalloc = None, pyfree = None, *, arena = false, name = None, debug = None, limit = None))]
     pub(crate) fn new(
         py: Python<'_>,
         pymalloc: Option<Py<PyMalloc>>,
@@ -91,6 +93,7 @@ impl Pool {
         arena: bool,
         name: Option<String>,
         debug: Option<bool>,
+        limit: Option<usize>,
     ) -> PyResult<Self> {
         if arena && (pymalloc.is_some() || pyfree.is_some()) {
             return Err(PyValueError::new_err(
@@ -117,6 +120,9 @@ impl Pool {
         };
         if let Some(options) = debug_options(debug) {
             core.enable_debug(options);
+        }
+        if limit.is_some() {
+            core.set_limit(limit);
         }
         Ok(Pool {
             core: new_core(core),
@@ -291,6 +297,78 @@ impl Pool {
             .map_err(|e| pool_exception(Operation::Check, e))
     }
 
+    /// Frees every block and runs every cleanup (newest first, before the
+    /// blocks go), then forgets the cleanups; the pool stays usable. `size`
+    /// and `block_count` drop to 0, the totals go on, the peak stays until
+    /// `reset_peak()`. BufferError, changing nothing, while a block is viewed.
+    pub(crate) fn clear(&self) -> PyResult<()> {
+        self.core
+            .0
+            .clear()
+            .map_err(|e| pool_exception(Operation::Lifetime, e))
+    }
+
+    /// Opens a scope and returns its mark: `release_to(mark)` frees every
+    /// block allocated and runs every cleanup added from now on. Scopes nest.
+    /// (`with pool.scope():` does both.)
+    pub(crate) fn mark(&self) -> PyResult<usize> {
+        mark_number(self.with_core(|pool| pool.mark()))
+    }
+
+    /// Closes the scope of `mark` and the ones opened after it: runs their
+    /// cleanups, then frees their blocks. Blocks allocated before the mark
+    /// stay, even if `realloc` moved them since. ValueError for a mark that
+    /// is not open in this pool; BufferError, changing nothing, if a block
+    /// allocated since the mark is viewed.
+    pub(crate) fn release_to(&self, mark: usize) -> PyResult<()> {
+        self.core
+            .0
+            .release_to(Mark::from_raw(mark))
+            .map_err(|e| pool_exception(Operation::Lifetime, e))
+    }
+
+    /// A context manager: `with pool.scope():` frees, on every way out, the
+    /// blocks allocated inside (see `Scope`).
+    fn scope(slf: &Bound<'_, Self>) -> Scope {
+        Scope::new(slf.clone().unbind())
+    }
+
+    /// Calls `callback()` once: when the pool is cleared or dies, or (added
+    /// inside a scope) when the scope is released; newest first, before the
+    /// blocks are freed. An exception goes to `sys.unraisablehook` and the
+    /// other cleanups still run; a cleanup that changes its pool gets
+    /// RuntimeError. The pool holds a reference to `callback` until then.
+    fn add_cleanup(&self, py: Python<'_>, callback: Bound<'_, PyAny>) -> PyResult<()> {
+        if !callback.is_callable() {
+            return Err(PyTypeError::new_err("add_cleanup needs a callable"));
+        }
+        let data = callback.unbind().into_ptr().cast::<c_void>();
+        // SAFETY: `run_python_cleanup` takes a strong reference to a Python
+        // object for one call, attaches to the interpreter itself and does
+        // not unwind (errors go to `sys.unraisablehook`); `data` is one,
+        // given up to the pool here.
+        let added = self.with_core(|pool| unsafe { pool.add_cleanup(run_python_cleanup, data) });
+        added.map_err(|e| {
+            // SAFETY: the pool refused the entry, so the reference made by
+            // `into_ptr` above is still ours, released here once.
+            drop(unsafe { Bound::<PyAny>::from_owned_ptr(py, data.cast()) });
+            pool_exception(Operation::Lifetime, e)
+        })
+    }
+
+    /// The most bytes the live blocks may hold (None: no limit); settable.
+    /// An alloc or realloc that would pass it raises MemoryError naming the
+    /// limit and changes nothing. `None` or 0 removes it.
+    #[getter]
+    fn limit(&self) -> Option<usize> {
+        self.with_core(|pool| pool.limit())
+    }
+
+    #[setter(limit)]
+    fn set_limit_property(&self, limit: Option<usize>) {
+        self.with_core(|pool| pool.set_limit(limit))
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(refs) = self.refs.get() {
             visit.call(refs)?;
@@ -319,6 +397,8 @@ impl Drop for Pool {
     /// raise, so damage is reported as an unraisable MemoryCorruptionError
     /// (`sys.unraisablehook`; printed to stderr by default).
     fn drop(&mut self) {
+        // Outside the pool's lock, while the blocks are still live.
+        self.core.0.run_cleanups();
         if !self.with_core(|pool| pool.is_debug()) {
             return;
         }

@@ -1,0 +1,87 @@
+//! `with pool.scope():` and Python cleanup callables: the Python side of a
+//! pool's shorter lifetimes (the rules are the core's, in `pool/lifetimes.rs`).
+
+use std::ffi::c_void;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use super::errors::{pool_exception, Operation};
+use super::pool::Pool;
+use crate::pool::Mark;
+
+/// The context manager of `Pool.scope()`: entering opens a scope (its mark
+/// is the value of `as`), leaving it by any path frees every block allocated
+/// and runs every cleanup added inside. If a block allocated inside is still
+/// viewed, leaving raises BufferError (chained to any exception in flight),
+/// frees nothing and leaves the scope open: `pool.release_to(scope.mark)`
+/// retries once the views are gone.
+#[pyclass(module = "cymem_rs.cymem", name = "Scope")]
+pub struct Scope {
+    pool: Py<Pool>,
+    /// The open scope's mark, while entered and not yet released.
+    #[pyo3(get)]
+    mark: Option<usize>,
+}
+
+impl Scope {
+    pub(crate) fn new(pool: Py<Pool>) -> Self {
+        Scope { pool, mark: None }
+    }
+}
+
+#[pymethods]
+impl Scope {
+    fn __enter__(&mut self) -> PyResult<usize> {
+        if self.mark.is_some() {
+            return Err(PyRuntimeError::new_err("this scope is already open"));
+        }
+        let mark = self.pool.get().mark()?;
+        self.mark = Some(mark);
+        Ok(mark)
+    }
+
+    fn __exit__(
+        &mut self,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        if let Some(mark) = self.mark {
+            self.pool.get().release_to(mark)?;
+            self.mark = None;
+        }
+        // Never swallows the exception in flight.
+        Ok(false)
+    }
+
+    fn __traverse__(&self, visit: pyo3::gc::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.pool)
+    }
+}
+
+/// A mark as Python sees it.
+pub(crate) fn mark_number(mark: Result<Mark, crate::PoolError>) -> PyResult<usize> {
+    mark.map(Mark::to_raw)
+        .map_err(|e| pool_exception(Operation::Lifetime, e))
+}
+
+/// The cleanup a Python callable becomes: `data` is a strong reference to
+/// it, owned by the pool's entry and released here, after the call.
+/// An exception goes to `sys.unraisablehook`; the other cleanups still run.
+///
+/// # Safety
+/// `data` is a strong reference to a Python object, given up by its owner
+/// (`Pool.add_cleanup`) for this one call.
+pub(crate) unsafe extern "C" fn run_python_cleanup(data: *mut c_void) {
+    Python::attach(|py| {
+        // SAFETY: `data` is a strong reference handed to this call once
+        // (`# Safety`); owning it here releases it when the call ends.
+        let callable = unsafe { Bound::<PyAny>::from_owned_ptr(py, data.cast()) };
+        if let Err(err) = callable.call0() {
+            let context = PyString::new(py, "cymem_rs.Pool cleanup");
+            err.write_unraisable(py, Some(context.as_any()));
+        }
+    });
+}
