@@ -21,9 +21,9 @@ use super::errors::{exception, Operation};
 use super::pool::{warn_zero_alloc, Pool};
 use crate::ffi::{
     block_or_null, cymem_last_error, cymem_last_error_message, cymem_pool_add_cleanup,
-    cymem_pool_check, cymem_pool_clear, cymem_pool_limit, cymem_pool_mark,
-    cymem_pool_release_to, cymem_pool_reset_peak, cymem_pool_set_limit, cymem_pool_stats, status,
-    CymemCleanupFn, CymemFreeFn, CymemMallocFn, CymemPool, CymemStatus,
+    cymem_pool_check, cymem_pool_clear, cymem_pool_limit, cymem_pool_mark, cymem_pool_release_to,
+    cymem_pool_reset_peak, cymem_pool_set_limit, cymem_pool_stats, status, CymemCleanupFn,
+    CymemFreeFn, CymemMallocFn, CymemPool, CymemStatus,
 };
 use crate::registry::PoolStats;
 
