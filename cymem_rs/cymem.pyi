@@ -42,6 +42,7 @@ class PoolInfo(NamedTuple):
     total_reallocs: int
     arena: bool
     origin: str
+    limit: int | None
 
 def live_pools() -> list[PoolInfo]:
     """The pools alive now, most bytes first (holds no reference to them)."""

@@ -428,3 +428,27 @@ fn a_shared_pool_runs_cleanups_outside_its_lock(make: fn() -> Pool) {
         p.alloc(8, 1).unwrap();
     });
 }
+
+#[test]
+fn the_live_pool_report_shows_the_limit() {
+    let mut pool = Pool::named("limited-for-the-report");
+    pool.set_limit(Some(4096));
+    let info = cymem_rs::live_pools()
+        .into_iter()
+        .find(|p| p.name.as_deref() == Some("limited-for-the-report"))
+        .expect("listed");
+    assert_eq!(info.limit, Some(4096));
+    let report = cymem_rs::registry::report();
+    let line = report
+        .lines()
+        .find(|l| l.contains("limited-for-the-report"))
+        .expect("a line for the pool");
+    assert!(line.contains("heap,limit=4096"), "{line}");
+    pool.set_limit(None);
+    let report = cymem_rs::registry::report();
+    let line = report
+        .lines()
+        .find(|l| l.contains("limited-for-the-report"))
+        .expect("a line for the pool");
+    assert!(!line.contains("limit="), "{line}");
+}

@@ -175,11 +175,11 @@ pub(crate) fn pool_stats_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     named_tuple(py, &POOL_STATS, "PoolStats", &STATS_FIELDS)
 }
 
-/// `PoolInfo(name, size, ..., total_reallocs, arena, origin)`.
+/// `PoolInfo(name, size, ..., total_reallocs, arena, origin, limit)`.
 pub(crate) fn pool_info_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     let mut fields = vec!["name"];
     fields.extend(STATS_FIELDS);
-    fields.extend(["arena", "origin"]);
+    fields.extend(["arena", "origin", "limit"]);
     named_tuple(py, &POOL_INFO, "PoolInfo", &fields)
 }
 
@@ -210,6 +210,7 @@ fn info_object<'py>(py: Python<'py>, p: &PoolInfo) -> PyResult<Bound<'py, PyAny>
         s.total_reallocs,
         p.arena,
         p.origin.as_str(),
+        p.limit,
     );
     pool_info_type(py)?.call1(values)
 }

@@ -23,7 +23,8 @@ fn human_bytes(bytes: usize) -> String {
 /// The report as an aligned text table, for people: one row per pool (as
 /// given, normally most bytes first), byte counts in full so it also parses,
 /// then a total line. Columns: bytes, peak, blocks, allocs, frees, reallocs,
-/// mode (heap/arena), name (`-` if none), origin.
+/// mode (heap/arena, then `,limit=N` for a pool with a limit), name (`-` if
+/// none), origin.
 pub fn format_table(pools: &[PoolInfo]) -> String {
     let headers = [
         "bytes", "peak", "blocks", "allocs", "frees", "reallocs", "mode", "name", "origin",
@@ -32,6 +33,7 @@ pub fn format_table(pools: &[PoolInfo]) -> String {
         .iter()
         .map(|p| {
             let s = &p.stats;
+            let mode = if p.arena { "arena" } else { "heap" };
             [
                 s.size.to_string(),
                 s.peak_size.to_string(),
@@ -39,7 +41,10 @@ pub fn format_table(pools: &[PoolInfo]) -> String {
                 s.total_allocs.to_string(),
                 s.total_frees.to_string(),
                 s.total_reallocs.to_string(),
-                if p.arena { "arena" } else { "heap" }.to_owned(),
+                match p.limit {
+                    Some(limit) => format!("{mode},limit={limit}"),
+                    None => mode.to_owned(),
+                },
                 p.name.clone().unwrap_or_else(|| "-".to_owned()),
                 if p.origin.is_empty() {
                     "-".to_owned()

@@ -302,6 +302,17 @@ def test_the_limit_inside_a_scope(new_pool):
     assert pool.stats.total_allocs == 4
 
 
+def test_live_pools_show_the_limit():
+    import cymem_rs
+
+    pool = Pool(name="limited", limit=1000)
+    (info,) = [p for p in cymem_rs.live_pools() if p.name == "limited"]
+    assert info.limit == 1000
+    pool.limit = None
+    (info,) = [p for p in cymem_rs.live_pools() if p.name == "limited"]
+    assert info.limit is None
+
+
 # Cython (inline C calls)
 
 
