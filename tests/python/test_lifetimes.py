@@ -99,11 +99,10 @@ def test_a_scope_frees_what_was_allocated_inside_and_nothing_else(new_pool):
 def test_an_exception_inside_a_scope_propagates_and_the_blocks_are_freed(new_pool):
     pool = new_pool()
     keep = pool.alloc(1, 1)
-    with pytest.raises(ZeroDivisionError):
-        with pool.scope():
-            for _ in range(10):
-                pool.alloc(1, 16)
-            1 / 0  # noqa: B018
+    with pytest.raises(ZeroDivisionError), pool.scope():
+        for _ in range(10):
+            pool.alloc(1, 16)
+        1 / 0  # noqa: B018
     assert pool.addresses == {keep: 1}
     # The pool goes on as before: scopes nest again from the top.
     with pool.scope():
@@ -149,10 +148,9 @@ def test_stale_and_foreign_marks_raise_value_error(new_pool):
 def test_a_viewed_block_keeps_the_scope_open_and_chains_to_the_exception(new_pool):
     pool = new_pool()
     scope = pool.scope()
-    with pytest.raises(BufferError) as raised:
-        with scope:
-            view = pool.view(pool.alloc(8, 1))
-            raise KeyError("in flight")
+    with pytest.raises(BufferError) as raised, scope:
+        view = pool.view(pool.alloc(8, 1))
+        raise KeyError("in flight")
     assert isinstance(raised.value.__context__, KeyError)
     assert pool.block_count == 1, "nothing was released"
     assert scope.mark is not None
@@ -164,9 +162,8 @@ def test_a_viewed_block_keeps_the_scope_open_and_chains_to_the_exception(new_poo
 def test_a_scope_cannot_be_entered_twice_at_once(new_pool):
     pool = new_pool()
     scope = pool.scope()
-    with scope:
-        with pytest.raises(RuntimeError):
-            scope.__enter__()
+    with scope, pytest.raises(RuntimeError):
+        scope.__enter__()
     with scope:  # reusable once closed
         pool.alloc(1, 1)
     assert pool.block_count == 0
@@ -294,10 +291,9 @@ def test_the_limit_refuses_allocs_and_growth_and_changes_nothing(new_pool):
 
 def test_the_limit_inside_a_scope(new_pool):
     pool = new_pool(limit=64)
-    with pytest.raises(MemoryError):
-        with pool.scope():
-            while True:
-                pool.alloc(1, 16)
+    with pytest.raises(MemoryError), pool.scope():
+        while True:
+            pool.alloc(1, 16)
     assert pool.size == 0
     assert pool.stats.total_allocs == 4
 
