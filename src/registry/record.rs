@@ -25,6 +25,22 @@ pub struct PoolStats {
     pub total_reallocs: u64,
 }
 
+/// A [`PoolStats`] field: its name and how to read it.
+pub type StatsField = (&'static str, fn(&PoolStats) -> u64);
+
+impl PoolStats {
+    /// Every field's name and value, in declaration order: the one list the
+    /// Python `PoolStats` and `PoolInfo` types are built from.
+    pub const FIELDS: [StatsField; 6] = [
+        ("size", |s| s.size as u64),
+        ("peak_size", |s| s.peak_size as u64),
+        ("block_count", |s| s.block_count as u64),
+        ("total_allocs", |s| s.total_allocs),
+        ("total_frees", |s| s.total_frees),
+        ("total_reallocs", |s| s.total_reallocs),
+    ];
+}
+
 /// A pool's record: its counters and report label, shared with reports.
 /// Aligned to a cache line so two pools used by two threads never write the
 /// same line.
@@ -153,5 +169,33 @@ impl Record {
             total_frees: frees,
             total_reallocs: self.reallocs.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PoolStats;
+
+    /// `FIELDS` names every field once, in order, with its own value.
+    #[test]
+    fn fields_list_every_counter_in_order() {
+        let stats = PoolStats {
+            size: 1,
+            peak_size: 2,
+            block_count: 3,
+            total_allocs: 4,
+            total_frees: 5,
+            total_reallocs: 6,
+        };
+        let listed: Vec<(&str, u64)> = PoolStats::FIELDS
+            .iter()
+            .map(|(name, value)| (*name, value(&stats)))
+            .collect();
+        let debug = format!("{stats:?}");
+        for (i, (name, value)) in listed.iter().enumerate() {
+            assert_eq!(*value, i as u64 + 1);
+            assert!(debug.contains(&format!("{name}: {value}")), "{debug}");
+        }
+        assert_eq!(listed.len(), debug.matches(':').count());
     }
 }

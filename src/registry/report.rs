@@ -155,7 +155,10 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped_and_never_split() {
-        assert_eq!(cell("a\nb\x1b\t\u{7f}\u{85}", 40), "a\\x0ab\\x1b\\x09\\x7f\\x85");
+        assert_eq!(
+            cell("a\nb\x1b\t\u{7f}\u{85}", 40),
+            "a\\x0ab\\x1b\\x09\\x7f\\x85"
+        );
         // 37 characters, then an escape that would cross the limit.
         let shown = cell(&format!("{}\n{}", "y".repeat(37), "z".repeat(10)), 40);
         assert_eq!(shown, format!("{}…", "y".repeat(37)));
