@@ -184,6 +184,14 @@ typedef struct {
  */
 #define CYMEM_ERR_NOT_PINNED 9
 
+/**
+ * In the child of `fork`: another thread was inside a call on this pool
+ * when the process forked, so the pool may be half updated. Every call on
+ * it fails with this status (at once, never waiting), and
+ * `cymem_pool_destroy` leaks its blocks instead of touching them.
+ */
+#define CYMEM_ERR_FORKED 10
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

@@ -49,6 +49,11 @@ pub const CYMEM_ERR_BLOCK_IN_USE: CymemStatus = 7;
 pub const CYMEM_ERR_CORRUPTED: CymemStatus = 8;
 /// `cymem_pool_unpin` of a block that has no pins left.
 pub const CYMEM_ERR_NOT_PINNED: CymemStatus = 9;
+/// In the child of `fork`: another thread was inside a call on this pool
+/// when the process forked, so the pool may be half updated. Every call on
+/// it fails with this status (at once, never waiting), and
+/// `cymem_pool_destroy` leaks its blocks instead of touching them.
+pub const CYMEM_ERR_FORKED: CymemStatus = 10;
 
 /// `void *malloc(size_t)`-shaped function for a custom allocator.
 pub type CymemMallocFn = Option<unsafe extern "C" fn(usize) -> *mut c_void>;
@@ -61,8 +66,21 @@ pub type CymemFreeFn = Option<unsafe extern "C" fn(*mut c_void)>;
 pub struct CymemPool(pub(crate) SharedPool);
 
 impl CymemPool {
-    fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> Result<R, PoolError> {
         self.0.with(f)
+    }
+
+    fn run<T>(&self, f: impl FnOnce(&mut Pool) -> Result<T, PoolError>) -> Result<T, PoolError> {
+        self.0.run(f)
+    }
+
+    /// `f`'s value, or `fallback` (with the error recorded) if the pool is
+    /// unusable, for the functions that return a plain value.
+    fn value<R>(&self, fallback: R, f: impl FnOnce(&mut Pool) -> R) -> R {
+        self.with(f).unwrap_or_else(|err| {
+            report(err);
+            fallback
+        })
     }
 }
 
@@ -77,6 +95,7 @@ impl From<PoolError> for CymemStatus {
             PoolError::BlockInUse { .. } => CYMEM_ERR_BLOCK_IN_USE,
             PoolError::Corrupted { .. } => CYMEM_ERR_CORRUPTED,
             PoolError::NotPinned { .. } => CYMEM_ERR_NOT_PINNED,
+            PoolError::Forked => CYMEM_ERR_FORKED,
         }
     }
 }
@@ -125,6 +144,7 @@ fn static_message(status: CymemStatus) -> &'static CStr {
         CYMEM_ERR_BLOCK_IN_USE => c"block is pinned by live views; unpin it first",
         CYMEM_ERR_CORRUPTED => c"memory corruption detected (debug mode)",
         CYMEM_ERR_NOT_PINNED => c"block is not pinned",
+        CYMEM_ERR_FORKED => c"pool was in use by another thread at fork; unusable in the child",
         _ => c"unknown status code",
     }
 }
@@ -156,7 +176,7 @@ unsafe fn status_of<T>(
     let Some(pool) = (unsafe { handle(pool, function) }) else {
         return CYMEM_ERR_NULL_ARGUMENT;
     };
-    match pool.with(op) {
+    match pool.run(op) {
         Ok(_) => CYMEM_OK,
         Err(err) => report(err),
     }
@@ -254,7 +274,7 @@ pub unsafe extern "C" fn cymem_pool_alloc(
     let Some(pool) = (unsafe { handle(pool, "cymem_pool_alloc") }) else {
         return ptr::null_mut();
     };
-    let result = pool.with(|p| p.alloc(number, elem_size));
+    let result = pool.run(|p| p.alloc(number, elem_size));
     match result {
         Ok(block) => block.as_ptr(),
         Err(err) => {
@@ -294,7 +314,7 @@ pub unsafe extern "C" fn cymem_pool_realloc(
     let Some(pool) = (unsafe { handle(pool, "cymem_pool_realloc") }) else {
         return ptr::null_mut();
     };
-    let result = pool.with(|p| p.realloc(ptr, new_size));
+    let result = pool.run(|p| p.realloc(ptr, new_size));
     match result {
         Ok(block) => block.as_ptr(),
         Err(err) => {
@@ -311,7 +331,7 @@ pub unsafe extern "C" fn cymem_pool_realloc(
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
     // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_size") }.map_or(0, |pool| pool.with(|p| p.size()))
+    unsafe { handle(pool, "cymem_pool_size") }.map_or(0, |pool| pool.value(0, |p| p.size()))
 }
 
 /// Number of live blocks. 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
@@ -322,7 +342,7 @@ pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
 pub unsafe extern "C" fn cymem_pool_block_count(pool: *const CymemPool) -> usize {
     // SAFETY: caller's contract.
     unsafe { handle(pool, "cymem_pool_block_count") }
-        .map_or(0, |pool| pool.with(|p| p.block_count()))
+        .map_or(0, |pool| pool.value(0, |p| p.block_count()))
 }
 
 /// Stores the size of a live block in `*size_out`.
@@ -343,14 +363,17 @@ pub unsafe extern "C" fn cymem_pool_block_size(
     if size_out.is_null() {
         return null_argument("cymem_pool_block_size", "size_out");
     }
-    let found = pool.with(|p| p.block_size(ptr));
+    let found = pool.run(|p| {
+        p.block_size(ptr)
+            .ok_or(PoolError::UnknownPointer { addr: ptr as usize })
+    });
     match found {
-        Some(size) => {
+        Ok(size) => {
             // SAFETY: non-NULL and writable by the caller's contract.
             unsafe { size_out.write(size) };
             CYMEM_OK
         }
-        None => report(PoolError::UnknownPointer { addr: ptr as usize }),
+        Err(err) => report(err),
     }
 }
 
@@ -419,7 +442,7 @@ pub unsafe extern "C" fn cymem_pool_unpin(pool: *mut CymemPool, ptr: *const c_vo
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_pin_count(pool: *const CymemPool, ptr: *const c_void) -> usize {
     // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_pin_count") }.map_or(0, |pool| pool.with(|p| p.pins(ptr)))
+    unsafe { handle(pool, "cymem_pool_pin_count") }.map_or(0, |pool| pool.value(0, |p| p.pins(ptr)))
 }
 
 // ---------------------------------------------------------------------------
@@ -490,7 +513,7 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator_debug(
 pub unsafe extern "C" fn cymem_pool_is_debug(pool: *const CymemPool) -> c_int {
     // SAFETY: caller's contract.
     unsafe { handle(pool, "cymem_pool_is_debug") }
-        .map_or(0, |pool| c_int::from(pool.with(|p| p.is_debug())))
+        .map_or(0, |pool| c_int::from(pool.value(false, |p| p.is_debug())))
 }
 
 /// Checks the guards of every live block and the poison of every quarantined
@@ -528,7 +551,7 @@ pub unsafe extern "C" fn cymem_pool_destroy_checked(pool: *mut *mut CymemPool) -
     // SAFETY: a live handle was made by `Box::into_raw` in `into_handle`,
     // and we just cleared the caller's only way to reach it again.
     let owned = unsafe { Box::from_raw(handle) };
-    let result = owned.with(|p| p.free_all_checked());
+    let result = owned.run(|p| p.free_all_checked());
     drop(owned);
     match result {
         Ok(()) => CYMEM_OK,
@@ -640,10 +663,14 @@ pub unsafe extern "C" fn cymem_pool_stats(
     if out.is_null() {
         return null_argument("cymem_pool_stats", "out");
     }
-    let stats = pool.with(|p| p.stats());
-    // SAFETY: non-NULL and writable by the caller's contract.
-    unsafe { out.write(stats) };
-    CYMEM_OK
+    match pool.with(|p| p.stats()) {
+        Ok(stats) => {
+            // SAFETY: non-NULL and writable by the caller's contract.
+            unsafe { out.write(stats) };
+            CYMEM_OK
+        }
+        Err(err) => report(err),
+    }
 }
 
 /// Starts a new high-water mark (`peak_size`) from the bytes in use now,
@@ -657,8 +684,8 @@ pub unsafe extern "C" fn cymem_pool_reset_peak(pool: *mut CymemPool) -> CymemSta
     let Some(pool) = (unsafe { handle(pool, "cymem_pool_reset_peak") }) else {
         return CYMEM_ERR_NULL_ARGUMENT;
     };
-    pool.with(|p| p.reset_peak());
-    CYMEM_OK
+    pool.with(|p| p.reset_peak())
+        .map_or_else(report, |()| CYMEM_OK)
 }
 
 /// A new pool on the system allocator, called `name` in live-pool reports
@@ -691,8 +718,8 @@ pub unsafe extern "C" fn cymem_pool_set_name(
     };
     // SAFETY: caller's contract.
     let name = unsafe { optional_text(name) };
-    pool.with(|p| p.set_name(name));
-    CYMEM_OK
+    pool.with(|p| p.set_name(name))
+        .map_or_else(report, |()| CYMEM_OK)
 }
 
 /// Copies the pool's name into `buf` like `snprintf` (at most `size - 1`
@@ -712,7 +739,7 @@ pub unsafe extern "C" fn cymem_pool_name(
     let Some(pool) = (unsafe { handle(pool, "cymem_pool_name") }) else {
         return 0;
     };
-    let name = pool.with(|p| p.name()).unwrap_or_default();
+    let name = pool.value(None, |p| p.name()).unwrap_or_default();
     // SAFETY: caller's contract.
     unsafe { copy_truncated(&name, buf, size) }
 }
@@ -738,8 +765,8 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
         Some(file) => Origin::Text(format!("{file}:{line}").into()),
         None => Origin::Static("C"),
     };
-    pool.with(|p| p.set_origin(origin));
-    CYMEM_OK
+    pool.with(|p| p.set_origin(origin))
+        .map_or_else(report, |()| CYMEM_OK)
 }
 
 /// Lists the pools alive now in this library (C, Rust and, inside the

@@ -2,29 +2,35 @@
 //! or by Python code under the GIL.
 
 use std::cell::UnsafeCell;
-use std::sync::{Mutex, PoisonError};
+use std::mem::ManuallyDrop;
 
 use super::Pool;
+use crate::error::PoolError;
+use crate::registry::{self, Record};
 
 /// A [`Pool`] plus the discipline that serialises access to it: its own lock,
 /// or (for pools used only under CPython's GIL) the caller's promise.
 #[derive(Debug)]
 pub struct SharedPool {
-    /// `None` only for pools made by [`SharedPool::unsynchronized`].
-    lock: Option<Mutex<()>>,
-    pool: UnsafeCell<Pool>,
+    /// The pool's record, whose lock serialises calls; `None` only for pools
+    /// made by [`SharedPool::unsynchronized`]. (The lock lives in the record
+    /// so that the registry can find every pool lock at `fork`.)
+    lock: Option<&'static Record>,
+    /// Dropped by `SharedPool`'s own `Drop`, or leaked after a `fork` left
+    /// it half updated.
+    pool: UnsafeCell<ManuallyDrop<Pool>>,
 }
 
-// SAFETY: every access to `pool` goes through `with`, which holds `lock`, or,
-// for unsynchronized pools, is serialised by the creator's contract.
+// SAFETY: every access to `pool` goes through `with`, which holds the record's
+// lock, or, for unsynchronized pools, is serialised by the creator's contract.
 unsafe impl Sync for SharedPool {}
 
 impl SharedPool {
     /// A pool whose calls are serialised by its own lock.
     pub fn locked(pool: Pool) -> Self {
         SharedPool {
-            lock: Some(Mutex::new(())),
-            pool: UnsafeCell::new(pool),
+            lock: Some(pool.registry_record()),
+            pool: UnsafeCell::new(ManuallyDrop::new(pool)),
         }
     }
 
@@ -38,7 +44,7 @@ impl SharedPool {
     pub unsafe fn unsynchronized(pool: Pool) -> Self {
         SharedPool {
             lock: None,
-            pool: UnsafeCell::new(pool),
+            pool: UnsafeCell::new(ManuallyDrop::new(pool)),
         }
     }
 
@@ -49,15 +55,37 @@ impl SharedPool {
 
     /// Runs `f` with exclusive access to the pool. `f` must not call back
     /// into the same pool (with the lock that would deadlock).
-    pub fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
-        // Pool methods never panic while holding the lock, so a poisoned lock
-        // still guards a consistent pool.
-        let _guard = self
-            .lock
-            .as_ref()
-            .map(|lock| lock.lock().unwrap_or_else(PoisonError::into_inner));
+    /// [`PoolError::Forked`] (and `f` not run) in the child of a `fork` if
+    /// another thread was inside a call on this pool at the fork.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> Result<R, PoolError> {
+        let _guard = match self.lock {
+            Some(record) => Some(record.lock_pool()?),
+            None => None,
+        };
         // SAFETY: exclusive, either through the guard or by the contract of
         // `unsynchronized`; the reference does not outlive this call.
-        f(unsafe { &mut *self.pool.get() })
+        Ok(f(unsafe { &mut *self.pool.get() }))
+    }
+
+    /// [`SharedPool::with`] for an operation that can fail itself.
+    #[inline]
+    pub fn run<T>(
+        &self,
+        f: impl FnOnce(&mut Pool) -> Result<T, PoolError>,
+    ) -> Result<T, PoolError> {
+        self.with(f)?
+    }
+}
+
+impl Drop for SharedPool {
+    fn drop(&mut self) {
+        match self.lock {
+            // Another thread of the parent was changing the pool when the
+            // process forked: its blocks and table are left as they are.
+            Some(record) if record.is_forked() => registry::abandon(record),
+            // SAFETY: dropped once, here, and `self.pool` is not used again.
+            _ => unsafe { ManuallyDrop::drop(self.pool.get_mut()) },
+        }
     }
 }

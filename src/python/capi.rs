@@ -202,7 +202,7 @@ unsafe extern "C" fn core_alloc(
     // SAFETY: see `core_ref`; the Cython caller passes its Pool's core.
     match unsafe { core_ref(core) }
         .0
-        .with(|p| p.alloc(number, elem_size))
+        .run(|p| p.alloc(number, elem_size))
     {
         Ok(block) => block.as_ptr(),
         Err(err) => {
@@ -214,7 +214,7 @@ unsafe extern "C" fn core_alloc(
 
 unsafe extern "C" fn core_free(core: *mut CymemPool, ptr: *mut c_void) -> CymemStatus {
     // SAFETY: as in `core_alloc`.
-    match unsafe { core_ref(core) }.0.with(|p| p.free(ptr)) {
+    match unsafe { core_ref(core) }.0.run(|p| p.free(ptr)) {
         Ok(_) => crate::ffi::CYMEM_OK,
         Err(err) => report(err),
     }
@@ -228,7 +228,7 @@ unsafe extern "C" fn core_realloc(
     // SAFETY: as in `core_alloc`.
     match unsafe { core_ref(core) }
         .0
-        .with(|p| p.realloc(ptr, new_size))
+        .run(|p| p.realloc(ptr, new_size))
     {
         Ok(block) => block.as_ptr(),
         Err(err) => {
@@ -240,5 +240,11 @@ unsafe extern "C" fn core_realloc(
 
 unsafe extern "C" fn core_size(core: *const CymemPool) -> usize {
     // SAFETY: as in `core_alloc`.
-    unsafe { core_ref(core) }.0.with(|p| p.size())
+    unsafe { core_ref(core) }
+        .0
+        .with(|p| p.size())
+        .unwrap_or_else(|err| {
+            report(err);
+            0
+        })
 }

@@ -3,6 +3,9 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+
+use crate::error::PoolError;
 
 use super::label::Origin;
 
@@ -57,6 +60,13 @@ pub(crate) struct Record {
     /// - while live, it is read and changed only under the registry lock;
     /// - after the pool drops, nobody touches it until it is handed out again.
     pub(super) meta: UnsafeCell<Meta>,
+    /// The pool's lock, for pools shared between threads (see
+    /// [`Record::lock_pool`]). Kept here, where the registry can find every
+    /// one of them at `fork`.
+    lock: Mutex<()>,
+    /// Set in the child of a `fork` when `lock` was held at that moment, by
+    /// a thread the child does not have: the pool is unusable there.
+    forked: AtomicBool,
     size: AtomicUsize,
     peak: AtomicUsize,
     allocs: AtomicU64,
@@ -91,6 +101,8 @@ impl Record {
         Record {
             live: AtomicBool::new(false),
             meta: UnsafeCell::new(Meta::default()),
+            lock: Mutex::new(()),
+            forked: AtomicBool::new(false),
             size: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             allocs: AtomicU64::new(0),
@@ -99,7 +111,39 @@ impl Record {
         }
     }
 
+    /// Takes the pool's lock, waiting for another thread if need be; in the
+    /// child of a `fork`, fails at once if the lock was held at the fork.
+    /// (The fork check costs nothing until the lock is found taken.)
+    #[inline]
+    pub(crate) fn lock_pool(&self) -> Result<MutexGuard<'_, ()>, PoolError> {
+        // Pool methods never panic while holding the lock, so a poisoned lock
+        // still guards a consistent pool.
+        match self.lock.try_lock() {
+            Ok(guard) => Ok(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Ok(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) if self.forked.load(Relaxed) => Err(PoolError::Forked),
+            Err(TryLockError::WouldBlock) => {
+                Ok(self.lock.lock().unwrap_or_else(PoisonError::into_inner))
+            }
+        }
+    }
+
+    /// Whether the pool is unusable in this child of a `fork` (its lock was
+    /// held at the fork and still is).
+    pub(crate) fn is_forked(&self) -> bool {
+        self.forked.load(Relaxed) && matches!(self.lock.try_lock(), Err(TryLockError::WouldBlock))
+    }
+
+    /// In the child of a `fork`, with no other thread running: marks the
+    /// record if its pool's lock was held at the fork.
+    pub(super) fn mark_if_locked_at_fork(&self) {
+        if matches!(self.lock.try_lock(), Err(TryLockError::WouldBlock)) {
+            self.forked.store(true, Relaxed);
+        }
+    }
+
     pub(super) fn clear(&self) {
+        self.forked.store(false, Relaxed);
         self.size.store(0, Relaxed);
         self.peak.store(0, Relaxed);
         self.allocs.store(0, Relaxed);

@@ -21,9 +21,9 @@ fn human_bytes(bytes: usize) -> String {
 }
 
 /// Longest name shown in the table, in characters (`…` included).
-pub const NAME_WIDTH: usize = 40;
+const NAME_WIDTH: usize = 40;
 /// Longest origin shown in the table, in characters (`…` included).
-pub const ORIGIN_WIDTH: usize = 60;
+const ORIGIN_WIDTH: usize = 60;
 
 /// `text` as one table cell: control characters written as `\xNN` (so a
 /// name cannot break a row or send terminal escapes), and cut to `limit`
@@ -58,8 +58,8 @@ fn cell(text: &str, limit: usize) -> String {
 /// The report as an aligned text table, for people: one row per pool (as
 /// given, normally most bytes first), byte counts in full so it also parses,
 /// then a total line. Columns: bytes, peak, blocks, allocs, frees, reallocs,
-/// mode (heap/arena), name (`-` if none), origin. Names are cut to
-/// [`NAME_WIDTH`] characters and origins to [`ORIGIN_WIDTH`] (the full values
+/// mode (heap/arena), name (`-` if none), origin. Names are cut to 40
+/// characters and origins to 60 (the full values
 /// are in [`live_pools`]), so the table's size depends only on the number of
 /// pools.
 pub fn format_table(pools: &[PoolInfo]) -> String {
