@@ -3,6 +3,7 @@
 
 use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
+use std::sync::MutexGuard;
 
 use super::Pool;
 use crate::error::PoolError;
@@ -59,22 +60,33 @@ impl SharedPool {
     /// another thread was inside a call on this pool at the fork.
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> Result<R, PoolError> {
-        let _guard = match self.lock {
-            Some(record) => Some(record.lock_pool()?),
-            None => None,
-        };
+        let _guard = self.exclusive()?;
         // SAFETY: exclusive, either through the guard or by the contract of
         // `unsynchronized`; the reference does not outlive this call.
         Ok(f(unsafe { &mut *self.pool.get() }))
     }
 
-    /// [`SharedPool::with`] for an operation that can fail itself.
+    /// [`SharedPool::with`] for an operation that can fail itself. (Its own
+    /// body, not `with(f)?`: the result then goes straight to the caller,
+    /// which keeps a copy of the error out of every C call.)
     #[inline]
     pub fn run<T>(
         &self,
         f: impl FnOnce(&mut Pool) -> Result<T, PoolError>,
     ) -> Result<T, PoolError> {
-        self.with(f)?
+        let _guard = self.exclusive()?;
+        // SAFETY: as in `with`.
+        f(unsafe { &mut *self.pool.get() })
+    }
+
+    /// The lock guard that makes access exclusive (`None`: the caller's
+    /// contract does, see `unsynchronized`).
+    #[inline]
+    fn exclusive(&self) -> Result<Option<MutexGuard<'static, ()>>, PoolError> {
+        match self.lock {
+            Some(record) => record.lock_pool().map(Some),
+            None => Ok(None),
+        }
     }
 }
 

@@ -133,3 +133,35 @@ def test_exit_code_is_kept_with_daemon_threads_in_cython_calls(cython_snippet):
     for attempt in range(REPEAT):
         outcome = run_python(code, path=[folder], timeout=30)
         assert outcome.returncode == 7, f"run {attempt}: {outcome.describe()}"
+
+
+def test_stats_and_pool_info_are_still_the_named_tuples():
+    # They are now filled through the C API; everything the stubs promise holds.
+    run_python(
+        """
+        import pickle
+        import cymem_rs
+        from cymem_rs import PoolInfo, PoolStats
+        pool = cymem_rs.Pool(name="nt")
+        pool.free(pool.alloc(2, 8))
+        pool.alloc(3, 8)
+        s = pool.stats
+        assert type(s) is PoolStats and isinstance(s, tuple)
+        assert s == PoolStats(24, 24, 1, 2, 1, 0) == (24, 24, 1, 2, 1, 0)
+        assert s._fields == ("size", "peak_size", "block_count", "total_allocs",
+                             "total_frees", "total_reallocs")
+        assert s._asdict()["total_frees"] == 1 and s.block_count == 1
+        assert repr(s) == ("PoolStats(size=24, peak_size=24, block_count=1, "
+                           "total_allocs=2, total_frees=1, total_reallocs=0)"), repr(s)
+        assert pickle.loads(pickle.dumps(s)) == s and hash(s) == hash(tuple(s))
+        anonymous = cymem_rs.Pool()
+        infos = {p.name: p for p in cymem_rs.live_pools()}
+        info = infos["nt"]
+        assert type(info) is PoolInfo and info._fields == ("name",) + s._fields + (
+            "arena", "origin")
+        assert info[1:7] == tuple(s) and info.arena is False and info.origin.endswith("<module>")
+        assert infos[None].name is None
+        assert repr(info).startswith("PoolInfo(name='nt', size=24, ")
+        """,
+        timeout=30,
+    ).ok()
