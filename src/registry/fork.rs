@@ -71,3 +71,80 @@ extern "C" fn child() {
         }
     });
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use crate::error::PoolError;
+    use crate::pool::Pool;
+    use crate::shared::SharedPool;
+
+    /// Waits for a child process for at most ten seconds; its exit code, or
+    /// `None` (after killing it) if it hung.
+    fn wait_child(pid: libc::pid_t) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut status = 0;
+        while Instant::now() < deadline {
+            // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                return Some(libc::WEXITSTATUS(status));
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        // SAFETY: `pid` is our child, not yet reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, &mut status, 0);
+        }
+        None
+    }
+
+    #[test]
+    fn a_pool_locked_at_fork_fails_in_the_child_and_the_rest_works() {
+        let locked = SharedPool::locked(Pool::named("locked at fork"));
+        let other = SharedPool::locked(Pool::named("free at fork"));
+        let (entered, wait_entered) = mpsc::channel();
+        let (release, wait_release) = mpsc::channel::<()>();
+        let locked_ref = &locked;
+        thread::scope(|scope| {
+            scope.spawn(move || {
+                locked_ref
+                    .with(|_| {
+                        entered.send(()).unwrap();
+                        wait_release.recv().unwrap();
+                    })
+                    .unwrap();
+            });
+            wait_entered.recv().unwrap();
+            // SAFETY: the child only calls the library (whose locks the fork
+            // handlers cover), malloc (fork-safe in glibc) and `_exit`.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let refused = locked.with(|_| ()) == Err(PoolError::Forked);
+                let works = other.run(|p| p.alloc(1, 8)).is_ok()
+                    && SharedPool::locked(Pool::new())
+                        .run(|p| p.alloc(2, 8))
+                        .is_ok()
+                    && super::super::live_count() >= 2;
+                let code = if !refused {
+                    2
+                } else if !works {
+                    3
+                } else {
+                    0
+                };
+                // SAFETY: ends the child without running the parent's
+                // destructors or test harness.
+                unsafe { libc::_exit(code) };
+            }
+            let code = wait_child(pid);
+            release.send(()).unwrap();
+            assert_eq!(code, Some(0), "child: 2 = not refused, 3 = others broken");
+        });
+        // The parent's pools are untouched by the fork.
+        assert!(locked.run(|p| p.alloc(1, 8)).is_ok());
+    }
+}
