@@ -22,8 +22,12 @@ pub struct SharedPool {
     pool: UnsafeCell<ManuallyDrop<Pool>>,
 }
 
-// SAFETY: every access to `pool` goes through `with`, which holds the record's
-// lock, or, for unsynchronized pools, is serialised by the creator's contract.
+// SAFETY: `pool` is reached only through `with` and `run` (and `drop`, which
+// has `&mut self`). For a locked pool they hold the record's lock for the
+// whole access; an unlocked pool exists only through the `unsafe` constructor
+// `unsynchronized`, whose maker promised that no two calls overlap
+// (CPython's GIL serialises them). Either way at most
+// one `&mut Pool` exists at a time, whichever thread holds it.
 unsafe impl Sync for SharedPool {}
 
 impl SharedPool {
@@ -61,8 +65,10 @@ impl SharedPool {
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> Result<R, PoolError> {
         let _guard = self.exclusive()?;
-        // SAFETY: exclusive, either through the guard or by the contract of
-        // `unsynchronized`; the reference does not outlive this call.
+        // SAFETY: no other `&mut Pool` exists: `_guard` holds the record's
+        // lock until `f` returns, or (no lock) the pool came from
+        // `unsynchronized`, whose maker promised calls never overlap. The
+        // reference does not outlive this call.
         Ok(f(unsafe { &mut *self.pool.get() }))
     }
 
@@ -75,7 +81,8 @@ impl SharedPool {
         f: impl FnOnce(&mut Pool) -> Result<T, PoolError>,
     ) -> Result<T, PoolError> {
         let _guard = self.exclusive()?;
-        // SAFETY: as in `with`.
+        // SAFETY: no other `&mut Pool` exists, for the reasons given in `with`
+        // (the same guard, or the same promise); it does not outlive this call.
         f(unsafe { &mut *self.pool.get() })
     }
 
@@ -96,7 +103,8 @@ impl Drop for SharedPool {
             // Another thread of the parent was changing the pool when the
             // process forked: its blocks and table are left as they are.
             Some(record) if record.is_forked() => registry::abandon(record),
-            // SAFETY: dropped once, here, and `self.pool` is not used again.
+            // SAFETY: the pool is dropped only here, once (`drop` runs once),
+            // and `self.pool` is never read after it.
             _ => unsafe { ManuallyDrop::drop(self.pool.get_mut()) },
         }
     }

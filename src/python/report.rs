@@ -203,11 +203,11 @@ fn fill<'py>(
     let py = kind.py();
     let len = values.len() as pyo3::ffi::Py_ssize_t;
     // SAFETY: `kind` is a live type object (a namedtuple class, a subclass of
-    // tuple with the default allocator) and the GIL is held; the result is a
-    // new reference or NULL with an exception set.
-    let tuple = unsafe {
-        Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyType_GenericAlloc(kind.as_type_ptr(), len))
-    }?;
+    // tuple with the default allocator) and the GIL is held.
+    let raw = unsafe { pyo3::ffi::PyType_GenericAlloc(kind.as_type_ptr(), len) };
+    // SAFETY: `raw` is a new reference or NULL with an exception set, as
+    // PyType_GenericAlloc returns, and the GIL is held.
+    let tuple = unsafe { Bound::from_owned_ptr_or_err(py, raw) }?;
     for (i, value) in values.into_iter().enumerate() {
         // SAFETY: `tuple` is a new tuple-subclass object with `len` empty
         // slots, referenced only here (PyTuple_SetItem requires that), and

@@ -94,11 +94,10 @@ mod tests {
             }
             thread::sleep(Duration::from_millis(2));
         }
-        // SAFETY: `pid` is our child, not yet reaped.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, &mut status, 0);
-        }
+        // SAFETY: `pid` is our child, not yet reaped, so the signal reaches it.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
         None
     }
 
