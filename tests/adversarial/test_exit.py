@@ -32,6 +32,7 @@ ENTRY_POINTS = {
         "pool.free(pool.realloc(pool.alloc(1, 8), 64))",
         "try:\n            pool.free(8)\n        except KeyError:\n            pass",
         "m = memoryview(pool.view(block)); m[0] = 1; m.release()",
+        "memoryview(pool.view(block, 'i', (2, 2))).release(); pool.alloc(0, 8)",
     ],
     "pools": [
         "cymem_rs.Pool().alloc(2, 8)",
