@@ -34,7 +34,7 @@ struct PyOrigin {
 
 impl PyOrigin {
     fn new(code: Bound<'_, PyAny>, at: c_int) -> Self {
-        let text = describe(&code, at).unwrap_or_else(|_| "Python".to_owned());
+        let text = describe(&code, at);
         PyOrigin {
             code: code.unbind(),
             at,
@@ -43,9 +43,14 @@ impl PyOrigin {
     }
 }
 
-/// `file:line in function` for an instruction of a code object. C-level
-/// attribute reads only (a code object's fields are plain members).
-fn describe(code: &Bound<'_, PyAny>, at: c_int) -> PyResult<String> {
+/// `file:line in function` for an instruction of a code object (`Python` if
+/// it cannot be read). C-level attribute reads only (a code object's fields
+/// are plain members).
+fn describe(code: &Bound<'_, PyAny>, at: c_int) -> String {
+    try_describe(code, at).unwrap_or_else(|_| "Python".to_owned())
+}
+
+fn try_describe(code: &Bound<'_, PyAny>, at: c_int) -> PyResult<String> {
     let file: String = code.getattr("co_filename")?.extract()?;
     let function: String = code.getattr("co_name")?.extract()?;
     #[cfg(Py_3_11)]
@@ -65,7 +70,8 @@ thread_local! {
 
 /// At most this many creation sites are interned (kept for the life of the
 /// process, with their code objects): enough for every `Pool()` line of a
-/// program; beyond it (code generated at run time), origins are refcounted.
+/// program; beyond it (code generated at run time), each pool's origin is
+/// described when the pool is made.
 const MAX_INTERNED: usize = 4096;
 
 /// Every interned creation site, by (code object, offset): each site is
@@ -144,11 +150,7 @@ pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
             let _ = LAST_ORIGIN.try_with(|last| last.set(Some(interned)));
             Origin::Static(&interned.text)
         }
-        None => Origin::Text(
-            describe(&code, at)
-                .unwrap_or_else(|_| "Python".to_owned())
-                .into(),
-        ),
+        None => Origin::Text(describe(&code, at).into()),
     }
 }
 

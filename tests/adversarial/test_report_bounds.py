@@ -159,3 +159,23 @@ def test_c_report_of_a_huge_name_is_bounded_and_escaped(c_program):
     assert "NNNNN\\x0a\\x1b" + "N" * (40 - 1 - 5 - 8) + "…" in first
     assert "o" * 59 + "…" in first
     assert "\x1b" not in text
+
+
+def test_origins_stay_right_beyond_the_interned_sites():
+    # More creation sites than are interned: the rest are described per pool.
+    found = report_of(
+        """
+        import json
+        import cymem_rs
+        pools = []
+        for i in range(5000):
+            scope = {}
+            code = "import cymem_rs\\ndef make():\\n" + "    pass\\n" * (i % 7) + (
+                f"    return cymem_rs.Pool(name='site{i}')\\n")
+            exec(compile(code, f"gen{i}.py", "exec"), scope)
+            pools.append(scope["make"]())
+        origins = {p.name: p.origin for p in cymem_rs.live_pools()}
+        print(json.dumps([origins[f"site{i}"] for i in (0, 4095, 4096, 4999)]))
+        """
+    )
+    assert found == [f"gen{i}.py:{3 + i % 7} in make" for i in (0, 4095, 4096, 4999)], found
