@@ -21,7 +21,7 @@ DEFAULT_OUT_DIR = ROOT / "build" / "bench"
 DEFAULT_BUILD_DIR = DEFAULT_OUT_DIR / "cython"
 
 sys.path.insert(0, str(ROOT / "tests"))  # cython_build (it holds no cymem_rs)
-import cython_build  # noqa: E402
+import cython_build
 
 # implementation name -> the module the template cimports from
 IMPLS = {"cymem": "cymem.cymem", "cymem_rs": "cymem_rs.cymem"}

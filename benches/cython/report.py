@@ -623,7 +623,9 @@ def write_markdown(results: dict, path: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    results_path = Path(argv[0]) if argv else HERE.parent.parent / "build" / "bench" / "results.json"
+    results_path = (
+        Path(argv[0]) if argv else HERE.parent.parent / "build" / "bench" / "results.json"
+    )
     out_dir = Path(argv[1]) if len(argv) > 1 else results_path.parent
     results = json.loads(results_path.read_text())
     print(console_tables(results))
