@@ -29,7 +29,7 @@ PY_PATHS := cymem_rs tests examples benches
 # can't shadow the installed wheel.
 PYTEST   := cd tests && ../$(VENV)/bin/pytest -q -p no:cacheprovider
 
-.PHONY: all help lib demo demo-c demo-cython check test test-rust test-c test-python \
+.PHONY: all help lib demo demo-c demo-cython check test test-rust c-programs test-c test-python \
 	test-adversarial test-long test-compat test-thirdparty check-valgrind check-sanitizers \
 	check-header check-no-python install lint fmt bench header fuzz clean
 
@@ -88,10 +88,13 @@ C_PROGRAMS := $(foreach t,$(C_TESTS),$(BUILD)/c/$(t).static $(BUILD)/c/$(t).shar
 C_LINK.static = $(LIBDIR)/libcymem_rs.a
 C_LINK.shared = -L$(LIBDIR) -lcymem_rs
 .SECONDEXPANSION:
+# With -g: valgrind's reports (tests/valgrind/run.sh runs these) need stacks.
 $(BUILD)/c/%: tests/c/$$(basename $$*).c tests/c/check.h include/cymem_rs.h lib | $(BUILD)/c
-	$(CC) -std=c99 $(CFLAGS_STRICT) $< $(C_LINK$(suffix $*)) $(C_LIBS) -o $@
+	$(CC) -std=c99 -g $(CFLAGS_STRICT) $< $(C_LINK$(suffix $*)) $(C_LIBS) -o $@
 
-test-c: $(C_PROGRAMS) ## The C test programs (tests/c/), each linked statically and dynamically
+c-programs: $(C_PROGRAMS) ## Build the C test programs into build/c/ (NAME.static, NAME.shared)
+
+test-c: c-programs ## The C test programs (tests/c/), each linked statically and dynamically
 	@for p in $(C_PROGRAMS); do echo "./$$p"; LD_LIBRARY_PATH=$(LIBDIR) ./$$p || exit 1; done
 	CYMEM_RS_DEBUG=1 ./$(BUILD)/c/test_debug.static
 
