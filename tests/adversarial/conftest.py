@@ -84,7 +84,9 @@ def run(
         text=True,
         env=full_env,
         cwd=cwd,
-        preexec_fn=limits,
+        # The child's limits must be set between fork and exec; `limits` only
+        # calls setrlimit, which is safe there even with threads running.
+        preexec_fn=limits,  # noqa: PLW1509
         start_new_session=True,
     )
     try:
@@ -142,8 +144,23 @@ def c_program(tmp_path_factory):
             src.write_text(textwrap.dedent(source))
             exe = out_dir / name
             subprocess.run(
-                ["cc", "-std=c11", "-O1", "-g", "-Wall", "-Wextra", f"-I{INCLUDE}", str(src),
-                 str(C_LIBRARY), *extra, "-lpthread", "-ldl", "-lm", "-o", str(exe)],
+                [
+                    "cc",
+                    "-std=c11",
+                    "-O1",
+                    "-g",
+                    "-Wall",
+                    "-Wextra",
+                    f"-I{INCLUDE}",
+                    str(src),
+                    str(C_LIBRARY),
+                    *extra,
+                    "-lpthread",
+                    "-ldl",
+                    "-lm",
+                    "-o",
+                    str(exe),
+                ],
                 check=True,
             )
             built[name] = exe
