@@ -31,6 +31,8 @@ pub(crate) enum Operation {
     Alloc,
     Free,
     Realloc,
+    /// Debug mode's `check`.
+    Check,
 }
 
 /// The Python exception for a status code and its message, as cymem raises it:

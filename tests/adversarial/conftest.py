@@ -84,9 +84,7 @@ def run(
         text=True,
         env=full_env,
         cwd=cwd,
-        # The child's limits must be set between fork and exec; `limits` only
-        # calls setrlimit, which is safe there even with threads running.
-        preexec_fn=limits,  # noqa: PLW1509
+        preexec_fn=limits,  # noqa: PLW1509 -- only setrlimit, in a single-threaded test runner
         start_new_session=True,
     )
     try:
