@@ -190,23 +190,31 @@ typedef void (*CymemCleanupFn)(void*);
 #define CYMEM_ERR_NOT_PINNED 9
 
 /**
+ * In the child of `fork`: another thread was inside a call on this pool
+ * when the process forked, so the pool may be half updated. Every call on
+ * it fails with this status (at once, never waiting), and
+ * `cymem_pool_destroy` leaks its blocks instead of touching them.
+ */
+#define CYMEM_ERR_FORKED 10
+
+/**
  * An allocation or growth would take the pool's live bytes past its limit
  * (`cymem_pool_set_limit`); the message names the limit. Nothing changed.
  */
-#define CYMEM_ERR_LIMIT 10
+#define CYMEM_ERR_LIMIT 11
 
 /**
  * `cymem_pool_release_to` of a mark that is not open in this pool
  * (already released, or another pool's). Nothing changed.
  */
-#define CYMEM_ERR_BAD_MARK 11
+#define CYMEM_ERR_BAD_MARK 12
 
 /**
  * The pool is running its cleanup callbacks (`cymem_pool_clear`,
  * `cymem_pool_release_to`, `cymem_pool_destroy`): a callback cannot
  * allocate, free, pin, clear, mark, release or destroy in it.
  */
-#define CYMEM_ERR_RELEASING 12
+#define CYMEM_ERR_RELEASING 13
 
 #ifdef __cplusplus
 extern "C" {
@@ -475,8 +483,8 @@ CymemStatus cymem_pool_set_origin(CymemPool *pool, const char *file, unsigned in
  * entries of `out` and returns how many pools there are, which may be more
  * (call with `out` NULL and `capacity` 0 to count). Pools made or dropped
  * meanwhile may change the count between calls. A dropped pool is never
- * listed, and listing never keeps a pool alive. (Inside the Python
- * extension, describing Python pools' origins briefly takes the GIL.)
+ * listed, and listing never keeps a pool alive (nor takes the GIL inside
+ * the Python extension: Python pools' origins are already text).
  *
  * # Safety
  * `out` is NULL (then `capacity` must be 0) or valid for `capacity` entries.

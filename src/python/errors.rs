@@ -6,7 +6,7 @@ use pyo3::exceptions::{
 };
 use pyo3::PyErr;
 
-use crate::ffi::CYMEM_ERR_CORRUPTED;
+use crate::ffi::{CYMEM_ERR_CORRUPTED, CYMEM_ERR_FORKED};
 
 pyo3::create_exception!(
     cymem_rs.cymem,
@@ -61,6 +61,8 @@ pub(crate) fn exception(op: Operation, status: CymemStatus, message: String) -> 
         CYMEM_ERR_CORRUPTED => MemoryCorruptionError::new_err(message),
         CYMEM_ERR_BAD_MARK => PyValueError::new_err(message),
         CYMEM_ERR_RELEASING => PyRuntimeError::new_err(message),
+        // The message names the cause: a fork while another thread used the pool.
+        CYMEM_ERR_FORKED => PyRuntimeError::new_err(message),
         _ => PyRuntimeError::new_err(format!("cymem_rs error {status}: {message}")),
     }
 }

@@ -14,8 +14,9 @@ use super::allocators::{
 };
 use super::errors::{pool_exception, Operation};
 use super::report::{caller_origin, stats_object};
-use super::scope::{mark_number, run_python_cleanup, Scope};
+use super::scope::{run_python_cleanup, Scope};
 use super::view::BlockView;
+use crate::error::PoolError;
 use crate::ffi::CymemPool;
 use crate::pool::{DebugOptions, Mark, Pool as CorePool};
 use crate::registry::Label;
@@ -55,8 +56,22 @@ pub struct Pool {
 }
 
 impl Pool {
-    fn with_core<R>(&self, f: impl FnOnce(&mut CorePool) -> R) -> R {
-        self.core.0.with(f)
+    /// Runs `f` on the core pool; RuntimeError if the pool is unusable in
+    /// this child of a `fork` (another thread was inside it at the fork).
+    fn with_core<R>(&self, f: impl FnOnce(&mut CorePool) -> R) -> PyResult<R> {
+        self.core
+            .0
+            .with(f)
+            .map_err(|e| pool_exception(Operation::Free, e))
+    }
+
+    /// [`Pool::with_core`] for a core operation that can fail itself.
+    fn run_core<T>(
+        &self,
+        op: Operation,
+        f: impl FnOnce(&mut CorePool) -> Result<T, PoolError>,
+    ) -> PyResult<T> {
+        self.core.0.run(f).map_err(|e| pool_exception(op, e))
     }
 
     fn refs_list(&self, py: Python<'_>) -> &Py<PyList> {
@@ -134,26 +149,26 @@ impl Pool {
 
     /// Bytes in live blocks.
     #[getter]
-    fn size(&self) -> usize {
+    fn size(&self) -> PyResult<usize> {
         self.with_core(|pool| pool.size())
     }
 
     /// Whether blocks are bump-allocated (`Pool(arena=True)`).
     #[getter]
-    fn arena(&self) -> bool {
+    fn arena(&self) -> PyResult<bool> {
         self.with_core(|pool| pool.is_arena())
     }
 
     /// Number of live blocks.
     #[getter]
-    fn block_count(&self) -> usize {
+    fn block_count(&self) -> PyResult<usize> {
         self.with_core(|pool| pool.block_count())
     }
 
     /// A snapshot of the live blocks: {address: size}.
     #[getter]
     fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let blocks: Vec<(usize, usize)> = self.with_core(|pool| pool.blocks().collect());
+        let blocks: Vec<(usize, usize)> = self.with_core(|pool| pool.blocks().collect())?;
         let dict = PyDict::new(py);
         for (addr, size) in blocks {
             dict.set_item(addr, size)?;
@@ -193,23 +208,22 @@ impl Pool {
         if number == 0 || elem_size == 0 {
             warn_zero_alloc(py)?;
         }
-        self.with_core(|pool| pool.alloc(number, elem_size))
+        self.run_core(Operation::Alloc, |pool| pool.alloc(number, elem_size))
             .map(|p| p.as_ptr() as usize)
-            .map_err(|e| pool_exception(Operation::Alloc, e))
     }
 
     /// Releases the block at `addr` (KeyError if the pool does not hold it).
     fn free(&self, addr: usize) -> PyResult<()> {
-        self.with_core(|pool| pool.free(addr as *mut c_void))
+        self.run_core(Operation::Free, |pool| pool.free(addr as *mut c_void))
             .map(drop)
-            .map_err(|e| pool_exception(Operation::Free, e))
     }
 
     /// Grows the block at `addr` to `new_size` bytes; returns its new address.
     fn realloc(&self, addr: usize, new_size: usize) -> PyResult<usize> {
-        self.with_core(|pool| pool.realloc(addr as *mut c_void, new_size))
-            .map(|p| p.as_ptr() as usize)
-            .map_err(|e| pool_exception(Operation::Realloc, e))
+        self.run_core(Operation::Realloc, |pool| {
+            pool.realloc(addr as *mut c_void, new_size)
+        })
+        .map(|p| p.as_ptr() as usize)
     }
 
     /// A zero-copy view of the live block at `addr` through the buffer
@@ -232,40 +246,37 @@ impl Pool {
     /// block_count, total_allocs, total_frees, total_reallocs).
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stats = self.with_core(|pool| pool.stats());
+        let stats = self.with_core(|pool| pool.stats())?;
         stats_object(py, &stats)
     }
 
     /// The most bytes live at once since the pool was made or `reset_peak()`.
     #[getter]
-    fn peak_size(&self) -> usize {
+    fn peak_size(&self) -> PyResult<usize> {
         self.with_core(|pool| pool.stats().peak_size)
     }
 
     /// Starts a new high-water mark from the bytes live now.
-    fn reset_peak(&self) {
+    fn reset_peak(&self) -> PyResult<()> {
         self.with_core(|pool| pool.reset_peak())
     }
 
     /// The pool's name in `cymem_rs.report()` (None if unnamed); settable.
     #[getter]
-    fn name(&self) -> Option<String> {
+    fn name(&self) -> PyResult<Option<String>> {
         self.with_core(|pool| pool.name())
     }
 
     #[setter]
-    fn set_name(&self, name: Option<String>) {
+    fn set_name(&self, name: Option<String>) -> PyResult<()> {
         self.with_core(|pool| pool.set_name(name))
     }
 
-    fn __repr__(&self) -> String {
-        let (size, blocks) = self.with_core(|pool| (pool.size(), pool.block_count()));
-        let kind = if self.with_core(|pool| pool.is_arena()) {
-            "arena "
-        } else {
-            ""
-        };
-        format!("<cymem_rs.Pool {kind}size={size} blocks={blocks}>")
+    fn __repr__(&self) -> PyResult<String> {
+        let (size, blocks, arena) =
+            self.with_core(|pool| (pool.size(), pool.block_count(), pool.is_arena()))?;
+        let kind = if arena { "arena " } else { "" };
+        Ok(format!("<cymem_rs.Pool {kind}size={size} blocks={blocks}>"))
     }
 
     /// Cython looks up a vtable on extern types that declare cdef methods;
@@ -285,7 +296,7 @@ impl Pool {
 
     /// Whether the pool is in debug mode (`Pool(debug=True)` or `CYMEM_RS_DEBUG=1`).
     #[getter]
-    fn debug(&self) -> bool {
+    fn debug(&self) -> PyResult<bool> {
         self.with_core(|pool| pool.is_debug())
     }
 
@@ -293,8 +304,7 @@ impl Pool {
     /// block still in quarantine; raises MemoryCorruptionError for the first
     /// damage found. Does nothing for a pool not in debug mode.
     fn check(&self) -> PyResult<()> {
-        self.with_core(|pool| pool.check())
-            .map_err(|e| pool_exception(Operation::Check, e))
+        self.run_core(Operation::Check, |pool| pool.check())
     }
 
     /// Frees every block and runs every cleanup (newest first, before the
@@ -312,7 +322,8 @@ impl Pool {
     /// block allocated and runs every cleanup added from now on. Scopes nest.
     /// (`with pool.scope():` does both.)
     pub(crate) fn mark(&self) -> PyResult<usize> {
-        mark_number(self.with_core(|pool| pool.mark()))
+        self.run_core(Operation::Lifetime, |pool| pool.mark())
+            .map(Mark::to_raw)
     }
 
     /// Closes the scope of `mark` and the ones opened after it: runs their
@@ -347,7 +358,10 @@ impl Pool {
         // object for one call, attaches to the interpreter itself and does
         // not unwind (errors go to `sys.unraisablehook`); `data` is one,
         // given up to the pool here.
-        let added = self.with_core(|pool| unsafe { pool.add_cleanup(run_python_cleanup, data) });
+        let added = self
+            .core
+            .0
+            .run(|pool| unsafe { pool.add_cleanup(run_python_cleanup, data) });
         added.map_err(|e| {
             // SAFETY: the pool refused the entry, so the reference made by
             // `into_ptr` above is still ours, released here once.
@@ -360,12 +374,12 @@ impl Pool {
     /// An alloc or realloc that would pass it raises MemoryError naming the
     /// limit and changes nothing. `None` or 0 removes it.
     #[getter]
-    fn limit(&self) -> Option<usize> {
+    fn limit(&self) -> PyResult<Option<usize>> {
         self.with_core(|pool| pool.limit())
     }
 
     #[setter(limit)]
-    fn set_limit_property(&self, limit: Option<usize>) {
+    fn set_limit_property(&self, limit: Option<usize>) -> PyResult<()> {
         self.with_core(|pool| pool.set_limit(limit))
     }
 
@@ -399,10 +413,11 @@ impl Drop for Pool {
     fn drop(&mut self) {
         // Outside the pool's lock, while the blocks are still live.
         self.core.0.run_cleanups();
-        if !self.with_core(|pool| pool.is_debug()) {
+        // A pool unusable after a `fork` is left alone (and leaked).
+        if !matches!(self.core.0.with(|pool| pool.is_debug()), Ok(true)) {
             return;
         }
-        if let Err(err) = self.with_core(|pool| pool.free_all_checked()) {
+        if let Err(err) = self.core.0.run(|pool| pool.free_all_checked()) {
             Python::attach(|py| {
                 let context = PyString::new(py, "cymem_rs.Pool being deallocated");
                 pool_exception(Operation::Free, err).write_unraisable(py, Some(context.as_any()));

@@ -7,9 +7,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use super::errors::{pool_exception, Operation};
 use super::pool::Pool;
-use crate::pool::Mark;
 
 /// The context manager of `Pool.scope()`: entering opens a scope (its mark
 /// is the value of `as`), leaving it by any path frees every block allocated
@@ -59,12 +57,6 @@ impl Scope {
     fn __traverse__(&self, visit: pyo3::gc::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
         visit.call(&self.pool)
     }
-}
-
-/// A mark as Python sees it.
-pub(crate) fn mark_number(mark: Result<Mark, crate::PoolError>) -> PyResult<usize> {
-    mark.map(Mark::to_raw)
-        .map_err(|e| pool_exception(Operation::Lifetime, e))
 }
 
 /// The cleanup a Python callable becomes: `data` is a strong reference to

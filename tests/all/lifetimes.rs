@@ -7,10 +7,6 @@ use std::ffi::c_void;
 use cymem_rs::pool::Mark;
 use cymem_rs::{Allocator, DebugOptions, Pool, PoolError, SharedPool};
 
-#[macro_use]
-#[path = "support/pool_kinds.rs"]
-mod pool_kinds;
-
 fn debug_arena() -> Pool {
     Pool::arena().with_debug(DebugOptions::default())
 }
@@ -398,10 +394,10 @@ unsafe extern "C" fn touch_the_pool(data: *mut c_void) {
     // SAFETY: the test passes its `SharedPool`, alive for the whole test.
     let shared = unsafe { &*data.cast::<SharedPool>() };
     let results = [
-        shared.with(|p| p.alloc(1, 1).map(drop)),
-        shared.with(|p| p.mark().map(drop)),
+        shared.run(|p| p.alloc(1, 1).map(drop)),
+        shared.run(|p| p.mark().map(drop)),
         shared.clear(),
-        shared.with(|p| {
+        shared.run(|p| {
             let block = p.blocks().next().map(|(addr, _)| addr as *mut c_void);
             p.free(block.unwrap_or(std::ptr::null_mut())).map(drop)
         }),
@@ -413,20 +409,24 @@ fn a_shared_pool_runs_cleanups_outside_its_lock(make: fn() -> Pool) {
     REENTRY.with(|r| r.borrow_mut().clear());
     let shared = SharedPool::locked(make());
     let data = (&raw const shared).cast_mut().cast::<c_void>();
-    shared.with(|p| {
-        p.alloc(8, 1).unwrap();
-        // SAFETY: `touch_the_pool` only uses the SharedPool, which outlives
-        // the pool's cleanups (they run by `clear` below, in this test).
-        unsafe { p.add_cleanup(touch_the_pool, data) }.unwrap();
-    });
+    shared
+        .with(|p| {
+            p.alloc(8, 1).unwrap();
+            // SAFETY: `touch_the_pool` only uses the SharedPool, which outlives
+            // the pool's cleanups (they run by `clear` below, in this test).
+            unsafe { p.add_cleanup(touch_the_pool, data) }.unwrap();
+        })
+        .unwrap();
     shared.clear().unwrap();
     let seen = REENTRY.with(|r| std::mem::take(&mut *r.borrow_mut()));
     assert_eq!(seen, vec![Err(PoolError::Releasing); 4]);
-    shared.with(|p| {
-        assert_eq!(p.block_count(), 0);
-        assert!(!p.is_releasing());
-        p.alloc(8, 1).unwrap();
-    });
+    shared
+        .with(|p| {
+            assert_eq!(p.block_count(), 0);
+            assert!(!p.is_releasing());
+            p.alloc(8, 1).unwrap();
+        })
+        .unwrap();
 }
 
 #[test]
