@@ -185,6 +185,13 @@ impl Pool {
         self.lifetimes.get_or_insert_with(Box::default)
     }
 
+    /// The box, for the block paths that took the lifetimes branch.
+    fn lifetimes_in_use(&mut self) -> &mut Lifetimes {
+        self.lifetimes
+            .as_deref_mut()
+            .expect("the lifetimes branch runs with the box")
+    }
+
     /// Drops the box when nothing in it is in use, which puts the block
     /// paths back on their fast branch.
     fn shed_lifetimes(&mut self) {
@@ -402,17 +409,14 @@ impl Pool {
     ) -> Result<std::ptr::NonNull<c_void>, PoolError> {
         let bytes = block_bytes(number, elem_size)?;
         let live = self.size();
-        let lt = self
-            .lifetimes
-            .as_deref_mut()
-            .expect("called with lifetimes");
+        let lt = self.lifetimes_in_use();
         lt.check_usable()?;
         lt.check_limit(live, 0, bytes)?;
         if let Some(scope) = lt.scopes.last_mut() {
             scope.blocks.try_reserve(1).map_err(out_of_memory)?;
         }
         let block = self.alloc_block(number, elem_size)?;
-        let lt = self.lifetimes.as_deref_mut().expect("still there");
+        let lt = self.lifetimes_in_use();
         if let Some(scope) = lt.scopes.last_mut() {
             scope.blocks.insert(block.as_ptr() as usize);
         }
@@ -440,10 +444,7 @@ impl Pool {
         let addr = ptr as usize;
         let old = self.lookup(addr);
         let live = self.size();
-        let lt = self
-            .lifetimes
-            .as_deref_mut()
-            .expect("called with lifetimes");
+        let lt = self.lifetimes_in_use();
         lt.check_usable()?;
         if let Some(old) = old.filter(|&old| new_size > old) {
             lt.check_limit(live, old, new_size)?;
@@ -455,7 +456,7 @@ impl Pool {
         match grown {
             Ok(block) => {
                 let new_addr = block.as_ptr() as usize;
-                let lt = self.lifetimes.as_deref_mut().expect("still there");
+                let lt = self.lifetimes_in_use();
                 if let Some(scope) = lt.scope_holding(addr) {
                     scope.blocks.remove(&addr);
                     // Never allocates: reserved above.

@@ -1287,32 +1287,31 @@ impl Harness {
     }
 
     fn free_all(&mut self) {
-        self.verify_all_contents();
-        let releases = with_books(|b| b.releases);
-        self.pool().free_all();
-        self.check_released("free_all", releases, self.model.blocks.len());
-        let addrs: Vec<usize> = self.model.blocks.keys().copied().collect();
-        for addr in addrs {
-            self.model.bury(addr);
-        }
-        self.model.blocks.clear();
-        self.model.size = 0;
-        self.model.arena_used = 0;
-        for (_, blocks) in &mut self.model.scopes {
-            blocks.clear();
-        }
+        self.release_everything("free_all", |pool| {
+            pool.free_all();
+            Ok(())
+        });
     }
 
-    /// `clear()`: as `free_all` (every block released once), open scopes
-    /// stay open.
+    /// `clear()`: as `free_all`, and open scopes stay open.
     fn clear(&mut self) {
         self.stats.hit(Outcome::Clear);
+        self.release_everything("clear", Pool::clear);
+    }
+
+    /// Runs `release` (`free_all` or `clear`), which must release every
+    /// block once, and empties the model; open scopes stay open.
+    fn release_everything(
+        &mut self,
+        what: &str,
+        release: impl FnOnce(&mut Pool) -> Result<(), PoolError>,
+    ) {
         self.verify_all_contents();
         let releases = with_books(|b| b.releases);
-        if let Err(err) = self.pool().clear() {
-            self.fail(format_args!("clear() failed: {err:?}"));
+        if let Err(err) = release(self.pool()) {
+            self.fail(format_args!("{what} failed: {err:?}"));
         }
-        self.check_released("clear", releases, self.model.blocks.len());
+        self.check_released(what, releases, self.model.blocks.len());
         let addrs: Vec<usize> = self.model.blocks.keys().copied().collect();
         for addr in addrs {
             self.model.bury(addr);
