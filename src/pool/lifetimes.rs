@@ -317,6 +317,20 @@ impl Pool {
         Ok(())
     }
 
+    /// The cleanups waiting to run, as `(func, data)`, oldest first (the
+    /// Python binding shows its callables to the garbage collector).
+    pub fn cleanups(&self) -> impl Iterator<Item = (CleanupFn, *mut c_void)> + '_ {
+        let lt = self.lifetimes.as_deref();
+        let pool_level = lt.into_iter().flat_map(|lt| &lt.cleanups);
+        let scoped = lt
+            .into_iter()
+            .flat_map(|lt| &lt.scopes)
+            .flat_map(|scope| &scope.cleanups);
+        pool_level
+            .chain(scoped)
+            .map(|cleanup| (cleanup.func, cleanup.data))
+    }
+
     /// The first half of a release: checks it may happen and takes out the
     /// cleanups to run. With no cleanups it does the whole release and
     /// returns `None`; otherwise the pool is left releasing until

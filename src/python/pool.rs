@@ -14,7 +14,7 @@ use super::allocators::{
 };
 use super::errors::{pool_exception, Operation};
 use super::report::{caller_origin, stats_object};
-use super::scope::{run_python_cleanup, Scope};
+use super::scope::{python_cleanup, python_cleanup_data, run_python_cleanup, Scope};
 use super::view::BlockView;
 use crate::error::PoolError;
 use crate::ffi::CymemPool;
@@ -349,23 +349,22 @@ impl Pool {
     /// blocks are freed. An exception goes to `sys.unraisablehook` and the
     /// other cleanups still run; a cleanup that changes its pool gets
     /// RuntimeError. The pool holds a reference to `callback` until then.
-    fn add_cleanup(&self, py: Python<'_>, callback: Bound<'_, PyAny>) -> PyResult<()> {
+    fn add_cleanup(&self, callback: Bound<'_, PyAny>) -> PyResult<()> {
         if !callback.is_callable() {
             return Err(PyTypeError::new_err("add_cleanup needs a callable"));
         }
-        let data = callback.unbind().into_ptr().cast::<c_void>();
-        // SAFETY: `run_python_cleanup` takes a strong reference to a Python
-        // object for one call, attaches to the interpreter itself and does
-        // not unwind (errors go to `sys.unraisablehook`); `data` is one,
-        // given up to the pool here.
+        let data = python_cleanup_data(callback.unbind());
+        // SAFETY: `run_python_cleanup` takes the data `python_cleanup_data`
+        // made, for one call; it attaches to the interpreter itself and does
+        // not unwind (errors go to `sys.unraisablehook`).
         let added = self
             .core
             .0
             .run(|pool| unsafe { pool.add_cleanup(run_python_cleanup, data) });
         added.map_err(|e| {
-            // SAFETY: the pool refused the entry, so the reference made by
-            // `into_ptr` above is still ours, released here once.
-            drop(unsafe { Bound::<PyAny>::from_owned_ptr(py, data.cast()) });
+            // SAFETY: the pool refused the entry, so the box made by
+            // `python_cleanup_data` above is still ours, released here once.
+            drop(unsafe { Box::from_raw(data.cast::<Py<PyAny>>()) });
             pool_exception(Operation::Lifetime, e)
         })
     }
@@ -393,7 +392,22 @@ impl Pool {
         if let Some(f) = &self.pyfree {
             visit.call(f)?;
         }
-        Ok(())
+        // The callables of Python cleanups: a cleanup that refers back to
+        // its pool (a bound method of the pool's owner) is a cycle the
+        // collector must see. (Skipped while a release runs them, or in a
+        // child of `fork` that cannot use the pool.)
+        let visited = self.core.0.with(|pool| {
+            pool.cleanups()
+                .filter_map(|(func, data)| python_cleanup(func, data))
+                .try_for_each(|callable| visit.call(callable))
+        });
+        visited.unwrap_or(Ok(()))
+    }
+
+    /// The collector found the pool in unreachable garbage: it dies, so its
+    /// cleanups run now (which also drops the references they hold).
+    fn __clear__(&self) {
+        self.core.0.run_cleanups();
     }
 }
 

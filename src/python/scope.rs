@@ -59,21 +59,39 @@ impl Scope {
     }
 }
 
-/// The cleanup a Python callable becomes: `data` is a strong reference to
-/// it, owned by the pool's entry and released here, after the call.
-/// An exception goes to `sys.unraisablehook`; the other cleanups still run.
+/// The cleanup a Python callable becomes: `data` is a `Box<Py<PyAny>>`
+/// owned by the pool's entry and released here, after the call (boxed so
+/// the pool's `__traverse__` can show it to the garbage collector). An
+/// exception goes to `sys.unraisablehook`; the other cleanups still run.
 ///
 /// # Safety
-/// `data` is a strong reference to a Python object, given up by its owner
-/// (`Pool.add_cleanup`) for this one call.
+/// `data` comes from [`python_cleanup_data`] and is handed to this call once.
 pub(crate) unsafe extern "C" fn run_python_cleanup(data: *mut c_void) {
     Python::attach(|py| {
-        // SAFETY: `data` is a strong reference handed to this call once
-        // (`# Safety`); owning it here releases it when the call ends.
-        let callable = unsafe { Bound::<PyAny>::from_owned_ptr(py, data.cast()) };
-        if let Err(err) = callable.call0() {
+        // SAFETY: `data` is a `Box<Py<PyAny>>` leaked by
+        // `python_cleanup_data` and handed to this call once (`# Safety`).
+        let callable = unsafe { Box::from_raw(data.cast::<Py<PyAny>>()) };
+        if let Err(err) = callable.call0(py) {
             let context = PyString::new(py, "cymem_rs.Pool cleanup");
             err.write_unraisable(py, Some(context.as_any()));
         }
     });
+}
+
+/// The `data` of a cleanup entry for `callable` (see [`run_python_cleanup`]).
+pub(crate) fn python_cleanup_data(callable: Py<PyAny>) -> *mut c_void {
+    Box::into_raw(Box::new(callable)).cast()
+}
+
+/// The callable of a cleanup entry, if it is a Python one.
+pub(crate) fn python_cleanup<'a>(
+    func: crate::pool::CleanupFn,
+    data: *mut c_void,
+) -> Option<&'a Py<PyAny>> {
+    // Only `run_python_cleanup` entries hold a `Box<Py<PyAny>>`.
+    let python = func as *const () == run_python_cleanup as *const ();
+    // SAFETY: such an entry's `data` came from `python_cleanup_data` and
+    // stays alive while the entry is in the pool, which the caller's borrow
+    // of the pool covers.
+    python.then(|| unsafe { &*data.cast::<Py<PyAny>>() })
 }

@@ -4,6 +4,7 @@ and limits, in heap, arena and debug pools."""
 
 import ctypes
 import gc
+import subprocess
 import sys
 import weakref
 
@@ -253,6 +254,39 @@ def test_cleanups_run_when_the_pool_dies_and_release_their_callables(new_pool):
     gc.collect()
     assert seen == [7]
     assert ref() is None, "and lets it go after running it"
+
+
+def test_a_cleanup_in_a_cycle_with_its_pool_is_collected_and_runs(new_pool):
+    ran = []
+
+    class Owner:
+        def __init__(self):
+            self.pool = new_pool()
+            self.pool.alloc(1, 8)
+            self.pool.add_cleanup(self.close)  # owner -> pool -> method -> owner
+
+        def close(self):
+            ran.append("closed")
+
+    owner = Owner()
+    ref = weakref.ref(owner)
+    del owner
+    gc.collect()
+    assert ran == ["closed"]
+    assert ref() is None, "the garbage collector saw the cycle"
+
+
+def test_cleanups_of_a_module_level_pool_run_at_exit(tmp_path):
+    script = tmp_path / "exit_cleanup.py"
+    script.write_text(
+        "import os\n"
+        "from cymem_rs import Pool\n"
+        "pool = Pool()\n"
+        # Bound now: at exit the module's globals may be gone first.
+        "pool.add_cleanup(lambda write=os.write: write(1, b'ran at exit'))\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, check=True)
+    assert (out.stdout, out.stderr) == (b"ran at exit", b"")
 
 
 def test_add_cleanup_needs_a_callable(new_pool):
