@@ -249,3 +249,53 @@ def test_arena_free_does_not_reuse_space_but_keeps_accounting():
     assert pool.size == 64 and pool.block_count == 1
     with pytest.raises(KeyError):
         pool.free(a)
+
+
+class _Truthy:
+    """An object whose truth value is its own choice (as `__bool__` says)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __bool__(self):
+        return self.value
+
+
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        (1, True),
+        (0, False),
+        ("yes", True),
+        ("", False),
+        ([0], True),
+        ([], False),
+        (_Truthy(True), True),
+        (_Truthy(False), False),
+        (True, True),
+        (False, False),
+    ],
+)
+def test_arena_and_debug_take_the_truth_value_of_any_object(flag, expected):
+    assert Pool(arena=flag).arena is expected
+    assert Pool(debug=flag).debug is expected
+
+
+def test_debug_none_follows_the_environment_and_false_overrides_it(monkeypatch):
+    monkeypatch.setenv("CYMEM_RS_DEBUG", "1")
+    assert Pool(debug=None).debug is True
+    assert Pool(debug=0).debug is False
+    monkeypatch.setenv("CYMEM_RS_DEBUG", "0")
+    assert Pool(debug=None).debug is False
+    assert Pool(debug=[1]).debug is True
+
+
+def test_arena_and_debug_truth_value_errors_propagate():
+    class Undecided:
+        def __bool__(self):
+            raise ZeroDivisionError("no truth value")
+
+    with pytest.raises(ZeroDivisionError):
+        Pool(arena=Undecided())
+    with pytest.raises(ZeroDivisionError):
+        Pool(debug=Undecided())
