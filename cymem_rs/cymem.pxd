@@ -150,10 +150,15 @@ cdef extern from *:
         return block;
     }
 
-    /* (size_t)-1 with an exception set on failure. */
+    /* (size_t)-1 with an exception set on failure (no pool holds that many
+       bytes: the core returns it when refusing a call made from inside one of
+       the pool's own calls). */
     static inline size_t cymem_rs_pool_size(PyObject *pool) {
+        size_t size;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "size") < 0) return (size_t)-1;
-        return cymem_rs_capi->core_size(CYMEM_RS_CORE(pool));
+        size = cymem_rs_capi->core_size(CYMEM_RS_CORE(pool));
+        if (CYMEM_RS_UNLIKELY(size == (size_t)-1)) cymem_rs_capi->raise_last_error(0);
+        return size;
     }
 
     /* Debug mode: 0, or -1 with MemoryCorruptionError set. */
@@ -167,13 +172,15 @@ cdef extern from *:
     /* The pool's counters into *out: 0, or -1 with an exception set. */
     static inline int cymem_rs_pool_stats(PyObject *pool, CymemRsPoolStats *out) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "stats") < 0) return -1;
-        cymem_rs_capi->pool_stats(CYMEM_RS_CORE(pool), out);
+        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_stats(CYMEM_RS_CORE(pool), out) != 0))
+            return cymem_rs_capi->raise_last_error(0);
         return 0;
     }
 
     static inline int cymem_rs_pool_reset_peak(PyObject *pool) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "reset_peak") < 0) return -1;
-        cymem_rs_capi->pool_reset_peak(CYMEM_RS_CORE(pool));
+        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_reset_peak(CYMEM_RS_CORE(pool)) != 0))
+            return cymem_rs_capi->raise_last_error(0);
         return 0;
     }
 

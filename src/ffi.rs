@@ -37,7 +37,8 @@ pub const CYMEM_ERR_SIZE_OVERFLOW: CymemStatus = 3;
 pub const CYMEM_ERR_UNKNOWN_POINTER: CymemStatus = 4;
 /// `realloc` to a size that is not larger than the block.
 pub const CYMEM_ERR_NOT_LARGER: CymemStatus = 5;
-/// A custom allocator returned a block that is still live in this pool.
+/// A custom allocator returned a block that is still live in this pool, or
+/// called back into its pool (that call is refused; the pool is unchanged).
 pub const CYMEM_ERR_BAD_ALLOCATOR: CymemStatus = 6;
 /// `free` or `realloc` of a pinned block (a live zero-copy view, or
 /// `cymem_pool_pin`); the block is left as it was.
@@ -61,8 +62,15 @@ pub type CymemFreeFn = Option<unsafe extern "C" fn(*mut c_void)>;
 pub struct CymemPool(pub(crate) SharedPool);
 
 impl CymemPool {
-    fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> Result<R, PoolError> {
         self.0.with(f)
+    }
+
+    fn try_with<R>(
+        &self,
+        f: impl FnOnce(&mut Pool) -> Result<R, PoolError>,
+    ) -> Result<R, PoolError> {
+        self.0.try_with(f)
     }
 }
 
@@ -73,7 +81,9 @@ impl From<PoolError> for CymemStatus {
             PoolError::OutOfMemory { .. } => CYMEM_ERR_OUT_OF_MEMORY,
             PoolError::UnknownPointer { .. } => CYMEM_ERR_UNKNOWN_POINTER,
             PoolError::NotLarger { .. } => CYMEM_ERR_NOT_LARGER,
-            PoolError::AllocatorReturnedLiveBlock { .. } => CYMEM_ERR_BAD_ALLOCATOR,
+            PoolError::AllocatorReturnedLiveBlock { .. } | PoolError::Reentered => {
+                CYMEM_ERR_BAD_ALLOCATOR
+            }
             PoolError::BlockInUse { .. } => CYMEM_ERR_BLOCK_IN_USE,
             PoolError::Corrupted { .. } => CYMEM_ERR_CORRUPTED,
             PoolError::NotPinned { .. } => CYMEM_ERR_NOT_PINNED,
@@ -106,6 +116,20 @@ pub(crate) fn report(err: PoolError) -> CymemStatus {
     set_last_error(err.into(), err.to_string())
 }
 
+/// A query's value, or (with the error recorded) its type's default: the
+/// queries that return a plain value return 0 when refused.
+fn value_or_reported<T: Default>(result: Result<T, PoolError>) -> T {
+    result.unwrap_or_else(|err| {
+        report(err);
+        T::default()
+    })
+}
+
+/// `CYMEM_OK`, or the status of the error (recorded).
+fn status(result: Result<(), PoolError>) -> CymemStatus {
+    result.map_or_else(report, |()| CYMEM_OK)
+}
+
 fn null_argument(function: &str, argument: &str) -> CymemStatus {
     set_last_error(
         CYMEM_ERR_NULL_ARGUMENT,
@@ -121,7 +145,9 @@ fn static_message(status: CymemStatus) -> &'static CStr {
         CYMEM_ERR_SIZE_OVERFLOW => c"requested size overflows",
         CYMEM_ERR_UNKNOWN_POINTER => c"pointer is not a live block of this pool",
         CYMEM_ERR_NOT_LARGER => c"realloc only grows a block",
-        CYMEM_ERR_BAD_ALLOCATOR => c"custom allocator returned a live block",
+        CYMEM_ERR_BAD_ALLOCATOR => {
+            c"custom allocator returned a live block or called back into its pool"
+        }
         CYMEM_ERR_BLOCK_IN_USE => c"block is pinned by live views; unpin it first",
         CYMEM_ERR_CORRUPTED => c"memory corruption detected (debug mode)",
         CYMEM_ERR_NOT_PINNED => c"block is not pinned",
@@ -156,7 +182,7 @@ unsafe fn status_of<T>(
     let Some(pool) = (unsafe { handle(pool, function) }) else {
         return CYMEM_ERR_NULL_ARGUMENT;
     };
-    match pool.with(op) {
+    match pool.try_with(op) {
         Ok(_) => CYMEM_OK,
         Err(err) => report(err),
     }
@@ -254,7 +280,7 @@ pub unsafe extern "C" fn cymem_pool_alloc(
     let Some(pool) = (unsafe { handle(pool, "cymem_pool_alloc") }) else {
         return ptr::null_mut();
     };
-    let result = pool.with(|p| p.alloc(number, elem_size));
+    let result = pool.try_with(|p| p.alloc(number, elem_size));
     match result {
         Ok(block) => block.as_ptr(),
         Err(err) => {
@@ -294,7 +320,7 @@ pub unsafe extern "C" fn cymem_pool_realloc(
     let Some(pool) = (unsafe { handle(pool, "cymem_pool_realloc") }) else {
         return ptr::null_mut();
     };
-    let result = pool.with(|p| p.realloc(ptr, new_size));
+    let result = pool.try_with(|p| p.realloc(ptr, new_size));
     match result {
         Ok(block) => block.as_ptr(),
         Err(err) => {
@@ -311,7 +337,8 @@ pub unsafe extern "C" fn cymem_pool_realloc(
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
     // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_size") }.map_or(0, |pool| pool.with(|p| p.size()))
+    unsafe { handle(pool, "cymem_pool_size") }
+        .map_or(0, |pool| value_or_reported(pool.with(|p| p.size())))
 }
 
 /// Number of live blocks. 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
@@ -322,7 +349,7 @@ pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
 pub unsafe extern "C" fn cymem_pool_block_count(pool: *const CymemPool) -> usize {
     // SAFETY: caller's contract.
     unsafe { handle(pool, "cymem_pool_block_count") }
-        .map_or(0, |pool| pool.with(|p| p.block_count()))
+        .map_or(0, |pool| value_or_reported(pool.with(|p| p.block_count())))
 }
 
 /// Stores the size of a live block in `*size_out`.
@@ -343,7 +370,10 @@ pub unsafe extern "C" fn cymem_pool_block_size(
     if size_out.is_null() {
         return null_argument("cymem_pool_block_size", "size_out");
     }
-    let found = pool.with(|p| p.block_size(ptr));
+    let found = match pool.with(|p| p.block_size(ptr)) {
+        Ok(found) => found,
+        Err(err) => return report(err),
+    };
     match found {
         Some(size) => {
             // SAFETY: non-NULL and writable by the caller's contract.
@@ -419,7 +449,8 @@ pub unsafe extern "C" fn cymem_pool_unpin(pool: *mut CymemPool, ptr: *const c_vo
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_pin_count(pool: *const CymemPool, ptr: *const c_void) -> usize {
     // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_pin_count") }.map_or(0, |pool| pool.with(|p| p.pins(ptr)))
+    unsafe { handle(pool, "cymem_pool_pin_count") }
+        .map_or(0, |pool| value_or_reported(pool.with(|p| p.pins(ptr))))
 }
 
 // ---------------------------------------------------------------------------
@@ -489,8 +520,9 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator_debug(
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_is_debug(pool: *const CymemPool) -> c_int {
     // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_is_debug") }
-        .map_or(0, |pool| c_int::from(pool.with(|p| p.is_debug())))
+    unsafe { handle(pool, "cymem_pool_is_debug") }.map_or(0, |pool| {
+        c_int::from(value_or_reported(pool.with(|p| p.is_debug())))
+    })
 }
 
 /// Checks the guards of every live block and the poison of every quarantined
@@ -528,7 +560,7 @@ pub unsafe extern "C" fn cymem_pool_destroy_checked(pool: *mut *mut CymemPool) -
     // SAFETY: a live handle was made by `Box::into_raw` in `into_handle`,
     // and we just cleared the caller's only way to reach it again.
     let owned = unsafe { Box::from_raw(handle) };
-    let result = owned.with(|p| p.free_all_checked());
+    let result = owned.try_with(|p| p.free_all_checked());
     drop(owned);
     match result {
         Ok(()) => CYMEM_OK,
@@ -640,7 +672,10 @@ pub unsafe extern "C" fn cymem_pool_stats(
     if out.is_null() {
         return null_argument("cymem_pool_stats", "out");
     }
-    let stats = pool.with(|p| p.stats());
+    let stats = match pool.with(|p| p.stats()) {
+        Ok(stats) => stats,
+        Err(err) => return report(err),
+    };
     // SAFETY: non-NULL and writable by the caller's contract.
     unsafe { out.write(stats) };
     CYMEM_OK
@@ -657,8 +692,7 @@ pub unsafe extern "C" fn cymem_pool_reset_peak(pool: *mut CymemPool) -> CymemSta
     let Some(pool) = (unsafe { handle(pool, "cymem_pool_reset_peak") }) else {
         return CYMEM_ERR_NULL_ARGUMENT;
     };
-    pool.with(|p| p.reset_peak());
-    CYMEM_OK
+    status(pool.with(|p| p.reset_peak()))
 }
 
 /// A new pool on the system allocator, called `name` in live-pool reports
@@ -691,8 +725,7 @@ pub unsafe extern "C" fn cymem_pool_set_name(
     };
     // SAFETY: caller's contract.
     let name = unsafe { optional_text(name) };
-    pool.with(|p| p.set_name(name));
-    CYMEM_OK
+    status(pool.with(|p| p.set_name(name)))
 }
 
 /// Copies the pool's name into `buf` like `snprintf` (at most `size - 1`
@@ -712,7 +745,7 @@ pub unsafe extern "C" fn cymem_pool_name(
     let Some(pool) = (unsafe { handle(pool, "cymem_pool_name") }) else {
         return 0;
     };
-    let name = pool.with(|p| p.name()).unwrap_or_default();
+    let name = value_or_reported(pool.with(|p| p.name())).unwrap_or_default();
     // SAFETY: caller's contract.
     unsafe { copy_truncated(&name, buf, size) }
 }
@@ -738,8 +771,7 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
         Some(file) => Origin::Text(format!("{file}:{line}").into()),
         None => Origin::Static("C"),
     };
-    pool.with(|p| p.set_origin(origin));
-    CYMEM_OK
+    status(pool.with(|p| p.set_origin(origin)))
 }
 
 /// Lists the pools alive now in this library (C, Rust and, inside the

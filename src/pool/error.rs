@@ -32,6 +32,10 @@ pub enum PoolError {
     BlockInUse { addr: usize, views: usize },
     /// `unpin` of a live block that is not pinned (more unpins than pins).
     NotPinned { addr: usize },
+    /// A call on a pool from inside another call on the same pool, on the
+    /// same thread: only a custom allocator function can do that (the pool
+    /// calls nothing else). Refused; the pool is left as it was.
+    Reentered,
     /// Debug mode found a block's memory damaged. `addr` and `size` are the
     /// block as the user had it, `alloc_number` the n-th successful `alloc`
     /// of the pool that made it (from 1), `offset` the damaged byte nearest
@@ -89,6 +93,10 @@ impl fmt::Display for PoolError {
                 f,
                 "block {addr:#x} is in use by {views} live view(s) or pin(s); \
                  release them before freeing or moving it"
+            ),
+            PoolError::Reentered => f.write_str(
+                "the pool was called from inside one of its own calls (its custom \
+                 allocator called back into it); the call was refused",
             ),
             PoolError::NotPinned { addr } => write!(
                 f,

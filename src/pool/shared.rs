@@ -2,8 +2,10 @@
 //! or by Python code under the GIL.
 
 use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use super::error::PoolError;
 use super::Pool;
 
 /// A [`Pool`] plus the discipline that serialises access to it: its own lock,
@@ -12,7 +14,30 @@ use super::Pool;
 pub struct SharedPool {
     /// `None` only for pools made by [`SharedPool::unsynchronized`].
     lock: Option<Mutex<()>>,
+    /// The thread inside `with` (see `thread_marker`), or 0. A custom
+    /// allocator function runs inside `with` and may call back into the same
+    /// pool: that call is refused instead of aliasing the pool in mid-update
+    /// (or deadlocking on its lock).
+    holder: AtomicUsize,
     pool: UnsafeCell<Pool>,
+}
+
+/// A number unique to the calling thread among live threads, never 0: the
+/// address of a thread-local.
+fn thread_marker() -> usize {
+    thread_local! {
+        static MARKER: u8 = const { 0 };
+    }
+    MARKER.with(|marker| std::ptr::from_ref(marker) as usize)
+}
+
+/// Clears `SharedPool::holder` when a `with` call ends, even by unwinding.
+struct Holding<'a>(&'a AtomicUsize);
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: every access to `pool` goes through `with`, which holds `lock`, or,
@@ -24,6 +49,7 @@ impl SharedPool {
     pub fn locked(pool: Pool) -> Self {
         SharedPool {
             lock: Some(Mutex::new(())),
+            holder: AtomicUsize::new(0),
             pool: UnsafeCell::new(pool),
         }
     }
@@ -38,6 +64,7 @@ impl SharedPool {
     pub unsafe fn unsynchronized(pool: Pool) -> Self {
         SharedPool {
             lock: None,
+            holder: AtomicUsize::new(0),
             pool: UnsafeCell::new(pool),
         }
     }
@@ -47,17 +74,42 @@ impl SharedPool {
         self.lock.is_some()
     }
 
-    /// Runs `f` with exclusive access to the pool. `f` must not call back
-    /// into the same pool (with the lock that would deadlock).
-    pub fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
+    /// Runs `f` with exclusive access to the pool.
+    /// `PoolError::Reentered` if this thread is already inside a call on
+    /// this pool (its custom allocator called back into it).
+    pub fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> Result<R, PoolError> {
+        let me = thread_marker();
+        // Only this thread ever stores `me`, and it clears it before leaving
+        // `with`, so reading `me` here means this thread is inside `with`.
+        if self.holder.load(Ordering::Relaxed) == me {
+            return Err(PoolError::Reentered);
+        }
         // Pool methods never panic while holding the lock, so a poisoned lock
         // still guards a consistent pool.
         let _guard = self
             .lock
             .as_ref()
             .map(|lock| lock.lock().unwrap_or_else(PoisonError::into_inner));
+        self.holder.store(me, Ordering::Relaxed);
+        // Dropped before `_guard`: cleared while the lock is still held.
+        let _holding = Holding(&self.holder);
         // SAFETY: exclusive, either through the guard or by the contract of
-        // `unsynchronized`; the reference does not outlive this call.
-        f(unsafe { &mut *self.pool.get() })
+        // `unsynchronized`, and not re-entered (checked above); the reference
+        // does not outlive this call.
+        Ok(f(unsafe { &mut *self.pool.get() }))
+    }
+
+    /// The pool, through exclusive ownership of the whole (no call can be
+    /// running: e.g. while it is being dropped).
+    pub fn get_mut(&mut self) -> &mut Pool {
+        self.pool.get_mut()
+    }
+
+    /// [`SharedPool::with`] for an operation that can fail itself.
+    pub fn try_with<R>(
+        &self,
+        f: impl FnOnce(&mut Pool) -> Result<R, PoolError>,
+    ) -> Result<R, PoolError> {
+        self.with(f)?
     }
 }

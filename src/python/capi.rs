@@ -16,7 +16,7 @@ use pyo3::types::PyCapsule;
 
 use super::address::Address;
 use super::allocators::{default_free, default_malloc, PyFree, PyMalloc};
-use super::errors::{exception, Operation};
+use super::errors::{exception_type, Operation};
 use super::pool::{warn_zero_alloc, Pool};
 use crate::ffi::cymem_pool_check;
 use crate::ffi::{
@@ -78,7 +78,7 @@ fn offset_in_object<T>(object: *mut PyObject, field: *const T) -> usize {
 fn build_table(py: Python<'_>) -> PyResult<CApi> {
     // Measure where pyo3 placed the fields, on real objects: pyo3 does not
     // promise a layout, so C is told rather than assuming.
-    let pool = Bound::new(py, Pool::new(py, None, None, false, None, None)?)?;
+    let pool = Bound::new(py, Pool::new(py, None, None, None, None, None)?)?;
     let address = Bound::new(py, Address::new(py, 1, 1)?)?;
     let malloc = default_malloc(py)?.bind(py);
     let free = default_free(py)?.bind(py);
@@ -121,6 +121,11 @@ pub(crate) fn capsule(py: Python<'_>) -> PyResult<Bound<'_, PyCapsule>> {
     unsafe { PyCapsule::new_with_pointer(py, NonNull::from(table).cast(), CAPSULE_NAME) }
 }
 
+/// The C entry points below are called by Cython code holding the GIL but
+/// not through pyo3, so their `Python` token is not counted by pyo3: a `Py`
+/// dropped under it is queued until the next counted call into the module
+/// (millions of caught errors would pile up). They set exceptions with the C
+/// API and hold only `Bound` references, which are released at once.
 unsafe extern "C" fn raise_last_error(op: c_int) -> c_int {
     // SAFETY: called by the Cython helpers, which hold the GIL (or are attached
     // to the interpreter on free-threaded builds).
@@ -130,14 +135,23 @@ unsafe extern "C" fn raise_last_error(op: c_int) -> c_int {
         1 => Operation::Free,
         _ => Operation::Realloc,
     };
-    // SAFETY: the message is a NUL-terminated string owned by this thread.
-    let message = unsafe { CStr::from_ptr(cymem_last_error_message()) };
-    exception(
-        op,
-        cymem_last_error(),
-        message.to_string_lossy().into_owned(),
-    )
-    .restore(py);
+    let status = cymem_last_error();
+    // The message stays in this thread's error slot: no copy is made.
+    let message = cymem_last_error_message();
+    match exception_type(py, op, status) {
+        // SAFETY: a live exception type and a NUL-terminated message owned by
+        // this thread; CPython copies it into the exception.
+        Some(ty) => unsafe { pyo3::ffi::PyErr_SetString(ty.as_ptr(), message) },
+        // SAFETY: as above; the format's arguments match its `%d` and `%s`.
+        None => unsafe {
+            pyo3::ffi::PyErr_Format(
+                pyo3::ffi::PyExc_RuntimeError,
+                c"cymem_rs error %d: %s".as_ptr(),
+                status,
+                message,
+            );
+        },
+    }
     -1
 }
 
@@ -146,6 +160,7 @@ unsafe extern "C" fn capi_warn_zero_alloc() -> c_int {
     let py = unsafe { Python::assume_attached() };
     match warn_zero_alloc(py) {
         Ok(()) => 0,
+        // Raised by Python code (the warnings machinery): restoring it drops no `Py`.
         Err(err) => {
             err.restore(py);
             -1
@@ -156,19 +171,19 @@ unsafe extern "C" fn capi_warn_zero_alloc() -> c_int {
 /// Wraps a non-NULL C function in a new Python object, or raises TypeError.
 fn wrap_function<F, T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>(
     function: Option<F>,
-    what: &str,
+    null_message: &CStr,
     wrap: impl FnOnce(F) -> T,
 ) -> *mut PyObject {
     // SAFETY: as in `raise_last_error`.
     let py = unsafe { Python::assume_attached() };
-    let made = match function {
-        Some(f) => Py::new(py, wrap(f)),
-        None => Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "{what}: the function pointer is NULL"
-        ))),
+    let Some(f) = function else {
+        // SAFETY: a NUL-terminated message; the exception type is a static.
+        unsafe { pyo3::ffi::PyErr_SetString(pyo3::ffi::PyExc_TypeError, null_message.as_ptr()) };
+        return std::ptr::null_mut();
     };
-    match made {
+    match Py::new(py, wrap(f)) {
         Ok(object) => object.into_ptr(),
+        // Made from the exception CPython raised: restoring it drops no `Py`.
         Err(err) => {
             err.restore(py);
             std::ptr::null_mut()
@@ -177,11 +192,19 @@ fn wrap_function<F, T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>(
 }
 
 unsafe extern "C" fn wrap_malloc(malloc: CymemMallocFn) -> *mut PyObject {
-    wrap_function(malloc, "WrapMalloc", PyMalloc::wrap)
+    wrap_function(
+        malloc,
+        c"WrapMalloc: the function pointer is NULL",
+        PyMalloc::wrap,
+    )
 }
 
 unsafe extern "C" fn wrap_free(free: CymemFreeFn) -> *mut PyObject {
-    wrap_function(free, "WrapFree", PyFree::wrap)
+    wrap_function(
+        free,
+        c"WrapFree: the function pointer is NULL",
+        PyFree::wrap,
+    )
 }
 
 /// The core inside a Pool object.
@@ -202,7 +225,7 @@ unsafe extern "C" fn core_alloc(
     // SAFETY: see `core_ref`; the Cython caller passes its Pool's core.
     match unsafe { core_ref(core) }
         .0
-        .with(|p| p.alloc(number, elem_size))
+        .try_with(|p| p.alloc(number, elem_size))
     {
         Ok(block) => block.as_ptr(),
         Err(err) => {
@@ -214,7 +237,7 @@ unsafe extern "C" fn core_alloc(
 
 unsafe extern "C" fn core_free(core: *mut CymemPool, ptr: *mut c_void) -> CymemStatus {
     // SAFETY: as in `core_alloc`.
-    match unsafe { core_ref(core) }.0.with(|p| p.free(ptr)) {
+    match unsafe { core_ref(core) }.0.try_with(|p| p.free(ptr)) {
         Ok(_) => crate::ffi::CYMEM_OK,
         Err(err) => report(err),
     }
@@ -228,7 +251,7 @@ unsafe extern "C" fn core_realloc(
     // SAFETY: as in `core_alloc`.
     match unsafe { core_ref(core) }
         .0
-        .with(|p| p.realloc(ptr, new_size))
+        .try_with(|p| p.realloc(ptr, new_size))
     {
         Ok(block) => block.as_ptr(),
         Err(err) => {
@@ -238,7 +261,14 @@ unsafe extern "C" fn core_realloc(
     }
 }
 
+/// `usize::MAX` (never a pool's size) with the error recorded if refused.
 unsafe extern "C" fn core_size(core: *const CymemPool) -> usize {
     // SAFETY: as in `core_alloc`.
-    unsafe { core_ref(core) }.0.with(|p| p.size())
+    unsafe { core_ref(core) }
+        .0
+        .with(|p| p.size())
+        .unwrap_or_else(|err| {
+            report(err);
+            usize::MAX
+        })
 }

@@ -1,6 +1,7 @@
 """cymem_rs from Python: the surface cymem users touch, and its errors."""
 
 import gc
+import os
 import pickle
 import tracemalloc
 import warnings
@@ -281,13 +282,21 @@ def test_arena_and_debug_take_the_truth_value_of_any_object(flag, expected):
     assert Pool(debug=flag).debug is expected
 
 
-def test_debug_none_follows_the_environment_and_false_overrides_it(monkeypatch):
-    monkeypatch.setenv("CYMEM_RS_DEBUG", "1")
-    assert Pool(debug=None).debug is True
-    assert Pool(debug=0).debug is False
-    monkeypatch.setenv("CYMEM_RS_DEBUG", "0")
-    assert Pool(debug=None).debug is False
-    assert Pool(debug=[1]).debug is True
+def test_debug_none_follows_the_environment_and_false_overrides_it():
+    # The variable is read once per process: ask a fresh one.
+    import subprocess
+    import sys
+
+    code = (
+        "from cymem_rs import Pool; "
+        "print(Pool(debug=None).debug, Pool(debug=0).debug, Pool(debug=[1]).debug)"
+    )
+    for value, follows in (("1", True), ("0", False)):
+        env = {**os.environ, "CYMEM_RS_DEBUG": value}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.split() == [str(follows), "False", "True"]
 
 
 def test_arena_and_debug_truth_value_errors_propagate():
