@@ -125,28 +125,40 @@ cdef extern from *:
 
     #define CYMEM_RS_CORE(pool) ((void *)((char *)(pool) + cymem_rs_core_offset))
 
+    /* alloc, free and realloc may run Python code (the zero-allocation
+       warning, a custom allocator function) that drops the last reference to
+       the pool: Cython passes attributes such as `self.mem` borrowed. Each
+       holds its own reference until it returns. */
     static inline void *cymem_rs_pool_alloc(PyObject *pool, size_t number, size_t elem_size) {
-        void *block;
+        void *block = NULL;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "alloc") < 0) return NULL;
+        Py_INCREF(pool);
         if (CYMEM_RS_UNLIKELY(number == 0 || elem_size == 0)
-            && cymem_rs_capi->warn_zero_alloc() < 0) return NULL;
+            && cymem_rs_capi->warn_zero_alloc() < 0) goto done;
         block = cymem_rs_capi->core_alloc(CYMEM_RS_CORE(pool), number, elem_size);
         if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(0);
+    done:
+        Py_DECREF(pool);
         return block;
     }
 
     static inline int cymem_rs_pool_free(PyObject *pool, void *ptr) {
+        int status;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "free") < 0) return -1;
-        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->core_free(CYMEM_RS_CORE(pool), ptr) != 0))
-            return cymem_rs_capi->raise_last_error(1);
-        return 0;
+        Py_INCREF(pool);
+        status = cymem_rs_capi->core_free(CYMEM_RS_CORE(pool), ptr);
+        if (CYMEM_RS_UNLIKELY(status != 0)) status = cymem_rs_capi->raise_last_error(1);
+        Py_DECREF(pool);
+        return status;
     }
 
     static inline void *cymem_rs_pool_realloc(PyObject *pool, void *ptr, size_t new_size) {
         void *block;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "realloc") < 0) return NULL;
+        Py_INCREF(pool);
         block = cymem_rs_capi->core_realloc(CYMEM_RS_CORE(pool), ptr, new_size);
         if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(2);
+        Py_DECREF(pool);
         return block;
     }
 

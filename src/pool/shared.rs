@@ -113,3 +113,54 @@ impl SharedPool {
         self.with(f)?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::ffi::c_void;
+
+    use super::*;
+    use crate::allocator::Allocator;
+
+    thread_local! {
+        /// The pool the allocator below calls back into, and what it got.
+        static TARGET: Cell<*const SharedPool> = const { Cell::new(std::ptr::null()) };
+        static INNER: Cell<Option<Result<usize, PoolError>>> = const { Cell::new(None) };
+    }
+
+    unsafe extern "C" fn reentrant_malloc(n: usize) -> *mut c_void {
+        let target = TARGET.with(|t| t.replace(std::ptr::null()));
+        if !target.is_null() {
+            // SAFETY: the test keeps the pool alive while it allocates.
+            let inner = unsafe { &*target }.with(|p| p.size());
+            INNER.with(|i| i.set(Some(inner)));
+        }
+        // SAFETY: plain libc malloc.
+        unsafe { libc::malloc(n) }
+    }
+
+    fn refuses_reentry(shared: SharedPool) {
+        TARGET.with(|t| t.set(&shared));
+        let block = shared.try_with(|p| p.alloc(1, 64));
+        assert!(block.is_ok());
+        assert_eq!(INNER.with(Cell::take), Some(Err(PoolError::Reentered)));
+        // Usable again afterwards, and nothing half-done.
+        assert_eq!(shared.with(|p| (p.block_count(), p.size())), Ok((1, 64)));
+    }
+
+    fn reentrant_pool() -> Pool {
+        // SAFETY: malloc/free of libc, with a detour that allocates nothing.
+        Pool::with_allocator(unsafe { Allocator::from_raw(reentrant_malloc, libc::free) })
+    }
+
+    #[test]
+    fn a_call_from_the_pools_own_allocator_is_refused_when_locked() {
+        refuses_reentry(SharedPool::locked(reentrant_pool()));
+    }
+
+    #[test]
+    fn a_call_from_the_pools_own_allocator_is_refused_when_unsynchronized() {
+        // SAFETY: one thread only.
+        refuses_reentry(unsafe { SharedPool::unsynchronized(reentrant_pool()) });
+    }
+}

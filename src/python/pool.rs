@@ -351,8 +351,14 @@ impl Drop for Pool {
         }
         if let Err(err) = core.free_all_checked() {
             Python::attach(|py| {
+                // The last reference may be dropped by C code with an
+                // exception pending (Cython's inline calls): keep it.
+                let pending = PyErr::take(py);
                 let context = PyString::new(py, "cymem_rs.Pool being deallocated");
                 pool_exception(Operation::Free, err).write_unraisable(py, Some(context.as_any()));
+                if let Some(pending) = pending {
+                    pending.restore(py);
+                }
             });
         }
     }

@@ -12,7 +12,7 @@ clean exception or the correct result.
 from __future__ import annotations
 
 import pytest
-from conftest import run_python
+from conftest import run, run_python
 
 CHECKED_HEAP = {"MALLOC_CHECK_": "3", "MALLOC_PERTURB_": "165"}
 DEBUG_PYMEM = {**CHECKED_HEAP, "PYTHONMALLOC": "malloc_debug"}
@@ -502,6 +502,20 @@ def c_size(Pool mem):
 
 def c_zero_alloc(Pool mem):
     return <uintptr_t>mem.alloc(0, 8)
+
+# Cython passes `self.mem` to the inline methods as a borrowed reference: a
+# hook that drops the holder's reference must not free the pool mid-call.
+cdef class Holder:
+    cdef public Pool mem
+
+def holder_alloc(Holder h, size_t number):
+    return <uintptr_t>h.mem.alloc(number, 8)
+
+def holder_free(Holder h, size_t addr):
+    h.mem.free(<void*><uintptr_t>addr)
+
+def holder_realloc(Holder h, size_t addr, size_t n):
+    return <uintptr_t>h.mem.realloc(<void*><uintptr_t>addr, n)
 """
 
 ALLOCATOR_CASES = {
@@ -610,6 +624,106 @@ def test_buffer_exported_from_a_view_survives_reentrant_frees(allocators):
         mv[:] = memoryview(bytes(range(64))).cast("q")
         mv.release()
         m.c_free_addr(pool, addr)
+        print("ok")
+        """,
+        path=[allocators],
+        env=DEBUG_PYMEM,
+    )
+
+
+# ------------------------------------------------------------------ the C ABI
+
+REENTRANT_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "cymem_rs.h"
+
+/* The pool a hook calls back into (once), and what that call got. */
+static CymemPool *target;
+static int inner_status = -1;
+
+static void reenter(void) {
+    CymemPool *p = target;
+    target = NULL;
+    if (p == NULL) return;
+    void *b = cymem_pool_alloc(p, 1, 8);
+    inner_status = b ? 0 : cymem_last_error();
+    /* Queries are refused too (0 and the error recorded). */
+    if (cymem_pool_size(p) != 0 || cymem_last_error() != CYMEM_ERR_BAD_ALLOCATOR)
+        inner_status = -2;
+}
+
+static void *hook_malloc(size_t n) { reenter(); return malloc(n); }
+static void hook_free(void *p) { reenter(); free(p); }
+
+static int expect_refused(const char *what) {
+    if (inner_status != CYMEM_ERR_BAD_ALLOCATOR) {
+        printf("%s: inner call got %d\n", what, inner_status);
+        return 1;
+    }
+    inner_status = -1;
+    return 0;
+}
+
+int main(void) {
+    CymemPool *pool = cymem_pool_new_with_allocator(hook_malloc, hook_free);
+    target = pool;
+    void *a = cymem_pool_alloc(pool, 1, 64);
+    if (a == NULL || expect_refused("alloc")) return 2;
+    target = pool;
+    a = cymem_pool_realloc(pool, a, 4096);
+    if (a == NULL || expect_refused("realloc")) return 3;
+    target = pool;
+    if (cymem_pool_free(pool, a) != CYMEM_OK || expect_refused("free")) return 4;
+    if (cymem_pool_block_count(pool) != 0 || cymem_pool_size(pool) != 0) return 5;
+    cymem_pool_destroy(&pool);
+    puts("ok");
+    return 0;
+}
+"""
+
+
+def test_c_allocator_reentering_its_locked_pool_is_refused_not_deadlocked(c_program):
+    # A C handle has its own lock: re-entering it from its allocator used to
+    # wait for itself forever.
+    exe = c_program("reentrant_c_allocator", REENTRANT_C)
+    outcome = run([str(exe)], timeout=30, env=CHECKED_HEAP).ok()
+    assert outcome.stdout.strip() == "ok", outcome.describe()
+
+
+@pytest.mark.parametrize(
+    "hook, operation",
+    [
+        ("malloc", "m.holder_alloc(h, 8)"),
+        ("malloc", "m.holder_realloc(h, first, 4096)"),
+        ("free", "m.holder_free(h, first)"),
+        ("warning", "m.holder_alloc(h, 0)"),
+    ],
+    ids=["alloc", "realloc", "free", "zero_alloc_warning"],
+)
+def test_hook_dropping_the_last_reference_to_the_pool_mid_call(hook, operation, allocators):
+    # The pool must live until the inline call returns; the hook's drop
+    # takes effect after it.
+    run_checked(
+        f"""
+        import gc, warnings, weakref, cymem_rs.cymem
+        import reentrant_allocators as m
+        h = m.Holder()
+        h.mem = m.make_pool()
+        first = h.mem.alloc(1, 32)
+        gone = weakref.ref(h.mem)
+        def drop_pool():
+            h.mem = None
+            gc.collect()
+        if "{hook}" == "warning":
+            cymem_rs.cymem.WARN_ZERO_ALLOC = True
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda *a, **k: drop_pool()
+        else:
+            m.set_hooks(**{{"{hook}_hook": drop_pool}})
+        {operation}
+        m.set_hooks()
+        assert gone() is None and h.mem is None
         print("ok")
         """,
         path=[allocators],
