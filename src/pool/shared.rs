@@ -3,7 +3,7 @@
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::error::PoolError;
 use super::Pool;
@@ -14,10 +14,10 @@ use super::Pool;
 pub struct SharedPool {
     /// `None` only for pools made by [`SharedPool::unsynchronized`].
     lock: Option<Mutex<()>>,
-    /// The thread inside `with` (see `thread_marker`), or 0. A custom
-    /// allocator function runs inside `with` and may call back into the same
-    /// pool: that call is refused instead of aliasing the pool in mid-update
-    /// (or deadlocking on its lock).
+    /// Non-zero while a call is in progress: for a locked pool, the calling
+    /// thread (see `thread_marker`). A custom allocator function runs inside
+    /// a call and may call back into the same pool: that call is refused
+    /// instead of aliasing the pool in mid-update (or deadlocking on its lock).
     holder: AtomicUsize,
     pool: UnsafeCell<Pool>,
 }
@@ -74,29 +74,65 @@ impl SharedPool {
         self.lock.is_some()
     }
 
+    /// Marks a call on the pool as in progress (taking the lock if it has
+    /// one) until the returned guard drops. `PoolError::Reentered` if this
+    /// thread is already inside a call on it (its custom allocator called
+    /// back into it).
+    #[inline]
+    fn enter(&self) -> Result<Entered<'_>, PoolError> {
+        let (lock, me) = match &self.lock {
+            // No lock: calls never overlap except through a callback of a
+            // call in progress (which may also let another thread run, e.g.
+            // Python code switching threads): any holder is refused.
+            None => {
+                if self.holder.load(Ordering::Relaxed) != 0 {
+                    return Err(PoolError::Reentered);
+                }
+                (None, 1)
+            }
+            Some(lock) => {
+                let me = thread_marker();
+                // Only this thread ever stores `me`, and it clears it before
+                // leaving the call, so reading `me` means it is inside one.
+                if self.holder.load(Ordering::Relaxed) == me {
+                    return Err(PoolError::Reentered);
+                }
+                // Pool methods never panic while holding the lock, so a
+                // poisoned lock still guards a consistent pool.
+                (
+                    Some(lock.lock().unwrap_or_else(PoisonError::into_inner)),
+                    me,
+                )
+            }
+        };
+        self.holder.store(me, Ordering::Relaxed);
+        Ok(Entered {
+            _holding: Holding(&self.holder),
+            _lock: lock,
+        })
+    }
+
     /// Runs `f` with exclusive access to the pool.
     /// `PoolError::Reentered` if this thread is already inside a call on
     /// this pool (its custom allocator called back into it).
+    #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> Result<R, PoolError> {
-        let me = thread_marker();
-        // Only this thread ever stores `me`, and it clears it before leaving
-        // `with`, so reading `me` here means this thread is inside `with`.
-        if self.holder.load(Ordering::Relaxed) == me {
-            return Err(PoolError::Reentered);
-        }
-        // Pool methods never panic while holding the lock, so a poisoned lock
-        // still guards a consistent pool.
-        let _guard = self
-            .lock
-            .as_ref()
-            .map(|lock| lock.lock().unwrap_or_else(PoisonError::into_inner));
-        self.holder.store(me, Ordering::Relaxed);
-        // Dropped before `_guard`: cleared while the lock is still held.
-        let _holding = Holding(&self.holder);
-        // SAFETY: exclusive, either through the guard or by the contract of
-        // `unsynchronized`, and not re-entered (checked above); the reference
-        // does not outlive this call.
+        let _entered = self.enter()?;
+        // SAFETY: exclusive, either through the lock or by the contract of
+        // `unsynchronized`, and not re-entered (`enter` checked); the
+        // reference does not outlive the guard.
         Ok(f(unsafe { &mut *self.pool.get() }))
+    }
+
+    /// [`SharedPool::with`] for an operation that can fail itself.
+    #[inline]
+    pub fn try_with<R>(
+        &self,
+        f: impl FnOnce(&mut Pool) -> Result<R, PoolError>,
+    ) -> Result<R, PoolError> {
+        let _entered = self.enter()?;
+        // SAFETY: as in `with`.
+        f(unsafe { &mut *self.pool.get() })
     }
 
     /// The pool, through exclusive ownership of the whole (no call can be
@@ -104,14 +140,13 @@ impl SharedPool {
     pub fn get_mut(&mut self) -> &mut Pool {
         self.pool.get_mut()
     }
+}
 
-    /// [`SharedPool::with`] for an operation that can fail itself.
-    pub fn try_with<R>(
-        &self,
-        f: impl FnOnce(&mut Pool) -> Result<R, PoolError>,
-    ) -> Result<R, PoolError> {
-        self.with(f)?
-    }
+/// A call in progress on a [`SharedPool`]. Fields drop in order: the holder
+/// is cleared while the lock is still held.
+struct Entered<'a> {
+    _holding: Holding<'a>,
+    _lock: Option<MutexGuard<'a, ()>>,
 }
 
 #[cfg(test)]
