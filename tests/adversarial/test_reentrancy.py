@@ -729,3 +729,42 @@ def test_hook_dropping_the_last_reference_to_the_pool_mid_call(hook, operation, 
         path=[allocators],
         env=DEBUG_PYMEM,
     )
+
+
+def test_another_thread_calling_while_an_allocator_hook_lets_it_run(allocators):
+    # The hook sleeps, so the interpreter lets another thread run, and that
+    # thread frees the very block being moved. It must be refused while the
+    # call is in progress (RuntimeError), and find the block moved after.
+    run_checked(
+        """
+        import threading, time
+        import reentrant_allocators as m
+        pool = m.make_pool()
+        first = pool.alloc(1, 32)
+        started, results = threading.Event(), []
+        def other():
+            started.wait()
+            for _ in range(200):
+                try:
+                    pool.free(first)
+                    results.append("freed")
+                except RuntimeError:
+                    results.append("refused")
+                except KeyError:
+                    results.append("moved")
+                time.sleep(0.0005)
+        t = threading.Thread(target=other)
+        t.start()
+        def pause():
+            started.set()
+            time.sleep(0.05)
+        m.set_hooks(malloc_hook=pause)
+        moved = pool.realloc(first, 4096)
+        t.join()
+        assert "freed" not in results and "refused" in results, set(results)
+        assert pool.addresses == {moved: 4096}
+        print("ok")
+        """,
+        path=[allocators],
+        env=DEBUG_PYMEM,
+    )
