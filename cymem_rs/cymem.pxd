@@ -46,19 +46,23 @@ cdef extern from *:
         uint64_t total_reallocs;
     } CymemRsPoolStats;
 
-    /* Mirror of `CApi` in src/python/capi.rs. */
-    #define CYMEM_RS_CAPI_VERSION 1
+    /* Mirror of `CApi` in src/python/capi.rs, versioned on its own
+       (`CAPSULE_VERSION` there), apart from the C ABI's version. */
+    #define CYMEM_RS_CAPSULE_VERSION 2
+
+    /* The operation codes of `raise_last_error` (`CYMEM_RS_OP_*` in capi.rs). */
+    #define CYMEM_RS_OP_ALLOC 0
+    #define CYMEM_RS_OP_FREE 1
+    #define CYMEM_RS_OP_REALLOC 2
+    #define CYMEM_RS_OP_CHECK 3
+
     typedef struct {
-        size_t abi_version;
+        size_t capsule_version;
         size_t table_size;
         size_t pool_core_offset;
         size_t address_ptr_offset;
         size_t pymalloc_fn_offset;
         size_t pyfree_fn_offset;
-        void *(*pool_alloc)(void *pool, size_t number, size_t elem_size);
-        int (*pool_free)(void *pool, void *ptr);
-        void *(*pool_realloc)(void *pool, void *ptr, size_t new_size);
-        size_t (*pool_size)(const void *pool);
         int (*raise_last_error)(int operation);
         int (*warn_zero_alloc)(void);
         PyObject *(*wrap_malloc)(cymem_rs_malloc_fn malloc_fn);
@@ -86,12 +90,12 @@ cdef extern from *:
         const CymemRsCAPI *api =
             (const CymemRsCAPI *)PyCapsule_Import("cymem_rs.cymem._C_API", 0);
         if (api == NULL) return -1;
-        if (api->abi_version != CYMEM_RS_CAPI_VERSION) {
+        if (api->capsule_version != CYMEM_RS_CAPSULE_VERSION) {
             PyErr_Format(PyExc_ImportError,
                 "cymem_rs C API version mismatch: this module was compiled for "
-                "version %d, the installed cymem_rs provides version %zu; "
+                "capsule version %d, the installed cymem_rs provides version %zu; "
                 "recompile the module against the installed cymem_rs",
-                CYMEM_RS_CAPI_VERSION, api->abi_version);
+                CYMEM_RS_CAPSULE_VERSION, api->capsule_version);
             return -1;
         }
         if (api->table_size < sizeof(CymemRsCAPI)
@@ -136,7 +140,7 @@ cdef extern from *:
         if (CYMEM_RS_UNLIKELY(number == 0 || elem_size == 0)
             && cymem_rs_capi->warn_zero_alloc() < 0) goto done;
         block = cymem_rs_capi->core_alloc(CYMEM_RS_CORE(pool), number, elem_size);
-        if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(0);
+        if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(CYMEM_RS_OP_ALLOC);
     done:
         Py_DECREF(pool);
         return block;
@@ -147,7 +151,7 @@ cdef extern from *:
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "free") < 0) return -1;
         Py_INCREF(pool);
         status = cymem_rs_capi->core_free(CYMEM_RS_CORE(pool), ptr);
-        if (CYMEM_RS_UNLIKELY(status != 0)) status = cymem_rs_capi->raise_last_error(1);
+        if (CYMEM_RS_UNLIKELY(status != 0)) status = cymem_rs_capi->raise_last_error(CYMEM_RS_OP_FREE);
         Py_DECREF(pool);
         return status;
     }
@@ -157,7 +161,7 @@ cdef extern from *:
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "realloc") < 0) return NULL;
         Py_INCREF(pool);
         block = cymem_rs_capi->core_realloc(CYMEM_RS_CORE(pool), ptr, new_size);
-        if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(2);
+        if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(CYMEM_RS_OP_REALLOC);
         Py_DECREF(pool);
         return block;
     }
@@ -169,7 +173,7 @@ cdef extern from *:
         size_t size;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "size") < 0) return (size_t)-1;
         size = cymem_rs_capi->core_size(CYMEM_RS_CORE(pool));
-        if (CYMEM_RS_UNLIKELY(size == (size_t)-1)) cymem_rs_capi->raise_last_error(0);
+        if (CYMEM_RS_UNLIKELY(size == (size_t)-1)) cymem_rs_capi->raise_last_error(CYMEM_RS_OP_CHECK);
         return size;
     }
 
@@ -177,7 +181,7 @@ cdef extern from *:
     static inline int cymem_rs_pool_check(PyObject *pool) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "check") < 0) return -1;
         if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_check(CYMEM_RS_CORE(pool)) != 0))
-            return cymem_rs_capi->raise_last_error(1);
+            return cymem_rs_capi->raise_last_error(CYMEM_RS_OP_CHECK);
         return 0;
     }
 
@@ -185,14 +189,14 @@ cdef extern from *:
     static inline int cymem_rs_pool_stats(PyObject *pool, CymemRsPoolStats *out) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "stats") < 0) return -1;
         if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_stats(CYMEM_RS_CORE(pool), out) != 0))
-            return cymem_rs_capi->raise_last_error(0);
+            return cymem_rs_capi->raise_last_error(CYMEM_RS_OP_CHECK);
         return 0;
     }
 
     static inline int cymem_rs_pool_reset_peak(PyObject *pool) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "reset_peak") < 0) return -1;
         if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_reset_peak(CYMEM_RS_CORE(pool)) != 0))
-            return cymem_rs_capi->raise_last_error(0);
+            return cymem_rs_capi->raise_last_error(CYMEM_RS_OP_CHECK);
         return 0;
     }
 

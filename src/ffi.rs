@@ -12,7 +12,7 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 use crate::allocator::Allocator;
 use crate::error::PoolError;
@@ -65,13 +65,6 @@ impl CymemPool {
     fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> Result<R, PoolError> {
         self.0.with(f)
     }
-
-    fn try_with<R>(
-        &self,
-        f: impl FnOnce(&mut Pool) -> Result<R, PoolError>,
-    ) -> Result<R, PoolError> {
-        self.0.try_with(f)
-    }
 }
 
 impl From<PoolError> for CymemStatus {
@@ -116,20 +109,6 @@ pub(crate) fn report(err: PoolError) -> CymemStatus {
     set_last_error(err.into(), err.to_string())
 }
 
-/// A query's value, or (with the error recorded) its type's default: the
-/// queries that return a plain value return 0 when refused.
-fn value_or_reported<T: Default>(result: Result<T, PoolError>) -> T {
-    result.unwrap_or_else(|err| {
-        report(err);
-        T::default()
-    })
-}
-
-/// `CYMEM_OK`, or the status of the error (recorded).
-fn status(result: Result<(), PoolError>) -> CymemStatus {
-    result.map_or_else(report, |()| CYMEM_OK)
-}
-
 fn null_argument(function: &str, argument: &str) -> CymemStatus {
     set_last_error(
         CYMEM_ERR_NULL_ARGUMENT,
@@ -155,37 +134,106 @@ fn static_message(status: CymemStatus) -> &'static CStr {
     }
 }
 
-/// The pool behind a handle, or `None` (with the error recorded) for NULL.
+/// The opening of every call on a handle: runs `op` on the pool behind
+/// `pool`. Fails with the status recorded for `cymem_last_error`:
+/// `CYMEM_ERR_NULL_ARGUMENT` (naming `function`) if `pool` is NULL,
+/// `CYMEM_ERR_BAD_ALLOCATOR` if the call comes from inside one of the pool's
+/// own calls (its custom allocator).
 ///
 /// # Safety
-/// `pool` is NULL or a live handle from `cymem_pool_new*`.
-unsafe fn handle<'a>(pool: *const CymemPool, function: &str) -> Option<&'a CymemPool> {
-    // SAFETY: caller's contract; a live handle is a valid, shared `CymemPool`.
-    let found = unsafe { pool.as_ref() };
-    if found.is_none() {
-        null_argument(function, "pool");
+/// `pool` is NULL or a live handle from `cymem_pool_new*`, which no thread
+/// destroys during the call.
+unsafe fn with_handle<R>(
+    pool: *const CymemPool,
+    function: &str,
+    op: impl FnOnce(&mut Pool) -> R,
+) -> Result<R, CymemStatus> {
+    // SAFETY: a non-NULL `pool` is a live handle (`# Safety`): a `CymemPool`
+    // boxed by `into_handle` and not yet destroyed, so it may be borrowed
+    // for this call; it is only ever shared (`with` serialises access).
+    match unsafe { pool.as_ref() } {
+        Some(pool) => pool.with(op).map_err(report),
+        None => Err(null_argument(function, "pool")),
     }
-    found
 }
 
-/// Runs `op` on a live handle and turns its outcome into a status, recording
-/// an error for `cymem_last_error`; `CYMEM_ERR_NULL_ARGUMENT` for a NULL pool.
+/// The status of a pool call that only succeeds or fails, with the error
+/// recorded for `cymem_last_error`.
+pub(crate) fn status<T>(result: Result<T, PoolError>) -> CymemStatus {
+    match result {
+        Ok(_) => CYMEM_OK,
+        Err(err) => report(err),
+    }
+}
+
+/// The block of a pool call that returns one, or NULL with the error
+/// recorded for `cymem_last_error`.
+pub(crate) fn block_or_null(result: Result<NonNull<c_void>, PoolError>) -> *mut c_void {
+    match result {
+        Ok(block) => block.as_ptr(),
+        Err(err) => {
+            report(err);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `with_handle` for a call that only succeeds or fails.
 ///
 /// # Safety
-/// `pool` is NULL or a live handle.
+/// As `with_handle`: `pool` is NULL or a live handle.
 unsafe fn status_of<T>(
     pool: *const CymemPool,
     function: &str,
     op: impl FnOnce(&mut Pool) -> Result<T, PoolError>,
 ) -> CymemStatus {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, function) }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
-    };
-    match pool.try_with(op) {
-        Ok(_) => CYMEM_OK,
-        Err(err) => report(err),
+    // SAFETY: `pool` is NULL or a live handle that no thread destroys during
+    // the call (`# Safety`), which is all `with_handle` asks.
+    unsafe { with_handle(pool, function, |p| status(op(p))) }.unwrap_or_else(|failed| failed)
+}
+
+/// The custom allocator of `cymem_pool_new_with_allocator*`, or `None` with
+/// `CYMEM_ERR_NULL_ARGUMENT` recorded if either function is NULL.
+///
+/// # Safety
+/// The functions behave like C `malloc` and `free` and are callable from any
+/// thread that uses the pool, for as long as the pool lives.
+unsafe fn c_allocator(
+    malloc_fn: CymemMallocFn,
+    free_fn: CymemFreeFn,
+    function: &str,
+) -> Option<Allocator> {
+    match (malloc_fn, free_fn) {
+        // SAFETY: the `# Safety` section promises exactly what `from_raw`
+        // asks of the pair.
+        (Some(malloc), Some(free)) => Some(unsafe { Allocator::from_raw(malloc, free) }),
+        (None, _) => {
+            null_argument(function, "malloc_fn");
+            None
+        }
+        (Some(_), None) => {
+            null_argument(function, "free_fn");
+            None
+        }
     }
+}
+
+/// Takes the handle out of `*slot` (leaving NULL there), as the destroy
+/// functions do: `None` if it was already NULL.
+///
+/// # Safety
+/// `*slot` is NULL or a live handle that no other thread is using.
+unsafe fn take_handle(slot: &mut *mut CymemPool) -> Option<Box<CymemPool>> {
+    let handle = std::mem::replace(slot, ptr::null_mut());
+    // SAFETY: a live handle was made by `Box::into_raw` in `into_handle` and
+    // is used by no other thread (`# Safety`); the caller's only way to reach
+    // it again, `*slot`, is now NULL, so the box is owned once.
+    (!handle.is_null()).then(|| unsafe { Box::from_raw(handle) })
+}
+
+/// A pool on the system allocator, as the plain and named C constructors make.
+fn system_pool(name: Option<String>) -> Pool {
+    Pool::with_allocator_labelled(Allocator::system(), c_label(name))
 }
 
 fn into_handle(pool: Pool) -> *mut CymemPool {
@@ -203,10 +251,7 @@ pub extern "C" fn cymem_abi_version() -> u32 {
 /// A new pool on the system allocator (`calloc`/`realloc`/`free`).
 #[no_mangle]
 pub extern "C" fn cymem_pool_new() -> *mut CymemPool {
-    into_handle(Pool::with_allocator_labelled(
-        Allocator::system(),
-        c_label(None),
-    ))
+    into_handle(system_pool(None))
 }
 
 /// A new arena pool: blocks are bump-allocated from large chunks and all
@@ -230,18 +275,13 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator(
     malloc_fn: CymemMallocFn,
     free_fn: CymemFreeFn,
 ) -> *mut CymemPool {
-    let (Some(malloc), Some(free)) = (malloc_fn, free_fn) else {
-        let missing = if malloc_fn.is_none() {
-            "malloc_fn"
-        } else {
-            "free_fn"
-        };
-        null_argument("cymem_pool_new_with_allocator", missing);
-        return ptr::null_mut();
-    };
-    // SAFETY: the caller promises malloc/free semantics (see above).
-    let allocator = unsafe { Allocator::from_raw(malloc, free) };
-    into_handle(Pool::with_allocator_labelled(allocator, c_label(None)))
+    // SAFETY: the functions behave like C malloc/free and are callable from
+    // every thread that uses the pool while it lives (`# Safety`), which is
+    // all `c_allocator` asks.
+    match unsafe { c_allocator(malloc_fn, free_fn, "cymem_pool_new_with_allocator") } {
+        Some(allocator) => into_handle(Pool::with_allocator_labelled(allocator, c_label(None))),
+        None => ptr::null_mut(),
+    }
 }
 
 /// Frees every block still live in the pool, then the pool, and sets
@@ -253,15 +293,11 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator(
 /// thread is using.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_destroy(pool: *mut *mut CymemPool) {
-    // SAFETY: caller's contract.
-    let Some(slot) = (unsafe { pool.as_mut() }) else {
-        return;
-    };
-    let handle = std::mem::replace(slot, ptr::null_mut());
-    if !handle.is_null() {
-        // SAFETY: a live handle was made by `Box::into_raw` in `into_handle`,
-        // and we just cleared the caller's only way to reach it again.
-        drop(unsafe { Box::from_raw(handle) });
+    // SAFETY: a non-NULL `pool` points to a handle slot the caller lets us
+    // write (`# Safety`), and no other thread uses it during the call.
+    if let Some(slot) = unsafe { pool.as_mut() } {
+        // SAFETY: `*slot` is NULL or a live handle no other thread is using.
+        drop(unsafe { take_handle(slot) });
     }
 }
 
@@ -276,18 +312,13 @@ pub unsafe extern "C" fn cymem_pool_alloc(
     number: usize,
     elem_size: usize,
 ) -> *mut c_void {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_alloc") }) else {
-        return ptr::null_mut();
-    };
-    let result = pool.try_with(|p| p.alloc(number, elem_size));
-    match result {
-        Ok(block) => block.as_ptr(),
-        Err(err) => {
-            report(err);
-            ptr::null_mut()
-        }
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe {
+        with_handle(pool, "cymem_pool_alloc", |p| {
+            block_or_null(p.alloc(number, elem_size))
+        })
     }
+    .unwrap_or(ptr::null_mut())
 }
 
 /// Releases a block of the pool. `CYMEM_ERR_UNKNOWN_POINTER` (and no memory
@@ -297,7 +328,8 @@ pub unsafe extern "C" fn cymem_pool_alloc(
 /// `pool` is NULL or a live handle. `ptr` may be anything.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_free(pool: *mut CymemPool, ptr: *mut c_void) -> CymemStatus {
-    // SAFETY: caller's contract.
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`); the pool checks
+    // `ptr` against its table before touching memory.
     unsafe { status_of(pool, "cymem_pool_free", |p| p.free(ptr)) }
 }
 
@@ -316,18 +348,14 @@ pub unsafe extern "C" fn cymem_pool_realloc(
     ptr: *mut c_void,
     new_size: usize,
 ) -> *mut c_void {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_realloc") }) else {
-        return ptr::null_mut();
-    };
-    let result = pool.try_with(|p| p.realloc(ptr, new_size));
-    match result {
-        Ok(block) => block.as_ptr(),
-        Err(err) => {
-            report(err);
-            ptr::null_mut()
-        }
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`); the pool checks
+    // `ptr` against its table before touching memory.
+    unsafe {
+        with_handle(pool, "cymem_pool_realloc", |p| {
+            block_or_null(p.realloc(ptr, new_size))
+        })
     }
+    .unwrap_or(ptr::null_mut())
 }
 
 /// Bytes in live blocks. 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
@@ -336,9 +364,8 @@ pub unsafe extern "C" fn cymem_pool_realloc(
 /// `pool` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
-    // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_size") }
-        .map_or(0, |pool| value_or_reported(pool.with(|p| p.size())))
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe { with_handle(pool, "cymem_pool_size", |p| p.size()) }.unwrap_or(0)
 }
 
 /// Number of live blocks. 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
@@ -347,9 +374,8 @@ pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
 /// `pool` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_block_count(pool: *const CymemPool) -> usize {
-    // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_block_count") }
-        .map_or(0, |pool| value_or_reported(pool.with(|p| p.block_count())))
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe { with_handle(pool, "cymem_pool_block_count", |p| p.block_count()) }.unwrap_or(0)
 }
 
 /// Stores the size of a live block in `*size_out`.
@@ -363,25 +389,18 @@ pub unsafe extern "C" fn cymem_pool_block_size(
     ptr: *const c_void,
     size_out: *mut usize,
 ) -> CymemStatus {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_block_size") }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
+    const FUNCTION: &str = "cymem_pool_block_size";
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    let found = match unsafe { with_handle(pool, FUNCTION, |p| p.block_size(ptr)) } {
+        Ok(found) => found,
+        Err(failed) => return failed,
     };
     if size_out.is_null() {
-        return null_argument("cymem_pool_block_size", "size_out");
+        return null_argument(FUNCTION, "size_out");
     }
-    let found = match pool.with(|p| p.block_size(ptr)) {
-        Ok(found) => found,
-        Err(err) => return report(err),
-    };
-    match found {
-        Some(size) => {
-            // SAFETY: non-NULL and writable by the caller's contract.
-            unsafe { size_out.write(size) };
-            CYMEM_OK
-        }
-        None => report(PoolError::UnknownPointer { addr: ptr as usize }),
-    }
+    let size = found.ok_or(PoolError::UnknownPointer { addr: ptr as usize });
+    // SAFETY: `size_out` is not NULL (checked above), so it is writable (`# Safety`).
+    status(size.map(|size| unsafe { size_out.write(size) }))
 }
 
 /// The status of the last failed call on this thread (`CYMEM_OK` if none).
@@ -426,7 +445,8 @@ pub extern "C" fn cymem_status_message(status: CymemStatus) -> *const c_char {
 /// `pool` is NULL or a live handle. `ptr` may be anything.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_pin(pool: *mut CymemPool, ptr: *const c_void) -> CymemStatus {
-    // SAFETY: caller's contract.
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`); `ptr` is only
+    // looked up in the pool's table.
     unsafe { status_of(pool, "cymem_pool_pin", |p| p.pin(ptr)) }
 }
 
@@ -437,7 +457,8 @@ pub unsafe extern "C" fn cymem_pool_pin(pool: *mut CymemPool, ptr: *const c_void
 /// `pool` is NULL or a live handle. `ptr` may be anything.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_unpin(pool: *mut CymemPool, ptr: *const c_void) -> CymemStatus {
-    // SAFETY: caller's contract.
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`); `ptr` is only
+    // looked up in the pool's table.
     unsafe { status_of(pool, "cymem_pool_unpin", |p| p.unpin(ptr)) }
 }
 
@@ -448,9 +469,9 @@ pub unsafe extern "C" fn cymem_pool_unpin(pool: *mut CymemPool, ptr: *const c_vo
 /// `pool` is NULL or a live handle. `ptr` may be anything.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_pin_count(pool: *const CymemPool, ptr: *const c_void) -> usize {
-    // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_pin_count") }
-        .map_or(0, |pool| value_or_reported(pool.with(|p| p.pins(ptr))))
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`); `ptr` is only
+    // looked up in the pool's pin map.
+    unsafe { with_handle(pool, "cymem_pool_pin_count", |p| p.pins(ptr)) }.unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------
@@ -474,10 +495,7 @@ fn debug_if_env(pool: Pool) -> Pool {
 /// makes every `cymem_pool_new*` pool a debug pool.)
 #[no_mangle]
 pub extern "C" fn cymem_pool_new_debug() -> *mut CymemPool {
-    into_handle(
-        Pool::with_allocator_labelled(Allocator::system(), c_label(None))
-            .with_debug(DebugOptions::default()),
-    )
+    into_handle(system_pool(None).with_debug(DebugOptions::default()))
 }
 
 /// A new debug arena pool (see `cymem_pool_new_debug` and `cymem_pool_new_arena`).
@@ -497,20 +515,17 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator_debug(
     malloc_fn: CymemMallocFn,
     free_fn: CymemFreeFn,
 ) -> *mut CymemPool {
-    let (Some(malloc), Some(free)) = (malloc_fn, free_fn) else {
-        let missing = if malloc_fn.is_none() {
-            "malloc_fn"
-        } else {
-            "free_fn"
-        };
-        null_argument("cymem_pool_new_with_allocator_debug", missing);
-        return ptr::null_mut();
-    };
-    // SAFETY: the caller promises malloc/free semantics.
-    let allocator = unsafe { Allocator::from_raw(malloc, free) };
-    into_handle(
-        Pool::with_allocator_labelled(allocator, c_label(None)).with_debug(DebugOptions::default()),
-    )
+    const FUNCTION: &str = "cymem_pool_new_with_allocator_debug";
+    // SAFETY: the functions behave like C malloc/free and are callable from
+    // every thread that uses the pool while it lives (`# Safety`), which is
+    // all `c_allocator` asks.
+    match unsafe { c_allocator(malloc_fn, free_fn, FUNCTION) } {
+        Some(allocator) => into_handle(
+            Pool::with_allocator_labelled(allocator, c_label(None))
+                .with_debug(DebugOptions::default()),
+        ),
+        None => ptr::null_mut(),
+    }
 }
 
 /// 1 if the pool is a debug pool, 0 if not (or NULL, with `CYMEM_ERR_NULL_ARGUMENT`).
@@ -519,10 +534,8 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator_debug(
 /// `pool` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_is_debug(pool: *const CymemPool) -> c_int {
-    // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_is_debug") }.map_or(0, |pool| {
-        c_int::from(value_or_reported(pool.with(|p| p.is_debug())))
-    })
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe { with_handle(pool, "cymem_pool_is_debug", |p| c_int::from(p.is_debug())) }.unwrap_or(0)
 }
 
 /// Checks the guards of every live block and the poison of every quarantined
@@ -535,7 +548,7 @@ pub unsafe extern "C" fn cymem_pool_is_debug(pool: *const CymemPool) -> c_int {
 /// `pool` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_check(pool: *mut CymemPool) -> CymemStatus {
-    // SAFETY: caller's contract.
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe { status_of(pool, "cymem_pool_check", |p| p.check()) }
 }
 
@@ -549,23 +562,18 @@ pub unsafe extern "C" fn cymem_pool_check(pool: *mut CymemPool) -> CymemStatus {
 /// As `cymem_pool_destroy`.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_destroy_checked(pool: *mut *mut CymemPool) -> CymemStatus {
-    // SAFETY: caller's contract.
+    // SAFETY: a non-NULL `pool` points to a handle slot the caller lets us
+    // write (`# Safety`), and no other thread uses it during the call.
     let Some(slot) = (unsafe { pool.as_mut() }) else {
         return null_argument("cymem_pool_destroy_checked", "pool");
     };
-    let handle = std::mem::replace(slot, ptr::null_mut());
-    if handle.is_null() {
+    // SAFETY: `*slot` is NULL or a live handle no other thread is using.
+    let Some(owned) = (unsafe { take_handle(slot) }) else {
         return CYMEM_OK;
-    }
-    // SAFETY: a live handle was made by `Box::into_raw` in `into_handle`,
-    // and we just cleared the caller's only way to reach it again.
-    let owned = unsafe { Box::from_raw(handle) };
-    let result = owned.try_with(|p| p.free_all_checked());
+    };
+    let result = owned.0.try_with(|p| p.free_all_checked());
     drop(owned);
-    match result {
-        Ok(()) => CYMEM_OK,
-        Err(err) => report(err),
-    }
+    status(result)
 }
 
 // ---------------------------------------------------------------------------
@@ -585,8 +593,9 @@ fn c_label(name: Option<String>) -> Label {
 /// # Safety
 /// `text` is NULL or a NUL-terminated string.
 unsafe fn optional_text(text: *const c_char) -> Option<String> {
-    // SAFETY: caller's contract.
     (!text.is_null()).then(|| {
+        // SAFETY: `text` is not NULL, so it is a NUL-terminated string
+        // (`# Safety`), read here only.
         unsafe { CStr::from_ptr(text) }
             .to_string_lossy()
             .into_owned()
@@ -607,12 +616,14 @@ unsafe fn copy_truncated(text: &str, buf: *mut c_char, size: usize) -> usize {
     while !text.is_char_boundary(n) {
         n -= 1;
     }
-    // SAFETY: `buf` has room for `size` > `n` bytes (caller's contract); the
-    // source is `n` initialised bytes of `text`, which cannot overlap it.
-    unsafe {
-        ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
-        buf.add(n).write(0);
-    }
+    // SAFETY: `buf` is not NULL, so it is writable for `size` > `n` bytes
+    // (`# Safety`); the source is `n` bytes of `text`, a Rust string the C
+    // buffer cannot overlap.
+    unsafe { ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n) };
+    // SAFETY: byte `n` < `size` is inside the same buffer.
+    let end = unsafe { buf.add(n) };
+    // SAFETY: `end` is that writable byte.
+    unsafe { end.write(0) };
     text.len()
 }
 
@@ -643,15 +654,11 @@ fn to_c_info(info: &PoolInfo) -> CymemPoolInfo {
         stats: info.stats,
     };
     let name = info.name.as_deref().unwrap_or("");
-    // SAFETY: both arrays are valid for their full length.
-    unsafe {
-        copy_truncated(name, out.name.as_mut_ptr(), CYMEM_POOL_NAME_SIZE);
-        copy_truncated(
-            &info.origin,
-            out.origin.as_mut_ptr(),
-            CYMEM_POOL_ORIGIN_SIZE,
-        );
-    }
+    // SAFETY: `out.name` is an array of `CYMEM_POOL_NAME_SIZE` bytes, all writable.
+    unsafe { copy_truncated(name, out.name.as_mut_ptr(), CYMEM_POOL_NAME_SIZE) };
+    let (origin, size) = (out.origin.as_mut_ptr(), CYMEM_POOL_ORIGIN_SIZE);
+    // SAFETY: `out.origin` is an array of `CYMEM_POOL_ORIGIN_SIZE` bytes, all writable.
+    unsafe { copy_truncated(&info.origin, origin, size) };
     out
 }
 
@@ -665,18 +672,15 @@ pub unsafe extern "C" fn cymem_pool_stats(
     pool: *const CymemPool,
     out: *mut PoolStats,
 ) -> CymemStatus {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_stats") }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    let stats = match unsafe { with_handle(pool, "cymem_pool_stats", |p| p.stats()) } {
+        Ok(stats) => stats,
+        Err(failed) => return failed,
     };
     if out.is_null() {
         return null_argument("cymem_pool_stats", "out");
     }
-    let stats = match pool.with(|p| p.stats()) {
-        Ok(stats) => stats,
-        Err(err) => return report(err),
-    };
-    // SAFETY: non-NULL and writable by the caller's contract.
+    // SAFETY: `out` is not NULL (checked above), so it is writable (`# Safety`).
     unsafe { out.write(stats) };
     CYMEM_OK
 }
@@ -688,11 +692,14 @@ pub unsafe extern "C" fn cymem_pool_stats(
 /// `pool` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_reset_peak(pool: *mut CymemPool) -> CymemStatus {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_reset_peak") }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
-    };
-    status(pool.with(|p| p.reset_peak()))
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe {
+        with_handle(pool, "cymem_pool_reset_peak", |p| {
+            p.reset_peak();
+            CYMEM_OK
+        })
+    }
+    .unwrap_or_else(|failed| failed)
 }
 
 /// A new pool on the system allocator, called `name` in live-pool reports
@@ -702,12 +709,9 @@ pub unsafe extern "C" fn cymem_pool_reset_peak(pool: *mut CymemPool) -> CymemSta
 /// `name` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_new_named(name: *const c_char) -> *mut CymemPool {
-    // SAFETY: caller's contract.
+    // SAFETY: `name` is NULL or a NUL-terminated string (`# Safety`).
     let name = unsafe { optional_text(name) };
-    into_handle(Pool::with_allocator_labelled(
-        Allocator::system(),
-        c_label(name),
-    ))
+    into_handle(system_pool(name))
 }
 
 /// Renames a pool (the string is copied; NULL: unnamed).
@@ -719,13 +723,16 @@ pub unsafe extern "C" fn cymem_pool_set_name(
     pool: *mut CymemPool,
     name: *const c_char,
 ) -> CymemStatus {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_set_name") }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
-    };
-    // SAFETY: caller's contract.
+    // SAFETY: `name` is NULL or a NUL-terminated string (`# Safety`).
     let name = unsafe { optional_text(name) };
-    status(pool.with(|p| p.set_name(name)))
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe {
+        with_handle(pool, "cymem_pool_set_name", |p| {
+            p.set_name(name);
+            CYMEM_OK
+        })
+    }
+    .unwrap_or_else(|failed| failed)
 }
 
 /// Copies the pool's name into `buf` like `snprintf` (at most `size - 1`
@@ -741,13 +748,13 @@ pub unsafe extern "C" fn cymem_pool_name(
     buf: *mut c_char,
     size: usize,
 ) -> usize {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_name") }) else {
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    let Ok(name) = (unsafe { with_handle(pool, "cymem_pool_name", |p| p.name()) }) else {
         return 0;
     };
-    let name = value_or_reported(pool.with(|p| p.name())).unwrap_or_default();
-    // SAFETY: caller's contract.
-    unsafe { copy_truncated(&name, buf, size) }
+    // SAFETY: `buf` is valid for `size` bytes of writes, or NULL with `size`
+    // 0 (`# Safety`), as `copy_truncated` needs.
+    unsafe { copy_truncated(&name.unwrap_or_default(), buf, size) }
 }
 
 /// Records where the pool was made, shown as "file:line" in reports (the
@@ -762,16 +769,19 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
     file: *const c_char,
     line: c_uint,
 ) -> CymemStatus {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_set_origin") }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
-    };
-    // SAFETY: caller's contract.
+    // SAFETY: `file` is NULL or a NUL-terminated string (`# Safety`).
     let origin = match unsafe { optional_text(file) } {
         Some(file) => Origin::Text(format!("{file}:{line}").into()),
         None => Origin::Static("C"),
     };
-    status(pool.with(|p| p.set_origin(origin)))
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe {
+        with_handle(pool, "cymem_pool_set_origin", |p| {
+            p.set_origin(origin);
+            CYMEM_OK
+        })
+    }
+    .unwrap_or_else(|failed| failed)
 }
 
 /// Lists the pools alive now in this library (C, Rust and, inside the
@@ -789,8 +799,11 @@ pub unsafe extern "C" fn cymem_live_pools(out: *mut CymemPoolInfo, capacity: usi
     let pools = registry::live_pools();
     if !out.is_null() {
         for (i, info) in pools.iter().take(capacity).enumerate() {
-            // SAFETY: `i` < `capacity` entries, writable by the caller's contract.
-            unsafe { out.add(i).write(to_c_info(info)) };
+            // SAFETY: `out` is not NULL, so it is valid for `capacity` entries
+            // (`# Safety`), and `i` < `capacity`.
+            let entry = unsafe { out.add(i) };
+            // SAFETY: `entry` is one of those writable entries.
+            unsafe { entry.write(to_c_info(info)) };
         }
     }
     pools.len()
@@ -806,6 +819,7 @@ pub unsafe extern "C" fn cymem_live_pools(out: *mut CymemPoolInfo, capacity: usi
 #[no_mangle]
 pub unsafe extern "C" fn cymem_report(buf: *mut c_char, size: usize) -> usize {
     let text = registry::report();
-    // SAFETY: caller's contract.
+    // SAFETY: `buf` is valid for `size` bytes of writes, or NULL with `size`
+    // 0 (`# Safety`), as `copy_truncated` needs.
     unsafe { copy_truncated(&text, buf, size) }
 }

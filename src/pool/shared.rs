@@ -40,8 +40,13 @@ impl Drop for Holding<'_> {
     }
 }
 
-// SAFETY: every access to `pool` goes through `with`, which holds `lock`, or,
-// for unsynchronized pools, is serialised by the creator's contract.
+// SAFETY: `pool` is reached only through `with`/`try_with` (or `get_mut`,
+// which needs `&mut self`). For a locked pool they hold `lock` for the whole
+// access; an unlocked pool exists only through the `unsafe` constructor
+// `unsynchronized`, whose maker promised that no two calls overlap (CPython's
+// GIL serialises them), and a call made while another is in progress (from a
+// callback of it) is refused by `enter`. Either way at most one `&mut Pool`
+// exists at a time, whichever thread holds it.
 unsafe impl Sync for SharedPool {}
 
 impl SharedPool {

@@ -32,6 +32,8 @@ pub(crate) enum Operation {
     Alloc,
     Free,
     Realloc,
+    /// Debug mode's `check`.
+    Check,
 }
 
 /// The Python exception type for a status code, as cymem raises it:

@@ -139,7 +139,10 @@ fn take_free() -> &'static Record {
 /// from this thread's free list.
 pub(crate) fn register(label: Label, arena: bool) -> &'static Record {
     let record = take_free();
-    // SAFETY: a free record, not live, ours alone (protocol, first case).
+    // SAFETY: `take_free` handed us a record that is not live and is on no
+    // free list any more, so no report reads it and no other thread took it
+    // (the first case of `Record::meta`'s protocol): this is the only
+    // reference.
     let meta = unsafe { &mut *record.meta.get() };
     // Drops the label of the record's previous pool, if any.
     *meta = Meta {
@@ -169,33 +172,32 @@ pub(crate) fn release(record: &'static Record) {
     }
 }
 
-pub(crate) fn name(record: &Record) -> Option<String> {
+/// Runs `f` on the label of a live pool's record, under the registry lock.
+fn with_meta<R>(record: &Record, f: impl FnOnce(&mut Meta) -> R) -> R {
     let _reg = registry();
-    // SAFETY: a live record, read under the lock (protocol, second case).
-    unsafe { &*record.meta.get() }
-        .name
-        .as_deref()
-        .map(str::to_owned)
+    // SAFETY: the record is live (its pool calls this, so it has not dropped)
+    // and `_reg` holds the registry lock until `f` returns: the second case of
+    // `Record::meta`'s protocol, so no other reference to `meta` exists.
+    f(unsafe { &mut *record.meta.get() })
+}
+
+pub(crate) fn name(record: &Record) -> Option<String> {
+    with_meta(record, |meta| meta.name.as_deref().map(str::to_owned))
 }
 
 pub(crate) fn set_name(record: &Record, name: Option<String>) {
-    let old = {
-        let _reg = registry();
-        // SAFETY: a live record, changed under the lock (protocol, second case).
-        let meta = unsafe { &mut *record.meta.get() };
-        std::mem::replace(&mut meta.name, name.map(String::into_boxed_str))
-    };
-    drop(old);
+    let name = name.map(String::into_boxed_str);
+    // The old name is dropped after the lock is released.
+    drop(with_meta(record, |meta| {
+        std::mem::replace(&mut meta.name, name)
+    }));
 }
 
 pub(crate) fn set_origin(record: &Record, origin: Origin) {
-    let old = {
-        let _reg = registry();
-        // SAFETY: as in `set_name`.
-        let meta = unsafe { &mut *record.meta.get() };
+    // The old origin is dropped after the lock is released.
+    drop(with_meta(record, |meta| {
         std::mem::replace(&mut meta.origin, origin)
-    };
-    drop(old);
+    }));
 }
 
 /// Every pool alive now, most bytes first (then highest peak, then name).
@@ -208,9 +210,11 @@ pub fn live_pools() -> Vec<PoolInfo> {
         let reg = registry();
         let mut found = Vec::new();
         for record in reg.records.iter().filter(|r| r.live.load(Acquire)) {
-            // SAFETY: a live record, read under the lock (protocol, second
-            // case); if its pool drops meanwhile, the record can be handed
-            // out again only after a recycle, which needs the lock we hold.
+            // SAFETY: the record was live when loaded and `reg` holds the
+            // registry lock (the second case of `Record::meta`'s protocol),
+            // so nobody writes `meta`; if its pool drops meanwhile, the
+            // record can be handed out again only after a recycle, which
+            // needs the lock we hold.
             let meta = unsafe { &*record.meta.get() };
             found.push((
                 meta.name.as_deref().map(str::to_owned),

@@ -65,11 +65,11 @@ pub fn format_table(pools: &[PoolInfo]) -> String {
             let pad = widths[i].saturating_sub(cell.chars().count());
             if i < 6 {
                 // Numbers right-aligned.
-                text.extend(std::iter::repeat(' ').take(pad));
+                text.extend(std::iter::repeat_n(' ', pad));
                 text.push_str(cell);
             } else {
                 text.push_str(cell);
-                text.extend(std::iter::repeat(' ').take(pad));
+                text.extend(std::iter::repeat_n(' ', pad));
             }
         }
         out.push_str(text.trim_end());
