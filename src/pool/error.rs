@@ -32,9 +32,11 @@ pub enum PoolError {
     BlockInUse { addr: usize, views: usize },
     /// `unpin` of a live block that is not pinned (more unpins than pins).
     NotPinned { addr: usize },
-    /// A call on a pool from inside another call on the same pool, on the
-    /// same thread: only a custom allocator function can do that (the pool
-    /// calls nothing else). Refused; the pool is left as it was.
+    /// A call on a pool while another call on it is in progress: from a
+    /// custom allocator function of that call (the pool calls nothing else),
+    /// or, for a pool without a lock of its own (Python's, under the GIL),
+    /// from another thread that function let run. Refused; the pool is left
+    /// as it was.
     Reentered,
     /// Debug mode found a block's memory damaged. `addr` and `size` are the
     /// block as the user had it, `alloc_number` the n-th successful `alloc`
@@ -95,8 +97,9 @@ impl fmt::Display for PoolError {
                  release them before freeing or moving it"
             ),
             PoolError::Reentered => f.write_str(
-                "the pool was called from inside one of its own calls (its custom \
-                 allocator called back into it); the call was refused",
+                "the pool was called while one of its own calls was in progress (its \
+                 custom allocator called back into it, or let another thread call it); \
+                 the call was refused",
             ),
             PoolError::NotPinned { addr } => write!(
                 f,
