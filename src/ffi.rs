@@ -50,6 +50,11 @@ pub const CYMEM_ERR_BLOCK_IN_USE: CymemStatus = 7;
 pub const CYMEM_ERR_CORRUPTED: CymemStatus = 8;
 /// `cymem_pool_unpin` of a block that has no pins left.
 pub const CYMEM_ERR_NOT_PINNED: CymemStatus = 9;
+/// In the child of `fork`: another thread was inside a call on this pool
+/// when the process forked, so the pool may be half updated. Every call on
+/// it fails with this status (at once, never waiting), and
+/// `cymem_pool_destroy` leaks its blocks instead of touching them.
+pub const CYMEM_ERR_FORKED: CymemStatus = 10;
 
 /// `void *malloc(size_t)`-shaped function for a custom allocator.
 pub type CymemMallocFn = Option<unsafe extern "C" fn(usize) -> *mut c_void>;
@@ -80,6 +85,7 @@ impl From<PoolError> for CymemStatus {
             PoolError::BlockInUse { .. } => CYMEM_ERR_BLOCK_IN_USE,
             PoolError::Corrupted { .. } => CYMEM_ERR_CORRUPTED,
             PoolError::NotPinned { .. } => CYMEM_ERR_NOT_PINNED,
+            PoolError::Forked => CYMEM_ERR_FORKED,
         }
     }
 }
@@ -130,20 +136,22 @@ fn static_message(status: CymemStatus) -> &'static CStr {
         CYMEM_ERR_BLOCK_IN_USE => c"block is pinned by live views; unpin it first",
         CYMEM_ERR_CORRUPTED => c"memory corruption detected (debug mode)",
         CYMEM_ERR_NOT_PINNED => c"block is not pinned",
+        CYMEM_ERR_FORKED => c"pool was in use by another thread at fork; unusable in the child",
         _ => c"unknown status code",
     }
 }
 
 /// The opening of every call on a handle: runs `op` on the pool behind
-/// `pool`. Fails with the status recorded for `cymem_last_error`:
-/// `CYMEM_ERR_NULL_ARGUMENT` (naming `function`) if `pool` is NULL,
-/// `CYMEM_ERR_BAD_ALLOCATOR` if the call comes from inside one of the pool's
-/// own calls (its custom allocator).
+/// `pool`; if it cannot run, records why for `cymem_last_error` and returns
+/// the status: `CYMEM_ERR_NULL_ARGUMENT` (naming `function`) for a NULL
+/// pool, `CYMEM_ERR_FORKED` for a pool unusable in this child of `fork`,
+/// `CYMEM_ERR_BAD_ALLOCATOR` for a call from inside one of the pool's own
+/// calls (its custom allocator).
 ///
 /// # Safety
 /// `pool` is NULL or a live handle from `cymem_pool_new*`, which no thread
 /// destroys during the call.
-unsafe fn with_handle<R>(
+unsafe fn try_handle<R>(
     pool: *const CymemPool,
     function: &str,
     op: impl FnOnce(&mut Pool) -> R,
@@ -155,6 +163,36 @@ unsafe fn with_handle<R>(
         Some(pool) => pool.with(op).map_err(report),
         None => Err(null_argument(function, "pool")),
     }
+}
+
+/// [`try_handle`] for a function that returns `on_fail` (NULL, 0) when the
+/// call cannot run.
+///
+/// # Safety
+/// As `try_handle`: `pool` is NULL or a live handle.
+unsafe fn with_handle<R>(
+    pool: *const CymemPool,
+    function: &str,
+    on_fail: R,
+    op: impl FnOnce(&mut Pool) -> R,
+) -> R {
+    // SAFETY: `pool` is NULL or a live handle that no thread destroys during
+    // the call (`# Safety`), which is all `try_handle` asks.
+    unsafe { try_handle(pool, function, op) }.unwrap_or(on_fail)
+}
+
+/// [`try_handle`] for a function that returns a status.
+///
+/// # Safety
+/// As `try_handle`: `pool` is NULL or a live handle.
+unsafe fn status_call(
+    pool: *const CymemPool,
+    function: &str,
+    op: impl FnOnce(&mut Pool) -> CymemStatus,
+) -> CymemStatus {
+    // SAFETY: `pool` is NULL or a live handle that no thread destroys during
+    // the call (`# Safety`), which is all `try_handle` asks.
+    unsafe { try_handle(pool, function, op) }.unwrap_or_else(|status| status)
 }
 
 /// The status of a pool call that only succeeds or fails, with the error
@@ -188,8 +226,8 @@ unsafe fn status_of<T>(
     op: impl FnOnce(&mut Pool) -> Result<T, PoolError>,
 ) -> CymemStatus {
     // SAFETY: `pool` is NULL or a live handle that no thread destroys during
-    // the call (`# Safety`), which is all `with_handle` asks.
-    unsafe { with_handle(pool, function, |p| status(op(p))) }.unwrap_or_else(|failed| failed)
+    // the call (`# Safety`), which is all `status_call` asks.
+    unsafe { status_call(pool, function, |p| status(op(p))) }
 }
 
 /// The custom allocator of `cymem_pool_new_with_allocator*`, or `None` with
@@ -314,11 +352,10 @@ pub unsafe extern "C" fn cymem_pool_alloc(
 ) -> *mut c_void {
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe {
-        with_handle(pool, "cymem_pool_alloc", |p| {
+        with_handle(pool, "cymem_pool_alloc", ptr::null_mut(), |p| {
             block_or_null(p.alloc(number, elem_size))
         })
     }
-    .unwrap_or(ptr::null_mut())
 }
 
 /// Releases a block of the pool. `CYMEM_ERR_UNKNOWN_POINTER` (and no memory
@@ -351,11 +388,10 @@ pub unsafe extern "C" fn cymem_pool_realloc(
     // SAFETY: `pool` is NULL or a live handle (`# Safety`); the pool checks
     // `ptr` against its table before touching memory.
     unsafe {
-        with_handle(pool, "cymem_pool_realloc", |p| {
+        with_handle(pool, "cymem_pool_realloc", ptr::null_mut(), |p| {
             block_or_null(p.realloc(ptr, new_size))
         })
     }
-    .unwrap_or(ptr::null_mut())
 }
 
 /// Bytes in live blocks. 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
@@ -365,7 +401,7 @@ pub unsafe extern "C" fn cymem_pool_realloc(
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
-    unsafe { with_handle(pool, "cymem_pool_size", |p| p.size()) }.unwrap_or(0)
+    unsafe { with_handle(pool, "cymem_pool_size", 0, |p| p.size()) }
 }
 
 /// Number of live blocks. 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
@@ -375,7 +411,7 @@ pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_block_count(pool: *const CymemPool) -> usize {
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
-    unsafe { with_handle(pool, "cymem_pool_block_count", |p| p.block_count()) }.unwrap_or(0)
+    unsafe { with_handle(pool, "cymem_pool_block_count", 0, |p| p.block_count()) }
 }
 
 /// Stores the size of a live block in `*size_out`.
@@ -391,9 +427,9 @@ pub unsafe extern "C" fn cymem_pool_block_size(
 ) -> CymemStatus {
     const FUNCTION: &str = "cymem_pool_block_size";
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
-    let found = match unsafe { with_handle(pool, FUNCTION, |p| p.block_size(ptr)) } {
+    let found = match unsafe { try_handle(pool, FUNCTION, |p| p.block_size(ptr)) } {
         Ok(found) => found,
-        Err(failed) => return failed,
+        Err(status) => return status,
     };
     if size_out.is_null() {
         return null_argument(FUNCTION, "size_out");
@@ -471,7 +507,7 @@ pub unsafe extern "C" fn cymem_pool_unpin(pool: *mut CymemPool, ptr: *const c_vo
 pub unsafe extern "C" fn cymem_pool_pin_count(pool: *const CymemPool, ptr: *const c_void) -> usize {
     // SAFETY: `pool` is NULL or a live handle (`# Safety`); `ptr` is only
     // looked up in the pool's pin map.
-    unsafe { with_handle(pool, "cymem_pool_pin_count", |p| p.pins(ptr)) }.unwrap_or(0)
+    unsafe { with_handle(pool, "cymem_pool_pin_count", 0, |p| p.pins(ptr)) }
 }
 
 // ---------------------------------------------------------------------------
@@ -535,7 +571,11 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator_debug(
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_is_debug(pool: *const CymemPool) -> c_int {
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
-    unsafe { with_handle(pool, "cymem_pool_is_debug", |p| c_int::from(p.is_debug())) }.unwrap_or(0)
+    unsafe {
+        with_handle(pool, "cymem_pool_is_debug", 0, |p| {
+            c_int::from(p.is_debug())
+        })
+    }
 }
 
 /// Checks the guards of every live block and the poison of every quarantined
@@ -571,7 +611,7 @@ pub unsafe extern "C" fn cymem_pool_destroy_checked(pool: *mut *mut CymemPool) -
     let Some(owned) = (unsafe { take_handle(slot) }) else {
         return CYMEM_OK;
     };
-    let result = owned.0.try_with(|p| p.free_all_checked());
+    let result = owned.0.run(|p| p.free_all_checked());
     drop(owned);
     status(result)
 }
@@ -673,9 +713,9 @@ pub unsafe extern "C" fn cymem_pool_stats(
     out: *mut PoolStats,
 ) -> CymemStatus {
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
-    let stats = match unsafe { with_handle(pool, "cymem_pool_stats", |p| p.stats()) } {
+    let stats = match unsafe { try_handle(pool, "cymem_pool_stats", |p| p.stats()) } {
         Ok(stats) => stats,
-        Err(failed) => return failed,
+        Err(status) => return status,
     };
     if out.is_null() {
         return null_argument("cymem_pool_stats", "out");
@@ -694,12 +734,11 @@ pub unsafe extern "C" fn cymem_pool_stats(
 pub unsafe extern "C" fn cymem_pool_reset_peak(pool: *mut CymemPool) -> CymemStatus {
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe {
-        with_handle(pool, "cymem_pool_reset_peak", |p| {
+        status_call(pool, "cymem_pool_reset_peak", |p| {
             p.reset_peak();
             CYMEM_OK
         })
     }
-    .unwrap_or_else(|failed| failed)
 }
 
 /// A new pool on the system allocator, called `name` in live-pool reports
@@ -727,12 +766,11 @@ pub unsafe extern "C" fn cymem_pool_set_name(
     let name = unsafe { optional_text(name) };
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe {
-        with_handle(pool, "cymem_pool_set_name", |p| {
+        status_call(pool, "cymem_pool_set_name", |p| {
             p.set_name(name);
             CYMEM_OK
         })
     }
-    .unwrap_or_else(|failed| failed)
 }
 
 /// Copies the pool's name into `buf` like `snprintf` (at most `size - 1`
@@ -749,7 +787,8 @@ pub unsafe extern "C" fn cymem_pool_name(
     size: usize,
 ) -> usize {
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
-    let Ok(name) = (unsafe { with_handle(pool, "cymem_pool_name", |p| p.name()) }) else {
+    let Some(name) = (unsafe { with_handle(pool, "cymem_pool_name", None, |p| Some(p.name())) })
+    else {
         return 0;
     };
     // SAFETY: `buf` is valid for `size` bytes of writes, or NULL with `size`
@@ -776,12 +815,11 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
     };
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe {
-        with_handle(pool, "cymem_pool_set_origin", |p| {
+        status_call(pool, "cymem_pool_set_origin", |p| {
             p.set_origin(origin);
             CYMEM_OK
         })
     }
-    .unwrap_or_else(|failed| failed)
 }
 
 /// Lists the pools alive now in this library (C, Rust and, inside the
@@ -789,8 +827,8 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
 /// entries of `out` and returns how many pools there are, which may be more
 /// (call with `out` NULL and `capacity` 0 to count). Pools made or dropped
 /// meanwhile may change the count between calls. A dropped pool is never
-/// listed, and listing never keeps a pool alive. (Inside the Python
-/// extension, describing Python pools' origins briefly takes the GIL.)
+/// listed, and listing never keeps a pool alive (nor takes the GIL inside
+/// the Python extension: Python pools' origins are already text).
 ///
 /// # Safety
 /// `out` is NULL (then `capacity` must be 0) or valid for `capacity` entries.

@@ -2,60 +2,48 @@
 //! or by Python code under the GIL.
 
 use std::cell::UnsafeCell;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
 
-use super::error::PoolError;
 use super::Pool;
+use crate::error::PoolError;
+use crate::registry::{self, Record};
 
 /// A [`Pool`] plus the discipline that serialises access to it: its own lock,
 /// or (for pools used only under CPython's GIL) the caller's promise.
 #[derive(Debug)]
 pub struct SharedPool {
-    /// `None` only for pools made by [`SharedPool::unsynchronized`].
-    lock: Option<Mutex<()>>,
+    /// The pool's record, whose lock serialises calls; `None` only for pools
+    /// made by [`SharedPool::unsynchronized`]. (The lock lives in the record
+    /// so that the registry can find every pool lock at `fork`.)
+    lock: Option<&'static Record>,
     /// Non-zero while a call is in progress: for a locked pool, the calling
     /// thread (see `thread_marker`). A custom allocator function runs inside
     /// a call and may call back into the same pool: that call is refused
-    /// instead of aliasing the pool in mid-update (or deadlocking on its lock).
+    /// instead of aliasing the pool in mid-update (or waiting for its own lock).
     holder: AtomicUsize,
-    pool: UnsafeCell<Pool>,
+    /// Dropped by `SharedPool`'s own `Drop`, or leaked after a `fork` left
+    /// it half updated.
+    pool: UnsafeCell<ManuallyDrop<Pool>>,
 }
 
-/// A number unique to the calling thread among live threads, never 0: the
-/// address of a thread-local.
-fn thread_marker() -> usize {
-    thread_local! {
-        static MARKER: u8 = const { 0 };
-    }
-    MARKER.with(|marker| std::ptr::from_ref(marker) as usize)
-}
-
-/// Clears `SharedPool::holder` when a `with` call ends, even by unwinding.
-struct Holding<'a>(&'a AtomicUsize);
-
-impl Drop for Holding<'_> {
-    fn drop(&mut self) {
-        self.0.store(0, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: `pool` is reached only through `with`/`try_with` (or `get_mut`,
-// which needs `&mut self`). For a locked pool they hold `lock` for the whole
-// access; an unlocked pool exists only through the `unsafe` constructor
-// `unsynchronized`, whose maker promised that no two calls overlap (CPython's
-// GIL serialises them), and a call made while another is in progress (from a
-// callback of it) is refused by `enter`. Either way at most one `&mut Pool`
-// exists at a time, whichever thread holds it.
+// SAFETY: `pool` is reached only through `with` and `run` (and `drop`, which
+// has `&mut self`). For a locked pool they hold the record's lock for the
+// whole access; an unlocked pool exists only through the `unsafe` constructor
+// `unsynchronized`, whose maker promised that no two calls overlap
+// (CPython's GIL serialises them). A call made while another is in progress
+// (from a callback of it) is refused by `enter`. Either way at most
+// one `&mut Pool` exists at a time, whichever thread holds it.
 unsafe impl Sync for SharedPool {}
 
 impl SharedPool {
     /// A pool whose calls are serialised by its own lock.
     pub fn locked(pool: Pool) -> Self {
         SharedPool {
-            lock: Some(Mutex::new(())),
+            lock: Some(pool.registry_record()),
             holder: AtomicUsize::new(0),
-            pool: UnsafeCell::new(pool),
+            pool: UnsafeCell::new(ManuallyDrop::new(pool)),
         }
     }
 
@@ -70,7 +58,7 @@ impl SharedPool {
         SharedPool {
             lock: None,
             holder: AtomicUsize::new(0),
-            pool: UnsafeCell::new(pool),
+            pool: UnsafeCell::new(ManuallyDrop::new(pool)),
         }
     }
 
@@ -79,13 +67,42 @@ impl SharedPool {
         self.lock.is_some()
     }
 
-    /// Marks a call on the pool as in progress (taking the lock if it has
-    /// one) until the returned guard drops. `PoolError::Reentered` if this
-    /// thread is already inside a call on it (its custom allocator called
-    /// back into it).
+    /// Runs `f` with exclusive access to the pool.
+    /// [`PoolError::Reentered`] (and `f` not run) if a call on this pool is
+    /// in progress on this thread (its custom allocator called back into it);
+    /// [`PoolError::Forked`] (and `f` not run) in the child of a `fork` if
+    /// another thread was inside a call on this pool at the fork.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> Result<R, PoolError> {
+        let _entered = self.enter()?;
+        // SAFETY: no other `&mut Pool` exists: `_entered` holds the record's
+        // lock until `f` returns, or (no lock) the pool came from
+        // `unsynchronized`, whose maker promised calls never overlap; and no
+        // call is in progress (`enter` checked). The reference does not
+        // outlive this call.
+        Ok(f(unsafe { &mut *self.pool.get() }))
+    }
+
+    /// [`SharedPool::with`] for an operation that can fail itself. (Its own
+    /// body, not `with(f)?`: the result then goes straight to the caller,
+    /// which keeps a copy of the error out of every C call.)
+    #[inline]
+    pub fn run<T>(
+        &self,
+        f: impl FnOnce(&mut Pool) -> Result<T, PoolError>,
+    ) -> Result<T, PoolError> {
+        let _entered = self.enter()?;
+        // SAFETY: no other `&mut Pool` exists, for the reasons given in `with`
+        // (the same guard, or the same promise); it does not outlive this call.
+        f(unsafe { &mut *self.pool.get() })
+    }
+
+    /// Marks a call on the pool as in progress until the returned guard
+    /// drops, holding the lock if the pool has one (without one, the caller's
+    /// contract makes access exclusive, see `unsynchronized`).
     #[inline]
     fn enter(&self) -> Result<Entered<'_>, PoolError> {
-        let (lock, me) = match &self.lock {
+        let (lock, me) = match self.lock {
             // No lock: calls never overlap except through a callback of a
             // call in progress (which may also let another thread run, e.g.
             // Python code switching threads): any holder is refused.
@@ -95,19 +112,15 @@ impl SharedPool {
                 }
                 (None, 1)
             }
-            Some(lock) => {
+            Some(record) => {
                 let me = thread_marker();
                 // Only this thread ever stores `me`, and it clears it before
-                // leaving the call, so reading `me` means it is inside one.
+                // leaving the call, so reading `me` means it is inside one
+                // (and would wait for its own lock).
                 if self.holder.load(Ordering::Relaxed) == me {
                     return Err(PoolError::Reentered);
                 }
-                // Pool methods never panic while holding the lock, so a
-                // poisoned lock still guards a consistent pool.
-                (
-                    Some(lock.lock().unwrap_or_else(PoisonError::into_inner)),
-                    me,
-                )
+                (Some(record.lock_pool()?), me)
             }
         };
         self.holder.store(me, Ordering::Relaxed);
@@ -116,34 +129,23 @@ impl SharedPool {
             _lock: lock,
         })
     }
+}
 
-    /// Runs `f` with exclusive access to the pool.
-    /// `PoolError::Reentered` if this thread is already inside a call on
-    /// this pool (its custom allocator called back into it).
-    #[inline]
-    pub fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> Result<R, PoolError> {
-        let _entered = self.enter()?;
-        // SAFETY: exclusive, either through the lock or by the contract of
-        // `unsynchronized`, and not re-entered (`enter` checked); the
-        // reference does not outlive the guard.
-        Ok(f(unsafe { &mut *self.pool.get() }))
+/// A number unique to the calling thread among live threads, never 0: the
+/// address of a thread-local.
+fn thread_marker() -> usize {
+    thread_local! {
+        static MARKER: u8 = const { 0 };
     }
+    MARKER.with(|marker| std::ptr::from_ref(marker) as usize)
+}
 
-    /// [`SharedPool::with`] for an operation that can fail itself.
-    #[inline]
-    pub fn try_with<R>(
-        &self,
-        f: impl FnOnce(&mut Pool) -> Result<R, PoolError>,
-    ) -> Result<R, PoolError> {
-        let _entered = self.enter()?;
-        // SAFETY: as in `with`.
-        f(unsafe { &mut *self.pool.get() })
-    }
+/// Clears `SharedPool::holder` when a call ends, even by unwinding.
+struct Holding<'a>(&'a AtomicUsize);
 
-    /// The pool, through exclusive ownership of the whole (no call can be
-    /// running: e.g. while it is being dropped).
-    pub fn get_mut(&mut self) -> &mut Pool {
-        self.pool.get_mut()
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
     }
 }
 
@@ -151,7 +153,20 @@ impl SharedPool {
 /// is cleared while the lock is still held.
 struct Entered<'a> {
     _holding: Holding<'a>,
-    _lock: Option<MutexGuard<'a, ()>>,
+    _lock: Option<MutexGuard<'static, ()>>,
+}
+
+impl Drop for SharedPool {
+    fn drop(&mut self) {
+        match self.lock {
+            // Another thread of the parent was changing the pool when the
+            // process forked: its blocks and table are left as they are.
+            Some(record) if record.is_forked() => registry::abandon(record),
+            // SAFETY: the pool is dropped only here, once (`drop` runs once),
+            // and `self.pool` is never read after it.
+            _ => unsafe { ManuallyDrop::drop(self.pool.get_mut()) },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -181,7 +196,7 @@ mod tests {
 
     fn refuses_reentry(shared: SharedPool) {
         TARGET.with(|t| t.set(&shared));
-        let block = shared.try_with(|p| p.alloc(1, 64));
+        let block = shared.run(|p| p.alloc(1, 64));
         assert!(block.is_ok());
         assert_eq!(INNER.with(Cell::take), Some(Err(PoolError::Reentered)));
         // Usable again afterwards, and nothing half-done.

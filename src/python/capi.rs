@@ -269,8 +269,8 @@ unsafe fn with_core<R>(
 ) -> Result<R, PoolError> {
     // SAFETY: `core` points to the `core` field of a Pool object kept alive
     // by the caller (`# Safety`): an initialised `CymemPool` that is only
-    // ever shared (`try_with` serialises access), valid for this call.
-    unsafe { &*core }.0.try_with(op)
+    // ever shared (`run` serialises access), valid for this call.
+    unsafe { &*core }.0.run(op)
 }
 
 /// # Safety

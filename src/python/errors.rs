@@ -7,7 +7,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use crate::ffi::CYMEM_ERR_CORRUPTED;
+use crate::ffi::{CYMEM_ERR_CORRUPTED, CYMEM_ERR_FORKED};
 
 pyo3::create_exception!(
     cymem_rs.cymem,
@@ -58,6 +58,8 @@ pub(crate) fn exception_type(
         CYMEM_ERR_BLOCK_IN_USE => py.get_type::<PyBufferError>(),
         CYMEM_ERR_NOT_PINNED => py.get_type::<PyValueError>(),
         CYMEM_ERR_CORRUPTED => py.get_type::<MemoryCorruptionError>(),
+        // The message names the cause: a fork while another thread used the pool.
+        CYMEM_ERR_FORKED => py.get_type::<PyRuntimeError>(),
         _ => return None,
     })
 }

@@ -54,23 +54,23 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Runs `f` on the core pool; RuntimeError if this pool is already in a
-    /// call (its custom allocator called back into it).
+    /// Runs `f` on the core pool; RuntimeError if the pool is unusable in
+    /// this child of a `fork` (another thread was inside it at the fork), or
+    /// if a call on it is in progress (its custom allocator called back).
     fn with_core<R>(&self, f: impl FnOnce(&mut CorePool) -> R) -> PyResult<R> {
         self.core
             .0
             .with(f)
-            .map_err(|e| pool_exception(Operation::Alloc, e))
+            .map_err(|e| pool_exception(Operation::Free, e))
     }
 
-    /// [`Pool::with_core`] for a pool operation that can fail, raising as
-    /// cymem does for `op`.
-    fn try_core<R>(
+    /// [`Pool::with_core`] for a core operation that can fail itself.
+    fn run_core<T>(
         &self,
         op: Operation,
-        f: impl FnOnce(&mut CorePool) -> Result<R, PoolError>,
-    ) -> PyResult<R> {
-        self.core.0.try_with(f).map_err(|e| pool_exception(op, e))
+        f: impl FnOnce(&mut CorePool) -> Result<T, PoolError>,
+    ) -> PyResult<T> {
+        self.core.0.run(f).map_err(|e| pool_exception(op, e))
     }
 
     fn refs_list(&self, py: Python<'_>) -> &Py<PyList> {
@@ -217,19 +217,19 @@ impl Pool {
         if number == 0 || elem_size == 0 {
             warn_zero_alloc(py)?;
         }
-        self.try_core(Operation::Alloc, |pool| pool.alloc(number, elem_size))
+        self.run_core(Operation::Alloc, |pool| pool.alloc(number, elem_size))
             .map(|p| p.as_ptr() as usize)
     }
 
     /// Releases the block at `addr` (KeyError if the pool does not hold it).
     fn free(&self, addr: usize) -> PyResult<()> {
-        self.try_core(Operation::Free, |pool| pool.free(addr as *mut c_void))
+        self.run_core(Operation::Free, |pool| pool.free(addr as *mut c_void))
             .map(drop)
     }
 
     /// Grows the block at `addr` to `new_size` bytes; returns its new address.
     fn realloc(&self, addr: usize, new_size: usize) -> PyResult<usize> {
-        self.try_core(Operation::Realloc, |pool| {
+        self.run_core(Operation::Realloc, |pool| {
             pool.realloc(addr as *mut c_void, new_size)
         })
         .map(|p| p.as_ptr() as usize)
@@ -313,7 +313,7 @@ impl Pool {
     /// block still in quarantine; raises MemoryCorruptionError for the first
     /// damage found. Does nothing for a pool not in debug mode.
     fn check(&self) -> PyResult<()> {
-        self.try_core(Operation::Check, |pool| pool.check())
+        self.run_core(Operation::Check, |pool| pool.check())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -344,11 +344,11 @@ impl Drop for Pool {
     /// raise, so damage is reported as an unraisable MemoryCorruptionError
     /// (`sys.unraisablehook`; printed to stderr by default).
     fn drop(&mut self) {
-        let core = self.core.0.get_mut();
-        if !core.is_debug() {
+        // A pool unusable after a `fork` is left alone (and leaked).
+        if !matches!(self.core.0.with(|pool| pool.is_debug()), Ok(true)) {
             return;
         }
-        if let Err(err) = core.free_all_checked() {
+        if let Err(err) = self.core.0.run(|pool| pool.free_all_checked()) {
             Python::attach(|py| {
                 // The last reference may be dropped by C code with an
                 // exception pending (Cython's inline calls): keep it.
