@@ -33,7 +33,7 @@ pub struct SharedPool {
 // whole access; an unlocked pool exists only through the `unsafe` constructor
 // `unsynchronized`, whose maker promised that no two calls overlap
 // (CPython's GIL serialises them). A call made while another is in progress
-// (from a callback of it) is refused by `enter`. Either way at most
+// (from a callback of it) is refused by `run`. Either way at most
 // one `&mut Pool` exists at a time, whichever thread holds it.
 unsafe impl Sync for SharedPool {}
 
@@ -74,60 +74,52 @@ impl SharedPool {
     /// another thread was inside a call on this pool at the fork.
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> Result<R, PoolError> {
-        let _entered = self.enter()?;
-        // SAFETY: no other `&mut Pool` exists: `_entered` holds the record's
-        // lock until `f` returns, or (no lock) the pool came from
-        // `unsynchronized`, whose maker promised calls never overlap; and no
-        // call is in progress (`enter` checked). The reference does not
-        // outlive this call.
-        Ok(f(unsafe { &mut *self.pool.get() }))
+        self.run(|pool| Ok(f(pool)))
     }
 
-    /// [`SharedPool::with`] for an operation that can fail itself. (Its own
-    /// body, not `with(f)?`: the result then goes straight to the caller,
-    /// which keeps a copy of the error out of every C call.)
+    /// [`SharedPool::with`] for an operation that can fail itself. (The
+    /// result goes straight to the caller, which keeps a copy of the error
+    /// out of every C call.)
     #[inline]
     pub fn run<T>(
         &self,
         f: impl FnOnce(&mut Pool) -> Result<T, PoolError>,
     ) -> Result<T, PoolError> {
-        let _entered = self.enter()?;
-        // SAFETY: no other `&mut Pool` exists, for the reasons given in `with`
-        // (the same guard, or the same promise); it does not outlive this call.
+        // The lock-free pool (Python's, under the GIL) on the fast path: no
+        // guard to build, no thread-local to read.
+        let _lock = match self.lock {
+            // Calls never overlap except through a callback of a call in
+            // progress (which may also let another thread run, e.g. Python
+            // code switching threads): any holder is refused.
+            None if self.holder.load(Ordering::Relaxed) != 0 => return Err(PoolError::Reentered),
+            None => {
+                self.holder.store(1, Ordering::Relaxed);
+                None
+            }
+            Some(record) => Some(self.enter_locked(record)?),
+        };
+        let _holding = Holding(&self.holder);
+        // SAFETY: no other `&mut Pool` exists: `_lock` holds the record's
+        // lock until `f` returns, or (no lock) the pool came from
+        // `unsynchronized`, whose maker promised calls never overlap; and no
+        // call was in progress (`holder` checked). The reference does not
+        // outlive this call.
         f(unsafe { &mut *self.pool.get() })
     }
 
-    /// Marks a call on the pool as in progress until the returned guard
-    /// drops, holding the lock if the pool has one (without one, the caller's
-    /// contract makes access exclusive, see `unsynchronized`).
-    #[inline]
-    fn enter(&self) -> Result<Entered<'_>, PoolError> {
-        let (lock, me) = match self.lock {
-            // No lock: calls never overlap except through a callback of a
-            // call in progress (which may also let another thread run, e.g.
-            // Python code switching threads): any holder is refused.
-            None => {
-                if self.holder.load(Ordering::Relaxed) != 0 {
-                    return Err(PoolError::Reentered);
-                }
-                (None, 1)
-            }
-            Some(record) => {
-                let me = thread_marker();
-                // Only this thread ever stores `me`, and it clears it before
-                // leaving the call, so reading `me` means it is inside one
-                // (and would wait for its own lock).
-                if self.holder.load(Ordering::Relaxed) == me {
-                    return Err(PoolError::Reentered);
-                }
-                (Some(record.lock_pool()?), me)
-            }
-        };
+    /// Takes the record's lock for this thread and marks it as the holder
+    /// (cleared by `Holding` before the lock is released). Refused if this
+    /// thread is already inside a call, which would wait for its own lock.
+    fn enter_locked(&self, record: &'static Record) -> Result<MutexGuard<'static, ()>, PoolError> {
+        let me = thread_marker();
+        // Only this thread ever stores `me`, and it clears it before leaving
+        // the call, so reading `me` means it is inside one.
+        if self.holder.load(Ordering::Relaxed) == me {
+            return Err(PoolError::Reentered);
+        }
+        let guard = record.lock_pool()?;
         self.holder.store(me, Ordering::Relaxed);
-        Ok(Entered {
-            _holding: Holding(&self.holder),
-            _lock: lock,
-        })
+        Ok(guard)
     }
 }
 
@@ -140,20 +132,14 @@ fn thread_marker() -> usize {
     MARKER.with(|marker| std::ptr::from_ref(marker) as usize)
 }
 
-/// Clears `SharedPool::holder` when a call ends, even by unwinding.
+/// Clears `SharedPool::holder` when a call ends, even by unwinding (declared
+/// after the lock guard, so dropped first: while the lock is still held).
 struct Holding<'a>(&'a AtomicUsize);
 
 impl Drop for Holding<'_> {
     fn drop(&mut self) {
         self.0.store(0, Ordering::Relaxed);
     }
-}
-
-/// A call in progress on a [`SharedPool`]. Fields drop in order: the holder
-/// is cleared while the lock is still held.
-struct Entered<'a> {
-    _holding: Holding<'a>,
-    _lock: Option<MutexGuard<'static, ()>>,
 }
 
 impl Drop for SharedPool {
