@@ -768,3 +768,32 @@ def test_another_thread_calling_while_an_allocator_hook_lets_it_run(allocators):
         path=[allocators],
         env=DEBUG_PYMEM,
     )
+
+
+def test_view_released_inside_an_allocator_hook_keeps_its_block_pinned(allocators):
+    # The view's unpin arrives while the pool is in mid-call: it is refused,
+    # so the block stays pinned (never freed under a consumer) until the pool
+    # dies, which releases it with everything else.
+    run_checked(
+        """
+        import reentrant_allocators as m
+        pool = m.make_pool()
+        first = pool.alloc(1, 32)
+        views = [pool.view(first)]
+        m.set_hooks(malloc_hook=views.clear)
+        pool.alloc(1, 64)
+        m.set_hooks()
+        assert m.seen == ["returned"] and not views, (m.seen, views)
+        try:
+            pool.free(first)
+        except BufferError:
+            pass
+        else:
+            raise AssertionError("the refused unpin was lost the other way")
+        memoryview(pool.view(first))[:] = b"p" * 32  # still a live block
+        del pool
+        print("ok")
+        """,
+        path=[allocators],
+        env=DEBUG_PYMEM,
+    )
