@@ -109,7 +109,7 @@ impl Pool {
     #[new]
     #[pyo3(
         signature = (pymalloc = None, pyfree = None, *, arena = None, name = None, debug = None),
-        text_signature = "(pymalloc=Default_Malloc, pyfree=Default_Free, *, arena=False, name=None, debug=None)"
+        text_signature = "(pymalloc=None, pyfree=None, *, arena=False, name=None, debug=None)"
     )]
     pub(crate) fn new(
         py: Python<'_>,

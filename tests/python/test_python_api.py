@@ -308,3 +308,11 @@ def test_arena_and_debug_truth_value_errors_propagate():
         Pool(arena=Undecided())
     with pytest.raises(ZeroDivisionError):
         Pool(debug=Undecided())
+
+
+def test_pool_signature_shows_the_flag_defaults():
+    import inspect
+
+    assert str(inspect.signature(Pool)) == (
+        "(pymalloc=None, pyfree=None, *, arena=False, name=None, debug=None)"
+    )
