@@ -132,12 +132,8 @@ unsafe extern "C" fn raise_last_error(op: c_int) -> c_int {
     };
     // SAFETY: the message is a NUL-terminated string owned by this thread.
     let message = unsafe { CStr::from_ptr(cymem_last_error_message()) };
-    exception(
-        op,
-        cymem_last_error(),
-        message.to_string_lossy().into_owned(),
-    )
-    .restore(py);
+    // Our messages are UTF-8, so this borrows (no allocation).
+    exception(op, cymem_last_error(), &message.to_string_lossy()).restore(py);
     -1
 }
 

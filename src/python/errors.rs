@@ -1,11 +1,21 @@
 //! cymem's exceptions for the pool's errors: one mapping for Python calls and
 //! for Cython calls through the C API.
+//!
+//! Raising never touches the Rust heap: messages are formatted into a buffer
+//! on the stack and the exception is made through the C API, so when memory
+//! runs out the caller gets a MemoryError (CPython keeps spare MemoryError
+//! instances), never an abort.
+
+use std::fmt::Write as _;
 
 use pyo3::exceptions::{
     PyBufferError, PyKeyError, PyMemoryError, PyRuntimeError, PyTypeError, PyValueError,
 };
-use pyo3::PyErr;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyType};
+use pyo3::{ffi, PyErr, PyTypeInfo};
 
+use crate::fallible::FixedText;
 use crate::ffi::CYMEM_ERR_CORRUPTED;
 
 pyo3::create_exception!(
@@ -24,6 +34,10 @@ use crate::ffi::{
     CYMEM_ERR_SIZE_OVERFLOW, CYMEM_ERR_UNKNOWN_POINTER,
 };
 
+/// Room for any message of the pool (the longest, a corruption report, is
+/// about 200 bytes); longer text is cut at a character boundary.
+const MESSAGE_CAPACITY: usize = 320;
+
 /// Which pool operation failed: cymem raises KeyError for an unknown block in
 /// `free` but ValueError in `realloc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,28 +47,82 @@ pub(crate) enum Operation {
     Realloc,
 }
 
+/// A Python `str` of `text`, or the error (MemoryError) that prevented it.
+/// (pyo3's `PyString::new` panics when CPython runs out of memory.)
+pub(crate) fn py_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
+    // SAFETY: the pointer and length describe `text`'s UTF-8 bytes (a `str`
+    // is never longer than `isize::MAX`); the result is a new reference or
+    // NULL with an exception set.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyUnicode_FromStringAndSize(text.as_ptr().cast(), text.len() as ffi::Py_ssize_t),
+        )
+        .map(|text| text.cast_into_unchecked())
+    }
+}
+
+/// `kind(message)` as a raised-ready error. If making it fails (out of
+/// memory), the error of that failure instead: a MemoryError.
+fn new_exception(py: Python<'_>, kind: Bound<'_, PyType>, message: &str) -> PyErr {
+    let made = py_string(py, message).and_then(|text| {
+        // SAFETY: `kind` and `text` are live objects; the argument list ends
+        // with NULL; the result is a new reference or NULL with an exception.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyObject_CallFunctionObjArgs(
+                    kind.as_ptr(),
+                    text.as_ptr(),
+                    std::ptr::null_mut::<ffi::PyObject>(),
+                ),
+            )
+        }
+    });
+    match made {
+        Ok(value) => PyErr::from_value(value),
+        Err(err) => err,
+    }
+}
+
 /// The Python exception for a status code and its message, as cymem raises it:
 /// MemoryError for allocation failures (and size overflow, which C reports the
 /// same way), KeyError for an unknown block in `free`, ValueError for an
 /// unknown block in `realloc` or a realloc that does not grow.
-pub(crate) fn exception(op: Operation, status: CymemStatus, message: String) -> PyErr {
-    match status {
-        CYMEM_ERR_OUT_OF_MEMORY | CYMEM_ERR_SIZE_OVERFLOW => PyMemoryError::new_err(message),
-        CYMEM_ERR_UNKNOWN_POINTER if op == Operation::Realloc => PyValueError::new_err(message),
-        CYMEM_ERR_UNKNOWN_POINTER => PyKeyError::new_err(message),
-        CYMEM_ERR_NOT_LARGER => PyValueError::new_err(message),
-        CYMEM_ERR_NULL_ARGUMENT => PyTypeError::new_err(message),
-        CYMEM_ERR_BAD_ALLOCATOR => PyRuntimeError::new_err(message),
-        // Freeing or moving a block under a live view: the buffer protocol's
-        // own error for an object whose buffers are still exported.
-        CYMEM_ERR_BLOCK_IN_USE => PyBufferError::new_err(message),
-        CYMEM_ERR_NOT_PINNED => PyValueError::new_err(message),
-        CYMEM_ERR_CORRUPTED => MemoryCorruptionError::new_err(message),
-        _ => PyRuntimeError::new_err(format!("cymem_rs error {status}: {message}")),
-    }
+pub(crate) fn exception(op: Operation, status: CymemStatus, message: &str) -> PyErr {
+    Python::attach(|py| {
+        let kind = match status {
+            CYMEM_ERR_OUT_OF_MEMORY | CYMEM_ERR_SIZE_OVERFLOW => PyMemoryError::type_object(py),
+            CYMEM_ERR_UNKNOWN_POINTER if op == Operation::Realloc => PyValueError::type_object(py),
+            CYMEM_ERR_UNKNOWN_POINTER => PyKeyError::type_object(py),
+            CYMEM_ERR_NOT_LARGER => PyValueError::type_object(py),
+            CYMEM_ERR_NULL_ARGUMENT => PyTypeError::type_object(py),
+            CYMEM_ERR_BAD_ALLOCATOR => PyRuntimeError::type_object(py),
+            // Freeing or moving a block under a live view: the buffer protocol's
+            // own error for an object whose buffers are still exported.
+            CYMEM_ERR_BLOCK_IN_USE => PyBufferError::type_object(py),
+            CYMEM_ERR_NOT_PINNED => PyValueError::type_object(py),
+            CYMEM_ERR_CORRUPTED => MemoryCorruptionError::type_object(py),
+            _ => {
+                let mut buf = [0u8; MESSAGE_CAPACITY];
+                let mut text = FixedText::new(&mut buf);
+                let _ = write!(text, "cymem_rs error {status}: {message}");
+                let len = text.len();
+                let text = std::str::from_utf8(&buf[..len]).unwrap_or_default();
+                return new_exception(py, PyRuntimeError::type_object(py), text);
+            }
+        };
+        new_exception(py, kind, message)
+    })
 }
 
 /// The Python exception for a pool error.
 pub(crate) fn pool_exception(op: Operation, err: PoolError) -> PyErr {
-    exception(op, err.into(), err.to_string())
+    let mut buf = [0u8; MESSAGE_CAPACITY];
+    let mut text = FixedText::new(&mut buf);
+    let _ = write!(text, "{err}");
+    let len = text.len();
+    // `FixedText` writes whole characters only.
+    let message = std::str::from_utf8(&buf[..len]).unwrap_or_default();
+    exception(op, err.into(), message)
 }

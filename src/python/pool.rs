@@ -1,6 +1,7 @@
 //! `cymem_rs.cymem.Pool`: the Python object that owns a core pool.
 
 use std::ffi::c_void;
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use pyo3::exceptions::PyValueError;
@@ -12,9 +13,11 @@ use pyo3::PyTraverseError;
 use super::allocators::{
     allocator_for, default_allocator, default_free, default_malloc, PyFree, PyMalloc,
 };
-use super::errors::{pool_exception, Operation};
+use super::errors::{pool_exception, py_string, Operation};
 use super::report::{caller_origin, stats_object};
 use super::view::BlockView;
+use crate::error::PoolError;
+use crate::fallible::{try_string, FixedText};
 use crate::ffi::CymemPool;
 use crate::pool::{DebugOptions, Pool as CorePool};
 use crate::registry::Label;
@@ -87,7 +90,7 @@ impl Pool {
         pymalloc: Option<Py<PyMalloc>>,
         pyfree: Option<Py<PyFree>>,
         arena: bool,
-        name: Option<String>,
+        name: Option<&str>,
         debug: Option<bool>,
     ) -> PyResult<Self> {
         if arena && (pymalloc.is_some() || pyfree.is_some()) {
@@ -105,16 +108,18 @@ impl Pool {
             }
         };
         let label = Label {
-            name,
+            name: name.map(owned_name).transpose()?,
             origin: caller_origin(py),
         };
+        let alloc_error = |err| pool_exception(Operation::Alloc, err);
         let mut core = if arena {
-            CorePool::arena_labelled(label)
+            CorePool::try_arena_labelled(label)
         } else {
-            CorePool::with_allocator_labelled(allocator, label)
-        };
+            CorePool::try_with_allocator_labelled(allocator, label)
+        }
+        .map_err(alloc_error)?;
         if let Some(options) = debug_options(debug) {
-            core.enable_debug(options);
+            core.try_enable_debug(options).map_err(alloc_error)?;
         }
         Ok(Pool {
             core: new_core(core),
@@ -145,7 +150,19 @@ impl Pool {
     /// A snapshot of the live blocks: {address: size}.
     #[getter]
     fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let blocks: Vec<(usize, usize)> = self.with_core(|pool| pool.blocks().collect());
+        let blocks = self.with_core(|pool| {
+            let mut blocks = Vec::new();
+            blocks
+                .try_reserve_exact(pool.block_count())
+                .map(|()| {
+                    blocks.extend(pool.blocks());
+                    blocks
+                })
+                .map_err(|_| PoolError::OutOfMemory {
+                    bytes: pool.block_count() * std::mem::size_of::<(usize, usize)>(),
+                })
+        });
+        let blocks = blocks.map_err(|err| pool_exception(Operation::Alloc, err))?;
         let dict = PyDict::new(py);
         for (addr, size) in blocks {
             dict.set_item(addr, size)?;
@@ -241,23 +258,29 @@ impl Pool {
 
     /// The pool's name in `cymem_rs.report()` (None if unnamed); settable.
     #[getter]
-    fn name(&self) -> Option<String> {
-        self.with_core(|pool| pool.name())
+    fn name<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
+        self.with_core(|pool| pool.with_name(|name| name.map(|n| py_string(py, n)).transpose()))
     }
 
     #[setter]
-    fn set_name(&self, name: Option<String>) {
-        self.with_core(|pool| pool.set_name(name))
+    fn set_name(&self, name: Option<&str>) -> PyResult<()> {
+        let name = name.map(owned_name).transpose()?;
+        self.with_core(|pool| pool.set_name(name));
+        Ok(())
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
         let (size, blocks) = self.with_core(|pool| (pool.size(), pool.block_count()));
         let kind = if self.with_core(|pool| pool.is_arena()) {
             "arena "
         } else {
             ""
         };
-        format!("<cymem_rs.Pool {kind}size={size} blocks={blocks}>")
+        let mut buf = [0u8; 128];
+        let mut text = FixedText::new(&mut buf);
+        let _ = write!(text, "<cymem_rs.Pool {kind}size={size} blocks={blocks}>");
+        let len = text.len();
+        py_string(py, std::str::from_utf8(&buf[..len]).unwrap_or_default())
     }
 
     /// Cython looks up a vtable on extern types that declare cdef methods;
@@ -306,6 +329,16 @@ impl Pool {
     }
 }
 
+/// A pool name given from Python, copied; MemoryError if it cannot be.
+fn owned_name(name: &str) -> PyResult<String> {
+    try_string(name).map_err(|_| {
+        pool_exception(
+            Operation::Alloc,
+            PoolError::OutOfMemory { bytes: name.len() },
+        )
+    })
+}
+
 /// Debug mode as asked (`None`: as `CYMEM_RS_DEBUG` says).
 fn debug_options(debug: Option<bool>) -> Option<DebugOptions> {
     match debug {
@@ -325,8 +358,9 @@ impl Drop for Pool {
         }
         if let Err(err) = self.with_core(|pool| pool.free_all_checked()) {
             Python::attach(|py| {
-                let context = PyString::new(py, "cymem_rs.Pool being deallocated");
-                pool_exception(Operation::Free, err).write_unraisable(py, Some(context.as_any()));
+                let context = py_string(py, "cymem_rs.Pool being deallocated").ok();
+                pool_exception(Operation::Free, err)
+                    .write_unraisable(py, context.as_ref().map(|c| c.as_any()));
             });
         }
     }

@@ -5,13 +5,19 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::c_int;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyType};
+use pyo3::types::{PyDict, PyString, PyType};
 use rustc_hash::FxBuildHasher;
+
+use super::errors::{exception, py_string, Operation};
+use crate::ffi::CYMEM_ERR_OUT_OF_MEMORY;
+use crate::fallible::{try_box_or_back, OutOfMemory};
 
 use crate::registry::PoolStats;
 use crate::registry::{self, Origin, OriginSource, PoolInfo};
@@ -28,26 +34,46 @@ struct PyOrigin {
 
 impl OriginSource for PyOrigin {
     fn describe(&self) -> String {
+        let mut out = String::new();
+        let _ = self.describe_into(&mut out);
+        out
+    }
+
+    /// `file:line in function`, read from the code object without copying
+    /// (`Python` if that fails); only `out` may run out of memory.
+    fn describe_into(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         // SAFETY: a plain query, callable from any thread at any time.
         if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
-            return "Python".to_owned();
+            return out.write_str("Python");
         }
-        Python::attach(|py| self.format(py)).unwrap_or_else(|_| "Python".to_owned())
+        Python::attach(|py| {
+            let Ok((file, line, function)) = self.parts(py) else {
+                return out.write_str("Python");
+            };
+            match (file.to_str(), function.to_str()) {
+                (Ok(file), Ok(function)) => write!(out, "{file}:{line} in {function}"),
+                _ => out.write_str("Python"),
+            }
+        })
     }
 }
 
 impl PyOrigin {
-    fn format(&self, py: Python<'_>) -> PyResult<String> {
+    /// The code's file name, the line, and the function name.
+    fn parts<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyString>, c_int, Bound<'py, PyString>)> {
         let code = self.code.bind(py);
-        let file: String = code.getattr("co_filename")?.extract()?;
-        let function: String = code.getattr("co_name")?.extract()?;
+        let file = code.getattr(intern!(py, "co_filename"))?.cast_into::<PyString>()?;
+        let function = code.getattr(intern!(py, "co_name"))?.cast_into::<PyString>()?;
         #[cfg(Py_3_11)]
         // SAFETY: `code` is a live code object (we hold a reference) and the
         // GIL is held; `at` is an offset PyFrame_GetLasti gave for it.
         let line = unsafe { pyo3::ffi::PyCode_Addr2Line(code.as_ptr().cast(), self.at) };
         #[cfg(not(Py_3_11))]
         let line = self.at;
-        Ok(format!("{file}:{line} in {function}"))
+        Ok((file, line, function))
     }
 }
 
@@ -70,27 +96,41 @@ static INTERNED: Mutex<Option<InternedSites>> = Mutex::new(None);
 /// (code object address, offset) -> its interned origin.
 type InternedSites = HashMap<(usize, c_int), &'static PyOrigin, FxBuildHasher>;
 
-/// The interned origin of a site not seen on this thread just before, or the
-/// origin itself when the table is full.
-fn intern(code: Bound<'_, PyAny>, at: c_int) -> Result<&'static PyOrigin, PyOrigin> {
+/// What `intern` made of a creation site.
+enum Interned {
+    Site(&'static PyOrigin),
+    /// The table is full: the origin, to be shared by reference count.
+    Full(PyOrigin),
+    /// No memory to record the site (the pool's origin stays unknown).
+    NoMemory,
+}
+
+/// The interned origin of a site not seen on this thread just before.
+fn intern(code: Bound<'_, PyAny>, at: c_int) -> Interned {
     let key = (code.as_ptr() as usize, at);
     let mut interned = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
     let map = interned.get_or_insert_with(HashMap::default);
     if let Some(&origin) = map.get(&key) {
-        return Ok(origin);
+        return Interned::Site(origin);
     }
     let origin = PyOrigin {
         code: code.unbind(),
         at,
     };
     if map.len() >= MAX_INTERNED {
-        return Err(origin);
+        return Interned::Full(origin);
+    }
+    if map.try_reserve(1).is_err() {
+        return Interned::NoMemory;
     }
     // Interned origins hold their code object, so its address (the key) is
     // never reused by another code object.
-    let origin: &'static PyOrigin = Box::leak(Box::new(origin));
+    let Ok(origin) = try_box_or_back(origin) else {
+        return Interned::NoMemory;
+    };
+    let origin: &'static PyOrigin = Box::leak(origin);
     map.insert(key, origin);
-    Ok(origin)
+    Interned::Site(origin)
 }
 
 /// Whether `Pool()` records where it was called (see `track_origins`).
@@ -132,11 +172,12 @@ pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
         return Origin::Interned(origin);
     }
     match intern(code, at) {
-        Ok(interned) => {
+        Interned::Site(interned) => {
             let _ = LAST_ORIGIN.try_with(|last| last.set(Some(interned)));
             Origin::Interned(interned)
         }
-        Err(origin) => Origin::Source(Arc::new(origin)),
+        Interned::Full(origin) => Origin::Source(Arc::new(origin)),
+        Interned::NoMemory => Origin::Static("Python"),
     }
 }
 
@@ -219,7 +260,7 @@ fn info_object<'py>(py: Python<'py>, p: &PoolInfo) -> PyResult<Bound<'py, PyAny>
 #[pyfunction]
 pub(crate) fn live_pools(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyAny>>> {
     // The GIL stays held: nothing holding the registry lock waits for it.
-    let pools = registry::live_pools();
+    let pools = registry::try_live_pools().map_err(out_of_memory)?;
     pools.iter().map(|p| info_object(py, p)).collect()
 }
 
@@ -227,6 +268,16 @@ pub(crate) fn live_pools(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyAny>>> {
 /// function `cymem_report`): bytes, peak, blocks, allocs, frees, reallocs,
 /// mode, name, origin; most bytes first; then a total line.
 #[pyfunction]
-pub(crate) fn format_report() -> String {
-    registry::report()
+pub(crate) fn format_report(py: Python<'_>) -> PyResult<Bound<'_, PyString>> {
+    let text = registry::try_report().map_err(out_of_memory)?;
+    py_string(py, &text)
+}
+
+/// MemoryError for a list or report that could not be built.
+fn out_of_memory(_: OutOfMemory) -> PyErr {
+    exception(
+        Operation::Alloc,
+        CYMEM_ERR_OUT_OF_MEMORY,
+        "out of memory: the list of live pools could not be built",
+    )
 }

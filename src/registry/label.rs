@@ -4,12 +4,20 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
+use crate::fallible::{OutOfMemory, TryString};
+
 /// Describes, at report time, where a pool was made. The Python binding
 /// implements it to turn a code object and instruction offset into
 /// `file:line`, so creation stays cheap and the core stays Python-free.
 pub trait OriginSource: Send + Sync {
     /// A short human-readable place, e.g. `app/cache.py:42 in build`.
     fn describe(&self) -> String;
+
+    /// Writes the description into `out`; an error from `out` (it ran out of
+    /// memory) is passed on. Implement it to describe without allocating.
+    fn describe_into(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        out.write_str(&self.describe())
+    }
 }
 
 /// Where a pool was made.
@@ -34,13 +42,26 @@ pub enum Origin {
 impl Origin {
     /// The origin as text (calls the [`OriginSource`] if there is one).
     pub fn describe(&self) -> String {
+        self.try_describe()
+            .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<u8>()))
+    }
+
+    /// [`Origin::describe`], or `OutOfMemory`.
+    pub fn try_describe(&self) -> Result<String, OutOfMemory> {
+        let mut out = TryString::default();
+        self.describe_into(&mut out).map_err(|_| OutOfMemory)?;
+        Ok(out.0)
+    }
+
+    /// Writes the origin as text into `out`.
+    pub fn describe_into(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         match self {
-            Origin::Unknown => String::new(),
-            Origin::Rust(location) => format!("{}:{}", location.file(), location.line()),
-            Origin::Static(text) => (*text).to_owned(),
-            Origin::Text(text) => text.to_string(),
-            Origin::Source(source) => source.describe(),
-            Origin::Interned(source) => source.describe(),
+            Origin::Unknown => Ok(()),
+            Origin::Rust(location) => write!(out, "{}:{}", location.file(), location.line()),
+            Origin::Static(text) => out.write_str(text),
+            Origin::Text(text) => out.write_str(text),
+            Origin::Source(source) => source.describe_into(out),
+            Origin::Interned(source) => source.describe_into(out),
         }
     }
 }

@@ -1,0 +1,129 @@
+//! Allocation that reports failure instead of aborting the process.
+//!
+//! Rust's `Box::new`, `Vec::push` and `format!` abort when memory runs out.
+//! A library inside someone else's process must fail into an error instead
+//! (`MemoryError`, `CYMEM_ERR_OUT_OF_MEMORY`), so every allocation the
+//! library makes for itself goes through `try_reserve` or these helpers.
+
+use std::alloc::{alloc, Layout};
+use std::fmt;
+use std::ptr::NonNull;
+
+/// An allocation of the library's own bookkeeping failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+impl From<std::collections::TryReserveError> for OutOfMemory {
+    fn from(_: std::collections::TryReserveError) -> Self {
+        OutOfMemory
+    }
+}
+
+/// `Box::new(value)`, or `OutOfMemory` (then `value` is dropped).
+pub fn try_box<T>(value: T) -> Result<Box<T>, OutOfMemory> {
+    try_box_or_back(value).map_err(|_| OutOfMemory)
+}
+
+/// `Box::new(value)`, or `value` back if there is no memory for it.
+pub fn try_box_or_back<T>(value: T) -> Result<Box<T>, T> {
+    let layout = Layout::new::<T>();
+    if layout.size() == 0 {
+        return Ok(Box::new(value));
+    }
+    // SAFETY: the layout has a non-zero size.
+    let Some(raw) = NonNull::new(unsafe { alloc(layout) }.cast::<T>()) else {
+        return Err(value);
+    };
+    // SAFETY: `raw` is a fresh allocation of the global allocator with `T`'s
+    // layout, which is what `Box<T>` owns and releases; writing initialises it.
+    unsafe {
+        raw.as_ptr().write(value);
+        Ok(Box::from_raw(raw.as_ptr()))
+    }
+}
+
+/// A copy of `text`, or `OutOfMemory`.
+pub fn try_string(text: &str) -> Result<String, OutOfMemory> {
+    let mut out = String::new();
+    out.try_reserve_exact(text.len())?;
+    out.push_str(text);
+    Ok(out)
+}
+
+/// A `fmt::Write` into a `String` that reserves with `try_reserve`: a
+/// formatting error means the memory ran out (no panic, no abort).
+#[derive(Debug, Default)]
+pub struct TryString(pub String);
+
+impl fmt::Write for TryString {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.try_reserve(s.len()).map_err(|_| fmt::Error)?;
+        self.0.push_str(s);
+        Ok(())
+    }
+}
+
+/// Formats into a new `String`, or `OutOfMemory`.
+pub fn try_format(args: fmt::Arguments<'_>) -> Result<String, OutOfMemory> {
+    let mut out = TryString::default();
+    fmt::write(&mut out, args).map_err(|_| OutOfMemory)?;
+    Ok(out.0)
+}
+
+/// A `fmt::Write` into a fixed buffer: what does not fit is cut at a
+/// character boundary, and `len` counts what was written.
+pub struct FixedText<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> FixedText<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        FixedText { buf, len: 0 }
+    }
+
+    /// Bytes written (always whole UTF-8 characters).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Write for FixedText<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.buf.len() - self.len;
+        let mut n = s.len().min(room);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write;
+
+    #[test]
+    fn fixed_text_cuts_at_a_character_boundary() {
+        let mut buf = [0u8; 5];
+        let mut text = FixedText::new(&mut buf);
+        write!(text, "ab{}", "ééé").unwrap();
+        assert_eq!(text.len(), 4);
+        assert_eq!(&buf[..4], "abé".as_bytes());
+    }
+
+    #[test]
+    fn boxes_and_strings() {
+        assert_eq!(*try_box(7u64).unwrap(), 7);
+        assert_eq!(*try_box(()).unwrap(), ());
+        assert_eq!(try_format(format_args!("{}-{}", 1, "x")).unwrap(), "1-x");
+        assert_eq!(try_string("abc").unwrap(), "abc");
+    }
+}
