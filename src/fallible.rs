@@ -63,9 +63,20 @@ impl fmt::Write for TryString {
     }
 }
 
-/// Formats into a new `String`, or `OutOfMemory`.
+/// Formats into a new `String` of exactly the text's length (so
+/// `into_boxed_str` does not reallocate), or `OutOfMemory`.
 pub fn try_format(args: fmt::Arguments<'_>) -> Result<String, OutOfMemory> {
+    struct Count(usize);
+    impl fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = fmt::write(&mut count, args);
     let mut out = TryString::default();
+    out.0.try_reserve_exact(count.0)?;
     fmt::write(&mut out, args).map_err(|_| OutOfMemory)?;
     Ok(out.0)
 }

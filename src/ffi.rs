@@ -14,7 +14,6 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::fmt::{self, Write as _};
 use std::ptr;
-use std::sync::Arc;
 
 use crate::allocator::Allocator;
 use crate::error::PoolError;
@@ -859,7 +858,8 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
     // SAFETY: caller's contract.
     let origin = match unsafe { optional_text(file) } {
         Ok(Some(file)) => match try_format(format_args!("{file}:{line}")) {
-            Ok(text) => Origin::Text(Arc::from(text)),
+            // Exactly sized: boxing it does not reallocate.
+            Ok(text) => Origin::Text(text.into_boxed_str()),
             Err(err) => return out_of_memory(err),
         },
         Ok(None) => Origin::Static("C"),

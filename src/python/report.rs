@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyType};
+use pyo3::types::{PyDict, PyList, PyString, PyType};
 use rustc_hash::FxBuildHasher;
 
 use super::errors::{exception, py_string, Operation};
@@ -218,6 +218,10 @@ pub(crate) fn pool_stats_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 
 /// `PoolInfo(name, size, ..., total_reallocs, arena, origin)`.
 pub(crate) fn pool_info_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    // Made at import: later calls allocate nothing.
+    if let Some(made) = POOL_INFO.get(py) {
+        return Ok(made.bind(py));
+    }
     let mut fields = vec!["name"];
     fields.extend(STATS_FIELDS);
     fields.extend(["arena", "origin"]);
@@ -258,10 +262,17 @@ fn info_object<'py>(py: Python<'py>, p: &PoolInfo) -> PyResult<Bound<'py, PyAny>
 /// The pools alive now (Python, Cython and C pools of this module), most
 /// bytes first, as `PoolInfo` named tuples. Holds no reference to any pool.
 #[pyfunction]
-pub(crate) fn live_pools(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyAny>>> {
+pub(crate) fn live_pools(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     // The GIL stays held: nothing holding the registry lock waits for it.
     let pools = registry::try_live_pools().map_err(out_of_memory)?;
-    pools.iter().map(|p| info_object(py, p)).collect()
+    // SAFETY: PyList_New returns a new reference, or NULL with an exception
+    // set (pyo3's `PyList::empty` would panic on NULL).
+    let list = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyList_New(0)) }?
+        .cast_into::<PyList>()?;
+    for pool in &pools {
+        list.append(info_object(py, pool)?)?;
+    }
+    Ok(list)
 }
 
 /// The live-pool report as an aligned text table (the same text as the C

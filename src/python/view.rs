@@ -103,15 +103,14 @@ fn requested_shape(shape: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isiz
         return Ok(None);
     };
     let dims: Vec<isize> = if let Ok(n) = shape.extract::<isize>() {
-        vec![n]
+        dims_of([Ok(n)], 1)?
     } else if shape.is_instance_of::<PyTuple>() || shape.is_instance_of::<PyList>() {
-        shape
-            .try_iter()?
-            .map(|d| {
-                d?.extract::<isize>()
-                    .map_err(|_| PyTypeError::new_err("view shape: every dimension must be an int"))
-            })
-            .collect::<PyResult<_>>()?
+        let dims = shape.try_iter()?.map(|d| {
+            d?.extract::<isize>()
+                .map_err(|_| PyTypeError::new_err("view shape: every dimension must be an int"))
+        });
+        // (A hint only, so an absurd length reserves nothing absurd.)
+        dims_of(dims, shape.len()?.min(64))?
     } else {
         return Err(PyTypeError::new_err(format!(
             "view shape must be None, an int or a tuple of ints, not {}",
@@ -135,12 +134,44 @@ fn requested_shape(shape: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isiz
     Ok(Some(dims))
 }
 
+/// `format` as a C string; MemoryError if it cannot be allocated.
+fn c_format(format: &str) -> PyResult<CString> {
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(format.len() + 1)
+        .map_err(|_| out_of_memory(1))?;
+    bytes.extend_from_slice(format.as_bytes());
+    // With room for the NUL, `CString::new` does not reallocate.
+    CString::new(bytes).map_err(|_| PyValueError::new_err("bad format"))
+}
+
+/// The dimensions in a vector of exactly their number (so boxing it does
+/// not reallocate); MemoryError if it cannot be allocated.
+fn dims_of(
+    dims: impl IntoIterator<Item = PyResult<isize>>,
+    expected: usize,
+) -> PyResult<Vec<isize>> {
+    let mut out = Vec::new();
+    for dim in dims {
+        out.try_reserve_exact(expected.max(out.len() + 1) - out.len())
+            .map_err(|_| out_of_memory(expected))?;
+        out.push(dim?);
+    }
+    Ok(out)
+}
+
+/// MemoryError for a view's bookkeeping of `dims` dimensions.
+fn out_of_memory(dims: usize) -> PyErr {
+    let bytes = dims.saturating_mul(std::mem::size_of::<isize>());
+    pool_exception(Operation::Alloc, PoolError::OutOfMemory { bytes })
+}
+
 impl Layout {
     fn new(block_size: usize, format: &str, shape: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let itemsize = item_size(format)?;
         let shape: Vec<isize> = match requested_shape(shape)? {
             // Fits: a block's size is at most isize::MAX.
-            None => vec![(block_size / itemsize) as isize],
+            None => dims_of([Ok((block_size / itemsize) as isize)], 1)?,
             Some(dims) => dims,
         };
         let too_big = || {
@@ -157,7 +188,7 @@ impl Layout {
         // C order: the last index moves fastest. A 0 dimension counts as 1,
         // as numpy does, so with one the other dimensions could still be
         // huge: refuse strides that overflow.
-        let mut strides = vec![0isize; shape.len()];
+        let mut strides = dims_of(shape.iter().map(|_| Ok(0)), shape.len())?;
         let mut step = itemsize as isize;
         for (stride, &dim) in strides.iter_mut().zip(&shape).rev() {
             *stride = step;
@@ -165,7 +196,7 @@ impl Layout {
         }
         Ok(Layout {
             // No NUL inside: `item_size` accepted only the characters above.
-            format: CString::new(format).map_err(|_| PyValueError::new_err("bad format"))?,
+            format: c_format(format)?,
             itemsize,
             shape: shape.into_boxed_slice(),
             strides: strides.into_boxed_slice(),

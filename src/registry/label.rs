@@ -4,7 +4,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
-use crate::fallible::{OutOfMemory, TryString};
+use crate::fallible::{try_string, OutOfMemory, TryString};
 
 /// Describes, at report time, where a pool was made. The Python binding
 /// implements it to turn a code object and instruction offset into
@@ -31,7 +31,7 @@ pub enum Origin {
     /// A fixed description, e.g. `"C"`.
     Static(&'static str),
     /// A description given at run time (e.g. a C caller's `__FILE__:__LINE__`).
-    Text(Arc<str>),
+    Text(Box<str>),
     /// Formatted lazily at report time.
     Source(Arc<dyn OriginSource>),
     /// Formatted lazily at report time; never freed, so handing it to a new
@@ -51,6 +51,15 @@ impl Origin {
         let mut out = TryString::default();
         self.describe_into(&mut out).map_err(|_| OutOfMemory)?;
         Ok(out.0)
+    }
+
+    /// A copy for a report, or `OutOfMemory` (shared and static origins
+    /// are copied without allocating).
+    pub(super) fn try_clone(&self) -> Result<Origin, OutOfMemory> {
+        Ok(match self {
+            Origin::Text(text) => Origin::Text(try_string(text)?.into_boxed_str()),
+            other => other.clone(),
+        })
     }
 
     /// Writes the origin as text into `out`.

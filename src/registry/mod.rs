@@ -253,8 +253,8 @@ pub fn try_live_pools() -> Result<Vec<PoolInfo>, OutOfMemory> {
             // out again only after a recycle, which needs the lock we hold.
             let meta = unsafe { &*record.meta.get() };
             let name = meta.name.as_deref().map(try_string).transpose()?;
-            // Cloning an origin never allocates (shared or static data).
-            found.push((index, name, meta.origin.clone(), meta.arena, record.snapshot()));
+            let origin = meta.origin.try_clone()?;
+            found.push((index, name, origin, meta.arena, record.snapshot()));
         }
     }
     // Not `sort_by`: a stable sort allocates scratch space. The registry

@@ -331,11 +331,13 @@ int main(int argc, char **argv) {
     void *b = cymem_pool_alloc(pool, 1, size);
     REQUIRE(b != NULL);
     REQUIRE(cymem_pool_check(pool) == CYMEM_OK);
+    /* The report of this many pools may not fit in memory: then it says so. */
     char report[256];
-    REQUIRE(cymem_report(report, sizeof report) > 0);
+    if (cymem_report(report, sizeof report) == 0) expect_oom();
     if (many)
         for (size_t i = 0; i < n / 2; i++)
             REQUIRE(cymem_pool_destroy_checked((CymemPool **)&items[i]) == CYMEM_OK);
+    REQUIRE(cymem_report(report, sizeof report) > 0);
     REQUIRE(cymem_pool_destroy_checked(&pool) == CYMEM_OK);
     printf("ok %zu\n", n);
     return 0;
