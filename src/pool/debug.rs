@@ -571,3 +571,22 @@ impl Pool {
         first.map_or(Ok(()), Err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::debug_flag;
+
+    #[test]
+    fn debug_flag_values() {
+        for on in ["1", "true", "TRUE", "Yes", "on", " On\n"] {
+            assert_eq!(debug_flag(on.as_bytes()), Ok(true), "{on:?}");
+        }
+        for off in ["", "  ", "0", "false", "False", "NO", "off"] {
+            assert_eq!(debug_flag(off.as_bytes()), Ok(false), "{off:?}");
+        }
+        for bad in ["2", "enable", "y", "tru", "1 1", "\u{e9}", "o\u{308}n"] {
+            assert_eq!(debug_flag(bad.as_bytes()), Err(()), "{bad:?}");
+        }
+        assert_eq!(debug_flag(b"\xff"), Err(()));
+    }
+}
