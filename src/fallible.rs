@@ -138,3 +138,85 @@ mod tests {
         assert_eq!(try_string("abc").unwrap(), "abc");
     }
 }
+
+/// The allocator of this crate's unit tests: the system's, except that a
+/// test can make the allocations of its own thread fail, to check that
+/// running out of memory is an error and never an abort.
+#[cfg(test)]
+pub(crate) mod failing {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Allocations counted since arming (`None`: disarmed).
+        static COUNTED: Cell<Option<u64>> = const { Cell::new(None) };
+        /// Allocations `first..end` (counted from 1) fail.
+        static FAILING: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+
+    struct Failing;
+
+    fn fail_now() -> bool {
+        let count = |counted: &Cell<Option<u64>>| {
+            let n = counted.get()? + 1;
+            counted.set(Some(n));
+            Some(n)
+        };
+        let Ok(Some(n)) = COUNTED.try_with(count) else {
+            return false;
+        };
+        FAILING
+            .try_with(|failing| {
+                let (first, end) = failing.get();
+                (first..end).contains(&n)
+            })
+            .unwrap_or(false)
+    }
+
+    // SAFETY: every call is forwarded to the system allocator, or fails
+    // (NULL) without touching anything, which `GlobalAlloc` allows.
+    unsafe impl GlobalAlloc for Failing {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if fail_now() {
+                return std::ptr::null_mut();
+            }
+            // SAFETY: forwarded with the caller's guarantees.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            if fail_now() {
+                return std::ptr::null_mut();
+            }
+            // SAFETY: as in `alloc`.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            if fail_now() {
+                return std::ptr::null_mut();
+            }
+            // SAFETY: as in `alloc`.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: as in `alloc`.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Failing = Failing;
+
+    /// Runs `f` with this thread's allocations `first .. first + count`
+    /// failing (counted from 1; `count` 0: none); `f`'s result and how many
+    /// allocations it made.
+    pub(crate) fn with_failures<R>(first: u64, count: u64, f: impl FnOnce() -> R) -> (R, u64) {
+        FAILING.with(|failing| failing.set((first, first.saturating_add(count))));
+        COUNTED.with(|counted| counted.set(Some(0)));
+        let result = f();
+        let made = COUNTED.with(|counted| counted.replace(None)).unwrap_or(0);
+        (result, made)
+    }
+}

@@ -18,6 +18,8 @@ pub mod allocator;
 mod arena_log;
 pub mod debug;
 pub mod error;
+#[cfg(test)]
+mod oom_tests;
 mod pins;
 pub mod shared;
 mod table;
