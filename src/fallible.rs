@@ -125,7 +125,8 @@ mod tests {
     fn fixed_text_cuts_at_a_character_boundary() {
         let mut buf = [0u8; 5];
         let mut text = FixedText::new(&mut buf);
-        write!(text, "ab{}", "ééé").unwrap();
+        let accents = "ééé";
+        write!(text, "ab{accents}").unwrap();
         assert_eq!(text.len(), 4);
         assert_eq!(&buf[..4], "abé".as_bytes());
     }

@@ -254,10 +254,7 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator(
     };
     // SAFETY: the caller promises malloc/free semantics (see above).
     let allocator = unsafe { Allocator::from_raw(malloc, free) };
-    into_handle(Pool::try_with_allocator_labelled(
-        allocator,
-        c_label(None),
-    ))
+    into_handle(Pool::try_with_allocator_labelled(allocator, c_label(None)))
 }
 
 /// Frees every block still live in the pool, then the pool, and sets
@@ -902,6 +899,7 @@ pub unsafe extern "C" fn cymem_live_pools(out: *mut CymemPoolInfo, capacity: usi
 /// bytes first, then a total line) into `buf` like `snprintf`: at most
 /// `size - 1` bytes and a NUL. Returns the report's full length, so a result
 /// >= `size` means it was truncated; `buf` may be NULL if `size` is 0.
+///
 /// Out of memory, writes "" and returns 0 with `CYMEM_ERR_OUT_OF_MEMORY`
 /// recorded (a report is never empty).
 ///

@@ -96,7 +96,10 @@ fn workload(kind: Kind, kept: &mut Vec<Pool>, name: &mut Option<String>) -> usiz
         }
         check(pool.check().is_ok());
         let listed = registry::try_live_pools();
-        check(listed.is_ok() || out_of_memory(listed.map_err(|_| PoolError::OutOfMemory { bytes: 0 })));
+        check(
+            listed.is_ok()
+                || out_of_memory(listed.map_err(|_| PoolError::OutOfMemory { bytes: 0 })),
+        );
         let _ = registry::try_report();
         if round == 2 {
             // Dropping a pool with blocks never needs memory.
@@ -130,7 +133,8 @@ fn every_allocation_failure_is_an_error() {
         let run = |first: u64, count: u64| {
             let mut kept = Vec::with_capacity(8);
             let mut name = Some(String::from("swept"));
-            let (unexpected, made) = with_failures(first, count, || workload(kind, &mut kept, &mut name));
+            let (unexpected, made) =
+                with_failures(first, count, || workload(kind, &mut kept, &mut name));
             assert_eq!(unexpected, 0, "{kind:?}: failing {first} (x{count})");
             for pool in &mut kept {
                 check_consistent(pool);

@@ -7,8 +7,8 @@ use std::ffi::c_void;
 use rustc_hash::FxBuildHasher;
 
 use super::error::PoolError;
-use crate::fallible::try_box;
 use super::Pool;
+use crate::fallible::try_box;
 
 /// Pin counts of the blocks that must not be freed or moved (live zero-copy
 /// views, or C code sharing a block). Empty for almost every pool, so the

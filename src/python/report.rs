@@ -16,8 +16,8 @@ use pyo3::types::{PyDict, PyList, PyString, PyType};
 use rustc_hash::FxBuildHasher;
 
 use super::errors::{exception, py_string, Operation};
-use crate::ffi::CYMEM_ERR_OUT_OF_MEMORY;
 use crate::fallible::{try_box_or_back, OutOfMemory};
+use crate::ffi::CYMEM_ERR_OUT_OF_MEMORY;
 
 use crate::registry::PoolStats;
 use crate::registry::{self, Origin, OriginSource, PoolInfo};
@@ -65,8 +65,12 @@ impl PyOrigin {
         py: Python<'py>,
     ) -> PyResult<(Bound<'py, PyString>, c_int, Bound<'py, PyString>)> {
         let code = self.code.bind(py);
-        let file = code.getattr(intern!(py, "co_filename"))?.cast_into::<PyString>()?;
-        let function = code.getattr(intern!(py, "co_name"))?.cast_into::<PyString>()?;
+        let file = code
+            .getattr(intern!(py, "co_filename"))?
+            .cast_into::<PyString>()?;
+        let function = code
+            .getattr(intern!(py, "co_name"))?
+            .cast_into::<PyString>()?;
         #[cfg(Py_3_11)]
         // SAFETY: `code` is a live code object (we hold a reference) and the
         // GIL is held; `at` is an offset PyFrame_GetLasti gave for it.

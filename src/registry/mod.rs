@@ -43,7 +43,6 @@ pub use record::PoolStats;
 pub(crate) use record::Record;
 pub use report::{format_table, report, try_report, write_table};
 
-
 /// One live pool in a report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolInfo {
@@ -234,9 +233,8 @@ pub(crate) fn set_origin(record: &Record, origin: Origin) {
 /// origin takes the GIL, and a thread holding the GIL may be waiting for
 /// the registry lock to create a pool.
 pub fn live_pools() -> Vec<PoolInfo> {
-    try_live_pools().unwrap_or_else(|_| {
-        std::alloc::handle_alloc_error(std::alloc::Layout::new::<PoolInfo>())
-    })
+    try_live_pools()
+        .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<PoolInfo>()))
 }
 
 /// [`live_pools`], or `OutOfMemory` if the list could not be built.

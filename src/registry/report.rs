@@ -78,7 +78,11 @@ fn row(p: &PoolInfo) -> [Cell<'_>; 9] {
 }
 
 /// Writes one line: cells padded to `widths`, trailing spaces left out.
-fn write_line(out: &mut impl fmt::Write, widths: &[usize; 9], cells: &[Cell<'_>; 9]) -> fmt::Result {
+fn write_line(
+    out: &mut impl fmt::Write,
+    widths: &[usize; 9],
+    cells: &[Cell<'_>; 9],
+) -> fmt::Result {
     // Everything after the last non-blank cell would be trailing spaces.
     let last = cells
         .iter()

@@ -22,7 +22,6 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import run, run_python
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,8 +36,17 @@ def failmalloc(tmp_path_factory) -> str:
     """The shim, compiled; its path for LD_PRELOAD."""
     out = tmp_path_factory.mktemp("failmalloc") / "failmalloc.so"
     subprocess.run(
-        ["cc", "-O1", "-shared", "-fPIC", "-Wall", "-Wextra", "-o", str(out),
-         os.path.join(HERE, "failmalloc.c")],
+        [
+            "cc",
+            "-O1",
+            "-shared",
+            "-fPIC",
+            "-Wall",
+            "-Wextra",
+            "-o",
+            str(out),
+            os.path.join(HERE, "failmalloc.c"),
+        ],
         check=True,
     )
     return str(out)
@@ -142,7 +150,9 @@ def consistent(p):
 
 # --- ulimit -v ---------------------------------------------------------------
 
-ULIMIT_PY = PRELUDE + """
+ULIMIT_PY = (
+    PRELUDE
+    + """
 SIZE = int(os.environ["OOM_SIZE"])
 FRONT = os.environ["OOM_FRONT"]
 SHAPE = os.environ["OOM_SHAPE"]
@@ -193,6 +203,7 @@ consistent(p)
 del p
 print("ok", kept, filled)
 """
+)
 
 
 @pytest.mark.parametrize("limit_kb", LIMITS_KB)
@@ -285,7 +296,9 @@ __attribute__((unused)) static void check_and_empty(CymemPool *pool, void **bloc
 }
 """
 
-C_ULIMIT = C_OOM + r"""
+C_ULIMIT = (
+    C_OOM
+    + r"""
 /* argv: kind size shape(one|many). Fills one pool, or makes pools of one
    block each, until out of memory; then memory comes back. */
 int main(int argc, char **argv) {
@@ -343,6 +356,7 @@ int main(int argc, char **argv) {
     return 0;
 }
 """
+)
 
 
 @pytest.mark.parametrize("shape", ["one", "many"])
@@ -360,7 +374,9 @@ def test_ulimit_c(c_program, kind, size, shape):
 
 # --- failmalloc sweeps -------------------------------------------------------
 
-SWEEP_PY = PRELUDE + """
+SWEEP_PY = (
+    PRELUDE
+    + """
 import ctypes
 fm = ctypes.CDLL(None)
 fm.failmalloc_arm.argtypes = [ctypes.c_long, ctypes.c_long]
@@ -442,6 +458,7 @@ for first in range(1, total + 1):
         failures += failed > 0
 print("ok", total, runs, failures)
 """
+)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -461,7 +478,9 @@ def test_failmalloc_sweep_python(helpers, failmalloc, front, kind):
     assert total > 10 and runs == 2 * total and failures > runs // 2, out.stdout
 
 
-C_SWEEP = C_OOM + r"""
+C_SWEEP = (
+    C_OOM
+    + r"""
 typedef void (*arm_fn)(long, long);
 typedef long (*count_fn)(void);
 static arm_fn arm;
@@ -540,6 +559,7 @@ int main(int argc, char **argv) {
     return 0;
 }
 """
+)
 
 
 @pytest.mark.parametrize("kind", KINDS)
