@@ -60,19 +60,19 @@ fn alloc_free_pair_64b(c: &mut Criterion) {
     group.bench_function("cymem_rs_c_abi", |b| {
         let mut handle = cymem_pool_new();
         assert!(!handle.is_null());
-        // SAFETY: `handle` is a live pool handle until `cymem_pool_destroy`
-        // below; every freed pointer was just returned by the same pool.
-        unsafe {
-            for _ in 0..LIVE_BLOCKS {
-                assert!(!cymem_pool_alloc(handle, 1, 64).is_null());
-            }
-            b.iter(|| {
-                let p = cymem_pool_alloc(black_box(handle), black_box(1), black_box(64));
-                debug_assert!(!p.is_null());
-                black_box(cymem_pool_free(black_box(handle), black_box(p)))
-            });
-            cymem_pool_destroy(&mut handle);
+        for _ in 0..LIVE_BLOCKS {
+            // SAFETY: `handle` is a live pool handle until `cymem_pool_destroy`.
+            assert!(!unsafe { cymem_pool_alloc(handle, 1, 64) }.is_null());
         }
+        b.iter(|| {
+            // SAFETY: `handle` is a live pool handle until `cymem_pool_destroy`.
+            let p = unsafe { cymem_pool_alloc(black_box(handle), black_box(1), black_box(64)) };
+            debug_assert!(!p.is_null());
+            // SAFETY: the same live handle; `p` was just returned by it.
+            black_box(unsafe { cymem_pool_free(black_box(handle), black_box(p)) })
+        });
+        // SAFETY: `handle` is live and no longer used after this.
+        unsafe { cymem_pool_destroy(&mut handle) };
     });
 
     group.bench_function("libc_calloc_free", |b| {
@@ -83,12 +83,11 @@ fn alloc_free_pair_64b(c: &mut Criterion) {
             .collect();
         assert!(live.iter().all(|p| !p.is_null()));
         b.iter(|| {
+            // SAFETY: plain calloc.
+            let p = unsafe { libc::calloc(black_box(1), black_box(64)) };
+            debug_assert!(!p.is_null());
             // SAFETY: `p` comes from calloc and is freed exactly once.
-            unsafe {
-                let p = libc::calloc(black_box(1), black_box(64));
-                debug_assert!(!p.is_null());
-                libc::free(black_box(p));
-            }
+            unsafe { libc::free(black_box(p)) };
         });
         for p in live {
             // SAFETY: each setup block is freed exactly once.

@@ -46,19 +46,23 @@ cdef extern from *:
         uint64_t total_reallocs;
     } CymemRsPoolStats;
 
-    /* Mirror of `CApi` in src/python/capi.rs. */
-    #define CYMEM_RS_CAPI_VERSION 1
+    /* Mirror of `CApi` in src/python/capi.rs, versioned on its own
+       (`CAPSULE_VERSION` there), apart from the C ABI's version. */
+    #define CYMEM_RS_CAPSULE_VERSION 2
+
+    /* The operation codes of `raise_last_error` (`CYMEM_RS_OP_*` in capi.rs). */
+    #define CYMEM_RS_OP_ALLOC 0
+    #define CYMEM_RS_OP_FREE 1
+    #define CYMEM_RS_OP_REALLOC 2
+    #define CYMEM_RS_OP_CHECK 3
+
     typedef struct {
-        size_t abi_version;
+        size_t capsule_version;
         size_t table_size;
         size_t pool_core_offset;
         size_t address_ptr_offset;
         size_t pymalloc_fn_offset;
         size_t pyfree_fn_offset;
-        void *(*pool_alloc)(void *pool, size_t number, size_t elem_size);
-        int (*pool_free)(void *pool, void *ptr);
-        void *(*pool_realloc)(void *pool, void *ptr, size_t new_size);
-        size_t (*pool_size)(const void *pool);
         int (*raise_last_error)(int operation);
         int (*warn_zero_alloc)(void);
         PyObject *(*wrap_malloc)(cymem_rs_malloc_fn malloc_fn);
@@ -86,12 +90,12 @@ cdef extern from *:
         const CymemRsCAPI *api =
             (const CymemRsCAPI *)PyCapsule_Import("cymem_rs.cymem._C_API", 0);
         if (api == NULL) return -1;
-        if (api->abi_version != CYMEM_RS_CAPI_VERSION) {
+        if (api->capsule_version != CYMEM_RS_CAPSULE_VERSION) {
             PyErr_Format(PyExc_ImportError,
                 "cymem_rs C API version mismatch: this module was compiled for "
-                "version %d, the installed cymem_rs provides version %zu; "
+                "capsule version %d, the installed cymem_rs provides version %zu; "
                 "recompile the module against the installed cymem_rs",
-                CYMEM_RS_CAPI_VERSION, api->abi_version);
+                CYMEM_RS_CAPSULE_VERSION, api->capsule_version);
             return -1;
         }
         if (api->table_size < sizeof(CymemRsCAPI)
@@ -131,14 +135,14 @@ cdef extern from *:
         if (CYMEM_RS_UNLIKELY(number == 0 || elem_size == 0)
             && cymem_rs_capi->warn_zero_alloc() < 0) return NULL;
         block = cymem_rs_capi->core_alloc(CYMEM_RS_CORE(pool), number, elem_size);
-        if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(0);
+        if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(CYMEM_RS_OP_ALLOC);
         return block;
     }
 
     static inline int cymem_rs_pool_free(PyObject *pool, void *ptr) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "free") < 0) return -1;
         if (CYMEM_RS_UNLIKELY(cymem_rs_capi->core_free(CYMEM_RS_CORE(pool), ptr) != 0))
-            return cymem_rs_capi->raise_last_error(1);
+            return cymem_rs_capi->raise_last_error(CYMEM_RS_OP_FREE);
         return 0;
     }
 
@@ -146,7 +150,7 @@ cdef extern from *:
         void *block;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "realloc") < 0) return NULL;
         block = cymem_rs_capi->core_realloc(CYMEM_RS_CORE(pool), ptr, new_size);
-        if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(2);
+        if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(CYMEM_RS_OP_REALLOC);
         return block;
     }
 
@@ -160,7 +164,7 @@ cdef extern from *:
     static inline int cymem_rs_pool_check(PyObject *pool) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "check") < 0) return -1;
         if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_check(CYMEM_RS_CORE(pool)) != 0))
-            return cymem_rs_capi->raise_last_error(1);
+            return cymem_rs_capi->raise_last_error(CYMEM_RS_OP_CHECK);
         return 0;
     }
 

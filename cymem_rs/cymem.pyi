@@ -5,6 +5,7 @@ from typing import Any, NamedTuple, final
 WARN_ZERO_ALLOC: bool
 ABI_VERSION: int
 _C_API: Any
+_C_API_VERSION: int
 
 @final
 class PyMalloc:

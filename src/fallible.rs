@@ -34,12 +34,12 @@ pub fn try_box_or_back<T>(value: T) -> Result<Box<T>, T> {
     let Some(raw) = NonNull::new(unsafe { alloc(layout) }.cast::<T>()) else {
         return Err(value);
     };
-    // SAFETY: `raw` is a fresh allocation of the global allocator with `T`'s
-    // layout, which is what `Box<T>` owns and releases; writing initialises it.
-    unsafe {
-        raw.as_ptr().write(value);
-        Ok(Box::from_raw(raw.as_ptr()))
-    }
+    // SAFETY: `raw` is a fresh allocation with `T`'s layout: writable, and
+    // aligned for `T`.
+    unsafe { raw.as_ptr().write(value) };
+    // SAFETY: `raw` came from the global allocator with `T`'s layout, which
+    // is what `Box<T>` owns and releases, and holds a `T` written above.
+    Ok(unsafe { Box::from_raw(raw.as_ptr()) })
 }
 
 /// A copy of `text`, or `OutOfMemory`.

@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::fmt::{self, Write as _};
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 use crate::allocator::Allocator;
 use crate::error::PoolError;
@@ -154,37 +154,108 @@ fn static_message(status: CymemStatus) -> &'static CStr {
     }
 }
 
-/// The pool behind a handle, or `None` (with the error recorded) for NULL.
+/// The opening of every call on a handle: runs `op` on the pool behind
+/// `pool`, or records `CYMEM_ERR_NULL_ARGUMENT` for `function` and returns
+/// `on_null` if `pool` is NULL.
 ///
 /// # Safety
-/// `pool` is NULL or a live handle from `cymem_pool_new*`.
-unsafe fn handle<'a>(pool: *const CymemPool, function: &str) -> Option<&'a CymemPool> {
-    // SAFETY: caller's contract; a live handle is a valid, shared `CymemPool`.
-    let found = unsafe { pool.as_ref() };
-    if found.is_none() {
-        null_argument(function, "pool");
+/// `pool` is NULL or a live handle from `cymem_pool_new*`, which no thread
+/// destroys during the call.
+unsafe fn with_handle<R>(
+    pool: *const CymemPool,
+    function: &str,
+    on_null: R,
+    op: impl FnOnce(&mut Pool) -> R,
+) -> R {
+    // SAFETY: a non-NULL `pool` is a live handle (`# Safety`): a `CymemPool`
+    // boxed by `into_handle` and not yet destroyed, so it may be borrowed
+    // for this call; it is only ever shared (`with` serialises access).
+    match unsafe { pool.as_ref() } {
+        Some(pool) => pool.with(op),
+        None => {
+            null_argument(function, "pool");
+            on_null
+        }
     }
-    found
 }
 
-/// Runs `op` on a live handle and turns its outcome into a status, recording
-/// an error for `cymem_last_error`; `CYMEM_ERR_NULL_ARGUMENT` for a NULL pool.
+/// The status of a pool call that only succeeds or fails, with the error
+/// recorded for `cymem_last_error`.
+pub(crate) fn status<T>(result: Result<T, PoolError>) -> CymemStatus {
+    match result {
+        Ok(_) => CYMEM_OK,
+        Err(err) => report(err),
+    }
+}
+
+/// The block of a pool call that returns one, or NULL with the error
+/// recorded for `cymem_last_error`.
+pub(crate) fn block_or_null(result: Result<NonNull<c_void>, PoolError>) -> *mut c_void {
+    match result {
+        Ok(block) => block.as_ptr(),
+        Err(err) => {
+            report(err);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `with_handle` for a call that only succeeds or fails.
 ///
 /// # Safety
-/// `pool` is NULL or a live handle.
+/// As `with_handle`: `pool` is NULL or a live handle.
 unsafe fn status_of<T>(
     pool: *const CymemPool,
     function: &str,
     op: impl FnOnce(&mut Pool) -> Result<T, PoolError>,
 ) -> CymemStatus {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, function) }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
-    };
-    match pool.with(op) {
-        Ok(_) => CYMEM_OK,
-        Err(err) => report(err),
+    // SAFETY: `pool` is NULL or a live handle that no thread destroys during
+    // the call (`# Safety`), which is all `with_handle` asks.
+    unsafe { with_handle(pool, function, CYMEM_ERR_NULL_ARGUMENT, |p| status(op(p))) }
+}
+
+/// The custom allocator of `cymem_pool_new_with_allocator*`, or `None` with
+/// `CYMEM_ERR_NULL_ARGUMENT` recorded if either function is NULL.
+///
+/// # Safety
+/// The functions behave like C `malloc` and `free` and are callable from any
+/// thread that uses the pool, for as long as the pool lives.
+unsafe fn c_allocator(
+    malloc_fn: CymemMallocFn,
+    free_fn: CymemFreeFn,
+    function: &str,
+) -> Option<Allocator> {
+    match (malloc_fn, free_fn) {
+        // SAFETY: the `# Safety` section promises exactly what `from_raw`
+        // asks of the pair.
+        (Some(malloc), Some(free)) => Some(unsafe { Allocator::from_raw(malloc, free) }),
+        (None, _) => {
+            null_argument(function, "malloc_fn");
+            None
+        }
+        (Some(_), None) => {
+            null_argument(function, "free_fn");
+            None
+        }
     }
+}
+
+/// Takes the handle out of `*slot` (leaving NULL there), as the destroy
+/// functions do: `None` if it was already NULL.
+///
+/// # Safety
+/// `*slot` is NULL or a live handle that no other thread is using.
+unsafe fn take_handle(slot: &mut *mut CymemPool) -> Option<Box<CymemPool>> {
+    let handle = std::mem::replace(slot, ptr::null_mut());
+    // SAFETY: a live handle was made by `Box::into_raw` in `into_handle` and
+    // is used by no other thread (`# Safety`); the caller's only way to reach
+    // it again, `*slot`, is now NULL, so the box is owned once.
+    (!handle.is_null()).then(|| unsafe { Box::from_raw(handle) })
+}
+
+/// A pool on the system allocator, as the plain and named C constructors make.
+fn system_pool(name: Option<String>) -> Result<Pool, PoolError> {
+    Pool::try_with_allocator_labelled(Allocator::system(), c_label(name))
 }
 
 /// The handle of a new pool (a debug pool if `CYMEM_RS_DEBUG` says so), or
@@ -216,10 +287,7 @@ pub extern "C" fn cymem_abi_version() -> u32 {
 /// when the pool's own bookkeeping cannot be allocated.
 #[no_mangle]
 pub extern "C" fn cymem_pool_new() -> *mut CymemPool {
-    into_handle(Pool::try_with_allocator_labelled(
-        Allocator::system(),
-        c_label(None),
-    ))
+    into_handle(system_pool(None))
 }
 
 /// A new arena pool: blocks are bump-allocated from large chunks and all
@@ -243,18 +311,13 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator(
     malloc_fn: CymemMallocFn,
     free_fn: CymemFreeFn,
 ) -> *mut CymemPool {
-    let (Some(malloc), Some(free)) = (malloc_fn, free_fn) else {
-        let missing = if malloc_fn.is_none() {
-            "malloc_fn"
-        } else {
-            "free_fn"
-        };
-        null_argument("cymem_pool_new_with_allocator", missing);
-        return ptr::null_mut();
-    };
-    // SAFETY: the caller promises malloc/free semantics (see above).
-    let allocator = unsafe { Allocator::from_raw(malloc, free) };
-    into_handle(Pool::try_with_allocator_labelled(allocator, c_label(None)))
+    // SAFETY: the functions behave like C malloc/free and are callable from
+    // every thread that uses the pool while it lives (`# Safety`), which is
+    // all `c_allocator` asks.
+    match unsafe { c_allocator(malloc_fn, free_fn, "cymem_pool_new_with_allocator") } {
+        Some(allocator) => into_handle(Pool::try_with_allocator_labelled(allocator, c_label(None))),
+        None => ptr::null_mut(),
+    }
 }
 
 /// Frees every block still live in the pool, then the pool, and sets
@@ -266,15 +329,11 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator(
 /// thread is using.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_destroy(pool: *mut *mut CymemPool) {
-    // SAFETY: caller's contract.
-    let Some(slot) = (unsafe { pool.as_mut() }) else {
-        return;
-    };
-    let handle = std::mem::replace(slot, ptr::null_mut());
-    if !handle.is_null() {
-        // SAFETY: a live handle was made by `Box::into_raw` in `into_handle`,
-        // and we just cleared the caller's only way to reach it again.
-        drop(unsafe { Box::from_raw(handle) });
+    // SAFETY: a non-NULL `pool` points to a handle slot the caller lets us
+    // write (`# Safety`), and no other thread uses it during the call.
+    if let Some(slot) = unsafe { pool.as_mut() } {
+        // SAFETY: `*slot` is NULL or a live handle no other thread is using.
+        drop(unsafe { take_handle(slot) });
     }
 }
 
@@ -289,17 +348,11 @@ pub unsafe extern "C" fn cymem_pool_alloc(
     number: usize,
     elem_size: usize,
 ) -> *mut c_void {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_alloc") }) else {
-        return ptr::null_mut();
-    };
-    let result = pool.with(|p| p.alloc(number, elem_size));
-    match result {
-        Ok(block) => block.as_ptr(),
-        Err(err) => {
-            report(err);
-            ptr::null_mut()
-        }
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe {
+        with_handle(pool, "cymem_pool_alloc", ptr::null_mut(), |p| {
+            block_or_null(p.alloc(number, elem_size))
+        })
     }
 }
 
@@ -310,7 +363,8 @@ pub unsafe extern "C" fn cymem_pool_alloc(
 /// `pool` is NULL or a live handle. `ptr` may be anything.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_free(pool: *mut CymemPool, ptr: *mut c_void) -> CymemStatus {
-    // SAFETY: caller's contract.
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`); the pool checks
+    // `ptr` against its table before touching memory.
     unsafe { status_of(pool, "cymem_pool_free", |p| p.free(ptr)) }
 }
 
@@ -329,17 +383,12 @@ pub unsafe extern "C" fn cymem_pool_realloc(
     ptr: *mut c_void,
     new_size: usize,
 ) -> *mut c_void {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_realloc") }) else {
-        return ptr::null_mut();
-    };
-    let result = pool.with(|p| p.realloc(ptr, new_size));
-    match result {
-        Ok(block) => block.as_ptr(),
-        Err(err) => {
-            report(err);
-            ptr::null_mut()
-        }
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`); the pool checks
+    // `ptr` against its table before touching memory.
+    unsafe {
+        with_handle(pool, "cymem_pool_realloc", ptr::null_mut(), |p| {
+            block_or_null(p.realloc(ptr, new_size))
+        })
     }
 }
 
@@ -349,8 +398,8 @@ pub unsafe extern "C" fn cymem_pool_realloc(
 /// `pool` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
-    // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_size") }.map_or(0, |pool| pool.with(|p| p.size()))
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe { with_handle(pool, "cymem_pool_size", 0, |p| p.size()) }
 }
 
 /// Number of live blocks. 0 (and `CYMEM_ERR_NULL_ARGUMENT`) for a NULL pool.
@@ -359,9 +408,8 @@ pub unsafe extern "C" fn cymem_pool_size(pool: *const CymemPool) -> usize {
 /// `pool` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_block_count(pool: *const CymemPool) -> usize {
-    // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_block_count") }
-        .map_or(0, |pool| pool.with(|p| p.block_count()))
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe { with_handle(pool, "cymem_pool_block_count", 0, |p| p.block_count()) }
 }
 
 /// Stores the size of a live block in `*size_out`.
@@ -375,22 +423,18 @@ pub unsafe extern "C" fn cymem_pool_block_size(
     ptr: *const c_void,
     size_out: *mut usize,
 ) -> CymemStatus {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_block_size") }) else {
+    const FUNCTION: &str = "cymem_pool_block_size";
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    let found = unsafe { with_handle(pool, FUNCTION, None, |p| Some(p.block_size(ptr))) };
+    let Some(found) = found else {
         return CYMEM_ERR_NULL_ARGUMENT;
     };
     if size_out.is_null() {
-        return null_argument("cymem_pool_block_size", "size_out");
+        return null_argument(FUNCTION, "size_out");
     }
-    let found = pool.with(|p| p.block_size(ptr));
-    match found {
-        Some(size) => {
-            // SAFETY: non-NULL and writable by the caller's contract.
-            unsafe { size_out.write(size) };
-            CYMEM_OK
-        }
-        None => report(PoolError::UnknownPointer { addr: ptr as usize }),
-    }
+    let size = found.ok_or(PoolError::UnknownPointer { addr: ptr as usize });
+    // SAFETY: `size_out` is not NULL (checked above), so it is writable (`# Safety`).
+    status(size.map(|size| unsafe { size_out.write(size) }))
 }
 
 /// The status of the last failed call on this thread (`CYMEM_OK` if none).
@@ -435,7 +479,8 @@ pub extern "C" fn cymem_status_message(status: CymemStatus) -> *const c_char {
 /// `pool` is NULL or a live handle. `ptr` may be anything.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_pin(pool: *mut CymemPool, ptr: *const c_void) -> CymemStatus {
-    // SAFETY: caller's contract.
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`); `ptr` is only
+    // looked up in the pool's table.
     unsafe { status_of(pool, "cymem_pool_pin", |p| p.pin(ptr)) }
 }
 
@@ -446,7 +491,8 @@ pub unsafe extern "C" fn cymem_pool_pin(pool: *mut CymemPool, ptr: *const c_void
 /// `pool` is NULL or a live handle. `ptr` may be anything.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_unpin(pool: *mut CymemPool, ptr: *const c_void) -> CymemStatus {
-    // SAFETY: caller's contract.
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`); `ptr` is only
+    // looked up in the pool's table.
     unsafe { status_of(pool, "cymem_pool_unpin", |p| p.unpin(ptr)) }
 }
 
@@ -457,8 +503,9 @@ pub unsafe extern "C" fn cymem_pool_unpin(pool: *mut CymemPool, ptr: *const c_vo
 /// `pool` is NULL or a live handle. `ptr` may be anything.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_pin_count(pool: *const CymemPool, ptr: *const c_void) -> usize {
-    // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_pin_count") }.map_or(0, |pool| pool.with(|p| p.pins(ptr)))
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`); `ptr` is only
+    // looked up in the pool's pin map.
+    unsafe { with_handle(pool, "cymem_pool_pin_count", 0, |p| p.pins(ptr)) }
 }
 
 // ---------------------------------------------------------------------------
@@ -489,10 +536,7 @@ fn debug(pool: Result<Pool, PoolError>, options: DebugOptions) -> Result<Pool, P
 /// makes every `cymem_pool_new*` pool a debug pool.)
 #[no_mangle]
 pub extern "C" fn cymem_pool_new_debug() -> *mut CymemPool {
-    into_handle(debug(
-        Pool::try_with_allocator_labelled(Allocator::system(), c_label(None)),
-        DebugOptions::default(),
-    ))
+    into_handle(debug(system_pool(None), DebugOptions::default()))
 }
 
 /// A new debug arena pool (see `cymem_pool_new_debug` and `cymem_pool_new_arena`).
@@ -515,21 +559,17 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator_debug(
     malloc_fn: CymemMallocFn,
     free_fn: CymemFreeFn,
 ) -> *mut CymemPool {
-    let (Some(malloc), Some(free)) = (malloc_fn, free_fn) else {
-        let missing = if malloc_fn.is_none() {
-            "malloc_fn"
-        } else {
-            "free_fn"
-        };
-        null_argument("cymem_pool_new_with_allocator_debug", missing);
-        return ptr::null_mut();
-    };
-    // SAFETY: the caller promises malloc/free semantics.
-    let allocator = unsafe { Allocator::from_raw(malloc, free) };
-    into_handle(debug(
-        Pool::try_with_allocator_labelled(allocator, c_label(None)),
-        DebugOptions::default(),
-    ))
+    const FUNCTION: &str = "cymem_pool_new_with_allocator_debug";
+    // SAFETY: the functions behave like C malloc/free and are callable from
+    // every thread that uses the pool while it lives (`# Safety`), which is
+    // all `c_allocator` asks.
+    match unsafe { c_allocator(malloc_fn, free_fn, FUNCTION) } {
+        Some(allocator) => into_handle(debug(
+            Pool::try_with_allocator_labelled(allocator, c_label(None)),
+            DebugOptions::default(),
+        )),
+        None => ptr::null_mut(),
+    }
 }
 
 /// 1 if the pool is a debug pool, 0 if not (or NULL, with `CYMEM_ERR_NULL_ARGUMENT`).
@@ -538,9 +578,12 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator_debug(
 /// `pool` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_is_debug(pool: *const CymemPool) -> c_int {
-    // SAFETY: caller's contract.
-    unsafe { handle(pool, "cymem_pool_is_debug") }
-        .map_or(0, |pool| c_int::from(pool.with(|p| p.is_debug())))
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe {
+        with_handle(pool, "cymem_pool_is_debug", 0, |p| {
+            c_int::from(p.is_debug())
+        })
+    }
 }
 
 /// Checks the guards of every live block and the poison of every quarantined
@@ -553,7 +596,7 @@ pub unsafe extern "C" fn cymem_pool_is_debug(pool: *const CymemPool) -> c_int {
 /// `pool` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_check(pool: *mut CymemPool) -> CymemStatus {
-    // SAFETY: caller's contract.
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe { status_of(pool, "cymem_pool_check", |p| p.check()) }
 }
 
@@ -567,23 +610,18 @@ pub unsafe extern "C" fn cymem_pool_check(pool: *mut CymemPool) -> CymemStatus {
 /// As `cymem_pool_destroy`.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_destroy_checked(pool: *mut *mut CymemPool) -> CymemStatus {
-    // SAFETY: caller's contract.
+    // SAFETY: a non-NULL `pool` points to a handle slot the caller lets us
+    // write (`# Safety`), and no other thread uses it during the call.
     let Some(slot) = (unsafe { pool.as_mut() }) else {
         return null_argument("cymem_pool_destroy_checked", "pool");
     };
-    let handle = std::mem::replace(slot, ptr::null_mut());
-    if handle.is_null() {
+    // SAFETY: `*slot` is NULL or a live handle no other thread is using.
+    let Some(owned) = (unsafe { take_handle(slot) }) else {
         return CYMEM_OK;
-    }
-    // SAFETY: a live handle was made by `Box::into_raw` in `into_handle`,
-    // and we just cleared the caller's only way to reach it again.
-    let owned = unsafe { Box::from_raw(handle) };
+    };
     let result = owned.with(|p| p.free_all_checked());
     drop(owned);
-    match result {
-        Ok(()) => CYMEM_OK,
-        Err(err) => report(err),
-    }
+    status(result)
 }
 
 // ---------------------------------------------------------------------------
@@ -607,7 +645,8 @@ unsafe fn optional_text(text: *const c_char) -> Result<Option<String>, OutOfMemo
     if text.is_null() {
         return Ok(None);
     }
-    // SAFETY: caller's contract.
+    // SAFETY: `text` is not NULL, so it is a NUL-terminated string
+    // (`# Safety`), read here only.
     let bytes = unsafe { CStr::from_ptr(text) }.to_bytes();
     let mut out = TryString::default();
     for chunk in bytes.utf8_chunks() {
@@ -651,8 +690,11 @@ impl CBuffer {
     /// Ends the text with its NUL; the full length.
     fn finish(self) -> usize {
         if self.size > 0 {
-            // SAFETY: `written` <= `size - 1` < `size` (see `write_str`).
-            unsafe { self.buf.add(self.written).write(0) };
+            // SAFETY: `written` <= `size - 1` (see `write_str`), so the byte
+            // is inside the caller's buffer, writable (`new`'s contract).
+            let end = unsafe { self.buf.add(self.written) };
+            // SAFETY: `end` is that writable byte.
+            unsafe { end.write(0) };
         }
         self.total
     }
@@ -670,11 +712,12 @@ impl fmt::Write for CBuffer {
             n -= 1;
         }
         self.full = n < text.len();
-        // SAFETY: `written + n` <= `size - 1` bytes of `buf` are writable (the
-        // contract of `new`); `text` cannot overlap the caller's buffer.
-        unsafe {
-            ptr::copy_nonoverlapping(text.as_ptr(), self.buf.add(self.written).cast::<u8>(), n);
-        }
+        // SAFETY: `written` < `size`: inside the caller's buffer.
+        let at = unsafe { self.buf.add(self.written) };
+        // SAFETY: `written + n` <= `size - 1` bytes of the buffer are
+        // writable (`new`'s contract); `text` is a Rust string the C buffer
+        // cannot overlap.
+        unsafe { ptr::copy_nonoverlapping(text.as_ptr(), at.cast::<u8>(), n) };
         self.written += n;
         Ok(())
     }
@@ -686,7 +729,7 @@ impl fmt::Write for CBuffer {
 /// # Safety
 /// `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
 unsafe fn copy_truncated(text: &str, buf: *mut c_char, size: usize) -> usize {
-    // SAFETY: caller's contract.
+    // SAFETY: as `CBuffer::new` asks (`# Safety`).
     let mut out = unsafe { CBuffer::new(buf, size) };
     let _ = out.write_str(text);
     out.finish()
@@ -719,15 +762,11 @@ fn to_c_info(info: &PoolInfo) -> CymemPoolInfo {
         stats: info.stats,
     };
     let name = info.name.as_deref().unwrap_or("");
-    // SAFETY: both arrays are valid for their full length.
-    unsafe {
-        copy_truncated(name, out.name.as_mut_ptr(), CYMEM_POOL_NAME_SIZE);
-        copy_truncated(
-            &info.origin,
-            out.origin.as_mut_ptr(),
-            CYMEM_POOL_ORIGIN_SIZE,
-        );
-    }
+    // SAFETY: `out.name` is an array of `CYMEM_POOL_NAME_SIZE` bytes, all writable.
+    unsafe { copy_truncated(name, out.name.as_mut_ptr(), CYMEM_POOL_NAME_SIZE) };
+    let (origin, size) = (out.origin.as_mut_ptr(), CYMEM_POOL_ORIGIN_SIZE);
+    // SAFETY: `out.origin` is an array of `CYMEM_POOL_ORIGIN_SIZE` bytes, all writable.
+    unsafe { copy_truncated(&info.origin, origin, size) };
     out
 }
 
@@ -741,15 +780,15 @@ pub unsafe extern "C" fn cymem_pool_stats(
     pool: *const CymemPool,
     out: *mut PoolStats,
 ) -> CymemStatus {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_stats") }) else {
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    let stats = unsafe { with_handle(pool, "cymem_pool_stats", None, |p| Some(p.stats())) };
+    let Some(stats) = stats else {
         return CYMEM_ERR_NULL_ARGUMENT;
     };
     if out.is_null() {
         return null_argument("cymem_pool_stats", "out");
     }
-    let stats = pool.with(|p| p.stats());
-    // SAFETY: non-NULL and writable by the caller's contract.
+    // SAFETY: `out` is not NULL (checked above), so it is writable (`# Safety`).
     unsafe { out.write(stats) };
     CYMEM_OK
 }
@@ -761,12 +800,18 @@ pub unsafe extern "C" fn cymem_pool_stats(
 /// `pool` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_reset_peak(pool: *mut CymemPool) -> CymemStatus {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_reset_peak") }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
-    };
-    pool.with(|p| p.reset_peak());
-    CYMEM_OK
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe {
+        with_handle(
+            pool,
+            "cymem_pool_reset_peak",
+            CYMEM_ERR_NULL_ARGUMENT,
+            |p| {
+                p.reset_peak();
+                CYMEM_OK
+            },
+        )
+    }
 }
 
 /// A new pool on the system allocator, called `name` in live-pool reports
@@ -776,18 +821,14 @@ pub unsafe extern "C" fn cymem_pool_reset_peak(pool: *mut CymemPool) -> CymemSta
 /// `name` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_new_named(name: *const c_char) -> *mut CymemPool {
-    // SAFETY: caller's contract.
-    let name = match unsafe { optional_text(name) } {
-        Ok(name) => name,
+    // SAFETY: `name` is NULL or a NUL-terminated string (`# Safety`).
+    match unsafe { optional_text(name) } {
+        Ok(name) => into_handle(system_pool(name)),
         Err(err) => {
             out_of_memory(err);
-            return ptr::null_mut();
+            ptr::null_mut()
         }
-    };
-    into_handle(Pool::try_with_allocator_labelled(
-        Allocator::system(),
-        c_label(name),
-    ))
+    }
 }
 
 /// Renames a pool (the string is copied; NULL: unnamed).
@@ -799,17 +840,17 @@ pub unsafe extern "C" fn cymem_pool_set_name(
     pool: *mut CymemPool,
     name: *const c_char,
 ) -> CymemStatus {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_set_name") }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
+    // SAFETY: `name` is NULL or a NUL-terminated string (`# Safety`).
+    let name = match unsafe { optional_text(name) } {
+        Ok(name) => name,
+        Err(err) => return out_of_memory(err),
     };
-    // SAFETY: caller's contract.
-    match unsafe { optional_text(name) } {
-        Ok(name) => {
-            pool.with(|p| p.set_name(name));
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe {
+        with_handle(pool, "cymem_pool_set_name", CYMEM_ERR_NULL_ARGUMENT, |p| {
+            p.set_name(name);
             CYMEM_OK
-        }
-        Err(err) => out_of_memory(err),
+        })
     }
 }
 
@@ -826,14 +867,13 @@ pub unsafe extern "C" fn cymem_pool_name(
     buf: *mut c_char,
     size: usize,
 ) -> usize {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_name") }) else {
-        return 0;
+    let copy = |name: Option<&str>| {
+        // SAFETY: `buf` is valid for `size` bytes of writes, or NULL with
+        // `size` 0 (`# Safety`), as `copy_truncated` needs.
+        unsafe { copy_truncated(name.unwrap_or(""), buf, size) }
     };
-    pool.with(|p| {
-        // SAFETY: caller's contract.
-        p.with_name(|name| unsafe { copy_truncated(name.unwrap_or(""), buf, size) })
-    })
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe { with_handle(pool, "cymem_pool_name", 0, |p| p.with_name(copy)) }
 }
 
 /// Records where the pool was made, shown as "file:line" in reports (the
@@ -848,11 +888,7 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
     file: *const c_char,
     line: c_uint,
 ) -> CymemStatus {
-    // SAFETY: caller's contract.
-    let Some(pool) = (unsafe { handle(pool, "cymem_pool_set_origin") }) else {
-        return CYMEM_ERR_NULL_ARGUMENT;
-    };
-    // SAFETY: caller's contract.
+    // SAFETY: `file` is NULL or a NUL-terminated string (`# Safety`).
     let origin = match unsafe { optional_text(file) } {
         Ok(Some(file)) => match try_format(format_args!("{file}:{line}")) {
             // Exactly sized: boxing it does not reallocate.
@@ -862,8 +898,18 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
         Ok(None) => Origin::Static("C"),
         Err(err) => return out_of_memory(err),
     };
-    pool.with(|p| p.set_origin(origin));
-    CYMEM_OK
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe {
+        with_handle(
+            pool,
+            "cymem_pool_set_origin",
+            CYMEM_ERR_NULL_ARGUMENT,
+            |p| {
+                p.set_origin(origin);
+                CYMEM_OK
+            },
+        )
+    }
 }
 
 /// Lists the pools alive now in this library (C, Rust and, inside the
@@ -888,8 +934,11 @@ pub unsafe extern "C" fn cymem_live_pools(out: *mut CymemPoolInfo, capacity: usi
     };
     if !out.is_null() {
         for (i, info) in pools.iter().take(capacity).enumerate() {
-            // SAFETY: `i` < `capacity` entries, writable by the caller's contract.
-            unsafe { out.add(i).write(to_c_info(info)) };
+            // SAFETY: `out` is not NULL, so it is valid for `capacity` entries
+            // (`# Safety`), and `i` < `capacity`.
+            let entry = unsafe { out.add(i) };
+            // SAFETY: `entry` is one of those writable entries.
+            unsafe { entry.write(to_c_info(info)) };
         }
     }
     pools.len()
@@ -907,7 +956,8 @@ pub unsafe extern "C" fn cymem_live_pools(out: *mut CymemPoolInfo, capacity: usi
 /// `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_report(buf: *mut c_char, size: usize) -> usize {
-    // SAFETY: caller's contract.
+    // SAFETY: `buf` is valid for `size` bytes of writes, or NULL with `size`
+    // 0 (`# Safety`), as `CBuffer::new` needs.
     let mut out = unsafe { CBuffer::new(buf, size) };
     match registry::try_live_pools() {
         // The table goes straight into the caller's buffer.

@@ -12,9 +12,12 @@ use cymem_rs::{Allocator, Corruption, DebugOptions, Pool, PoolError};
 /// Writes `value` at `offset` from `ptr` (may be outside the block: the
 /// guards and quarantined blocks are still memory the pool owns).
 fn poke(ptr: NonNull<c_void>, offset: isize, value: u8) {
-    // SAFETY (test helper): within a debug pool's allocation: offsets
-    // -16..size+16 of a live or quarantined block.
-    unsafe { ptr.as_ptr().cast::<u8>().offset(offset).write(value) }
+    // SAFETY: the tests poke offsets -16..size+16 of a live or quarantined
+    // block of a debug pool, all inside its allocation.
+    let at = unsafe { ptr.as_ptr().cast::<u8>().offset(offset) };
+    // SAFETY: `at` is inside that allocation, which the pool owns and the
+    // test thread alone uses.
+    unsafe { at.write(value) }
 }
 
 fn corruption(err: PoolError) -> (usize, usize, u64, Corruption, isize) {
@@ -39,10 +42,12 @@ thread_local! {
 }
 
 unsafe extern "C" fn counting_malloc(size: usize) -> *mut c_void {
-    let p = libc::malloc(size);
+    // SAFETY: plain libc malloc.
+    let p = unsafe { libc::malloc(size) };
     if !p.is_null() {
         // Dirty, so zeroing and guard writing are the pool's doing.
-        p.cast::<u8>().write_bytes(0xAB, size);
+        // SAFETY: a non-NULL result of `malloc(size)` is writable for `size` bytes.
+        unsafe { p.cast::<u8>().write_bytes(0xAB, size) };
         MALLOCS.with(|m| m.set(m.get() + 1));
         LIVE.with(|l| assert!(l.borrow_mut().insert(p as usize)));
     }
@@ -57,7 +62,9 @@ unsafe extern "C" fn counting_free(ptr: *mut c_void) {
         )
     });
     FREES.with(|f| f.set(f.get() + 1));
-    libc::free(ptr)
+    // SAFETY: `ptr` was live in `LIVE` (asserted above), a block of libc's
+    // malloc, and is now out of it: freed once.
+    unsafe { libc::free(ptr) }
 }
 
 fn counting_debug_pool(options: DebugOptions) -> Pool {
@@ -310,12 +317,9 @@ fn debug_pools_keep_the_pool_rules() {
     let distinct: HashSet<_> = zero.iter().map(|p| p.as_ptr() as usize).collect();
     assert_eq!(distinct.len(), 10);
     let p = pool.alloc(100, 1).unwrap();
-    // SAFETY: a live 100-byte block.
-    assert!(
-        unsafe { std::slice::from_raw_parts(p.as_ptr().cast::<u8>(), 100) }
-            .iter()
-            .all(|&b| b == 0)
-    );
+    // SAFETY: `p` is a live 100-byte block of the pool.
+    let block = unsafe { std::slice::from_raw_parts(p.as_ptr().cast::<u8>(), 100) };
+    assert!(block.iter().all(|&b| b == 0));
     let mut on_stack = 0u8;
     let foreign = (&raw mut on_stack).cast::<c_void>();
     assert!(matches!(

@@ -25,12 +25,12 @@ rules_for_pools!(
 );
 
 fn fill(ptr: *mut c_void, len: usize, byte: u8) {
-    // SAFETY (test helper): `ptr` is a live block of at least `len` bytes.
+    // SAFETY: the tests pass a live block of at least `len` bytes.
     unsafe { ptr.cast::<u8>().write_bytes(byte, len) }
 }
 
 fn all_equal(ptr: *const c_void, len: usize, byte: u8) -> bool {
-    // SAFETY (test helper): `ptr` is a live block of at least `len` bytes.
+    // SAFETY: the tests pass a live block of at least `len` bytes.
     unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
         .iter()
         .all(|&b| b == byte)

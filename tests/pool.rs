@@ -29,8 +29,8 @@ rules_for_pools!(
 );
 
 fn bytes<'a>(ptr: std::ptr::NonNull<c_void>, len: usize) -> &'a mut [u8] {
-    // SAFETY (test helper): `ptr` is a live block of at least `len` bytes,
-    // used by one test thread only.
+    // SAFETY: the tests pass a live block of at least `len` bytes, used by
+    // one test thread only.
     unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().cast(), len) }
 }
 
@@ -250,16 +250,19 @@ unsafe extern "C" fn counting_malloc(size: usize) -> *mut c_void {
         return std::ptr::null_mut();
     }
     // Dirty memory, so the pool's zeroing is what makes blocks zero.
-    let p = libc::malloc(size);
+    // SAFETY: plain libc malloc.
+    let p = unsafe { libc::malloc(size) };
     if !p.is_null() {
-        p.cast::<u8>().write_bytes(0xCD, size);
+        // SAFETY: a non-NULL result of `malloc(size)` is writable for `size` bytes.
+        unsafe { p.cast::<u8>().write_bytes(0xCD, size) };
     }
     p
 }
 
 unsafe extern "C" fn counting_free(ptr: *mut c_void) {
     FREES.with(|f| f.set(f.get() + 1));
-    libc::free(ptr)
+    // SAFETY: the pool passes only blocks `counting_malloc` returned, once each.
+    unsafe { libc::free(ptr) }
 }
 
 fn counting_pool() -> Pool {
@@ -329,10 +332,12 @@ unsafe extern "C" fn ignore_free(_: *mut c_void) {}
 
 #[test]
 fn an_allocator_returning_a_live_block_twice_is_reported_not_tracked_twice() {
-    // SAFETY (of the contract): blocks are never really released, so
-    // "freeing" the static buffer is harmless.
-    let mut pool =
-        Pool::with_allocator(unsafe { Allocator::from_raw(same_block_malloc, ignore_free) });
+    // SAFETY: the pair breaks `from_raw`'s contract on purpose (the same block
+    // twice) for the pool to detect; memory stays sound: the buffer is a
+    // static larger than the test's 8-byte blocks, and `ignore_free` never
+    // releases it.
+    let allocator = unsafe { Allocator::from_raw(same_block_malloc, ignore_free) };
+    let mut pool = Pool::with_allocator(allocator);
     let first = pool.alloc(1, 8).unwrap();
     assert!(matches!(
         pool.alloc(1, 8),

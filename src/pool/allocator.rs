@@ -38,15 +38,17 @@ impl Default for Allocator {
 impl Allocator {
     /// The C library's allocator (`calloc`, `realloc`, `free`).
     pub fn system() -> Self {
-        Allocator {
-            malloc: libc::malloc,
-            free: libc::free,
-            calloc: Some(libc::calloc),
-            realloc: Some(libc::realloc),
-        }
+        // SAFETY: the C library's `malloc` and `free` are the C functions
+        // themselves, and thread-safe.
+        let pair = unsafe { Allocator::from_raw(libc::malloc, libc::free) };
+        // SAFETY: its `calloc` and `realloc` serve the same heap, so `free`
+        // releases their blocks and `realloc` accepts `malloc`'s.
+        unsafe { pair.with_accelerators(Some(libc::calloc), Some(libc::realloc)) }
     }
 
-    /// A user-supplied malloc/free pair (cymem's `WrapMalloc`/`WrapFree`).
+    /// A malloc/free pair: the one way every allocator starts (a
+    /// user-supplied pair such as cymem's `WrapMalloc`/`WrapFree`, or the
+    /// heaps above, which then add their accelerators).
     ///
     /// # Safety
     /// `malloc` must behave like C `malloc` (NULL or a block of at least the
@@ -90,16 +92,16 @@ impl Allocator {
     /// A zeroed block of `bytes` (> 0) bytes, or `None` if the allocator failed.
     pub fn alloc_zeroed(&self, bytes: usize) -> Option<NonNull<u8>> {
         debug_assert!(bytes > 0);
-        // SAFETY: the functions honour the C contracts (type invariant); a
-        // non-NULL result is writable for `bytes` bytes, so the memset is in bounds.
-        unsafe {
-            if let Some(calloc) = self.calloc {
-                return NonNull::new(calloc(1, bytes).cast());
-            }
-            let p = NonNull::new((self.malloc)(bytes).cast::<u8>())?;
-            p.as_ptr().write_bytes(0, bytes);
-            Some(p)
+        if let Some(calloc) = self.calloc {
+            // SAFETY: `calloc` behaves like C `calloc` (promised to
+            // `with_accelerators`); any size may be asked for.
+            return NonNull::new(unsafe { calloc(1, bytes) }.cast());
         }
+        // SAFETY: `malloc` behaves like C `malloc` (promised to `from_raw`).
+        let p = NonNull::new(unsafe { (self.malloc)(bytes) }.cast::<u8>())?;
+        // SAFETY: a non-NULL result of `malloc(bytes)` is writable for `bytes`.
+        unsafe { p.as_ptr().write_bytes(0, bytes) };
+        Some(p)
     }
 
     /// Moves a live block of `old` bytes into one of `new` >= `old` bytes whose
@@ -117,17 +119,32 @@ impl Allocator {
         debug_assert!(new >= old);
         let grown = match self.realloc {
             // C realloc keeps the first `old` bytes and frees the old block itself.
-            Some(realloc) => NonNull::new(realloc(ptr.as_ptr().cast(), new).cast::<u8>())?,
+            Some(realloc) => {
+                // SAFETY: `realloc` behaves like C `realloc` on this heap
+                // (promised to `with_accelerators`), and `ptr` is a live block
+                // of it (`# Safety`); on NULL the old block is left intact.
+                let moved = unsafe { realloc(ptr.as_ptr().cast(), new) };
+                NonNull::new(moved.cast::<u8>())?
+            }
             None => {
-                let fresh = NonNull::new((self.malloc)(new).cast::<u8>())?;
-                // The blocks are distinct live allocations, so they cannot overlap.
-                fresh.as_ptr().copy_from_nonoverlapping(ptr.as_ptr(), old);
-                (self.free)(ptr.as_ptr().cast());
+                // SAFETY: `malloc` behaves like C `malloc` (promised to `from_raw`).
+                let fresh = NonNull::new(unsafe { (self.malloc)(new) }.cast::<u8>())?;
+                // SAFETY: `fresh` is writable for `new` >= `old` bytes, `ptr`
+                // readable for `old` (`# Safety`); two live allocations
+                // cannot overlap.
+                unsafe { fresh.as_ptr().copy_from_nonoverlapping(ptr.as_ptr(), old) };
+                // SAFETY: `ptr` is a live block of this allocator (`# Safety`),
+                // released once here; the caller switches to `fresh`.
+                unsafe { (self.free)(ptr.as_ptr().cast()) };
                 fresh
             }
         };
-        // `grown` is writable for `new` bytes; zero what the caller has not seen.
-        grown.as_ptr().add(old).write_bytes(0, new - old);
+        // SAFETY: `grown` is one allocation of `new` >= `old` bytes, so the
+        // offset stays inside it.
+        let tail = unsafe { grown.as_ptr().add(old) };
+        // SAFETY: `tail` is writable for the `new - old` bytes to the end of
+        // `grown`; the caller has not seen them yet.
+        unsafe { tail.write_bytes(0, new - old) };
         Some(grown)
     }
 
@@ -136,6 +153,8 @@ impl Allocator {
     /// # Safety
     /// `ptr` must be a live block of this allocator, released exactly once.
     pub unsafe fn release(&self, ptr: NonNull<u8>) {
-        (self.free)(ptr.as_ptr().cast());
+        // SAFETY: `free` accepts the live blocks of this allocator (type
+        // invariant), and the `# Safety` section makes `ptr` one, released once.
+        unsafe { (self.free)(ptr.as_ptr().cast()) };
     }
 }

@@ -169,7 +169,9 @@ impl DebugState {
 /// # Safety
 /// `start..start + span` is readable.
 unsafe fn first_mismatch(start: usize, span: usize, expected: u8) -> Option<usize> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: the `# Safety` section requires the `span` bytes at `start` to
+    // be readable; they are initialised (guards and poison are written when
+    // the block is made or freed) and only read here.
     let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, span) };
     bytes.iter().position(|&b| b != expected)
 }
@@ -180,11 +182,13 @@ unsafe fn first_mismatch(start: usize, span: usize, expected: u8) -> Option<usiz
 /// # Safety
 /// `addr - GUARD .. addr + size + GUARD` is one readable allocation.
 unsafe fn inspect_live(addr: usize, size: usize) -> Option<(Corruption, isize)> {
-    // SAFETY: the back guard is inside the allocation (caller's contract).
+    // SAFETY: the back guard, `addr + size .. addr + size + GUARD`, is the
+    // tail of the readable allocation the `# Safety` section describes.
     if let Some(i) = unsafe { first_mismatch(addr + size, GUARD, GUARD_BYTE) } {
         return Some((Corruption::Overrun, (size + i) as isize));
     }
-    // SAFETY: the front guard too. Scanned from the block backwards.
+    // SAFETY: the front guard, `addr - GUARD .. addr`, is the head of that
+    // same allocation; it is scanned from the block backwards.
     let front = unsafe { std::slice::from_raw_parts((addr - GUARD) as *const u8, GUARD) };
     let i = front.iter().rev().position(|&b| b != GUARD_BYTE)?;
     Some((Corruption::Underrun, -(i as isize) - 1))
@@ -195,11 +199,11 @@ unsafe fn inspect_live(addr: usize, size: usize) -> Option<(Corruption, isize)> 
 /// # Safety
 /// `addr - GUARD .. addr + size + GUARD` is one writable allocation.
 unsafe fn arm(addr: usize, size: usize) {
-    // SAFETY: both guards lie inside the allocation (caller's contract).
-    unsafe {
-        ((addr - GUARD) as *mut u8).write_bytes(GUARD_BYTE, GUARD);
-        ((addr + size) as *mut u8).write_bytes(GUARD_BYTE, GUARD);
-    }
+    // SAFETY: the front guard, `addr - GUARD .. addr`, is the head of the
+    // writable allocation the `# Safety` section describes.
+    unsafe { ((addr - GUARD) as *mut u8).write_bytes(GUARD_BYTE, GUARD) };
+    // SAFETY: the back guard, `addr + size .. addr + size + GUARD`, is its tail.
+    unsafe { ((addr + size) as *mut u8).write_bytes(GUARD_BYTE, GUARD) };
 }
 
 /// Where the first byte of a quarantined block changed since it was poisoned.
@@ -207,7 +211,8 @@ unsafe fn arm(addr: usize, size: usize) {
 /// # Safety
 /// The block's whole span is one readable allocation.
 unsafe fn inspect_freed(block: &Freed) -> Option<isize> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: the span starts `GUARD` bytes before the user address and is
+    // the one readable allocation the `# Safety` section requires.
     let i = unsafe { first_mismatch(block.addr - GUARD, block.span(), POISON_BYTE) }?;
     Some(i as isize - GUARD as isize)
 }
@@ -310,19 +315,23 @@ impl Pool {
             return Err(err);
         }
         let damaged = self.blocks().find_map(|(addr, size)| {
-            // SAFETY: a live block of a debug pool sits in an allocation of
-            // its size plus both guards.
+            // SAFETY: every block in the index of a debug pool was made by
+            // `debug_alloc`/`debug_realloc`, which allocate its size plus both
+            // guards, and stays allocated while it is in the index.
             unsafe { inspect_live(addr, size) }.map(|found| (addr, size, found))
         });
         if let Some((addr, size, found)) = damaged {
             let number = self.allocation_number(addr as *const c_void).unwrap_or(0);
-            // SAFETY: as above; re-armed so this damage is reported once.
+            // SAFETY: `addr` is still in the index, so its allocation with
+            // both guards is live and writable; re-armed so this damage is
+            // reported once.
             unsafe { arm(addr, size) };
             return Err(corrupted(addr, size, number, found));
         }
         let state = self.state();
         let damaged = state.quarantine.iter().enumerate().find_map(|(i, block)| {
-            // SAFETY: a quarantined block is not released yet.
+            // SAFETY: a quarantined block's span is still allocated: blocks
+            // are released only after they leave the quarantine.
             unsafe { inspect_freed(block) }.map(|offset| (i, *block, offset))
         });
         let Some((i, block, offset)) = damaged else {
@@ -330,7 +339,9 @@ impl Pool {
         };
         state.quarantine.remove(i);
         state.quarantine_bytes -= block.span();
-        // SAFETY: the block was in quarantine, so released here only.
+        // SAFETY: `block` came from `debug_alloc`/`debug_realloc` and was just
+        // removed from the quarantine, its only record, so nothing else
+        // releases it.
         unsafe { self.release_span(block.addr) };
         Err(corrupted(
             block.addr,
@@ -360,8 +371,13 @@ impl Pool {
     /// # Safety
     /// `addr` was handed out by this debug pool and is released once.
     unsafe fn release_span(&self, addr: usize) {
-        // SAFETY: the source's block starts GUARD bytes before (caller's contract).
-        unsafe { self.release(NonNull::new_unchecked((addr - GUARD) as *mut u8)) }
+        // `addr` was handed out `GUARD` bytes into a block of the source.
+        let base = (addr - GUARD) as *mut u8;
+        // SAFETY: `base` is the start of an allocation (so not NULL).
+        let base = unsafe { NonNull::new_unchecked(base) };
+        // SAFETY: `base` is a live block of this pool's source, and the
+        // `# Safety` section promises it is released this once.
+        unsafe { self.release(base) }
     }
 
     #[cold]
@@ -385,7 +401,8 @@ impl Pool {
             .new_block(span)
             .ok_or(PoolError::OutOfMemory { bytes })?;
         let addr = base.as_ptr() as usize + GUARD;
-        // SAFETY: `base` holds `span` writable bytes.
+        // SAFETY: `new_block` returned `span` = `bytes + 2 * GUARD` writable
+        // bytes at `base` = `addr - GUARD`.
         unsafe { arm(addr, bytes) };
         match self.record(addr, bytes) {
             Ok(true) => {
@@ -393,13 +410,14 @@ impl Pool {
                 state.allocations += 1;
                 let number = state.allocations;
                 state.numbers.insert(addr, number);
-                // SAFETY: non-NULL: inside a live allocation.
+                // SAFETY: `addr` is `GUARD` bytes past the non-NULL `base`.
                 Ok(unsafe { NonNull::new_unchecked(addr as *mut c_void) })
             }
             // A broken custom allocator: as in `alloc`, leave it untracked.
             Ok(false) => Err(PoolError::AllocatorReturnedLiveBlock { addr }),
             Err(_) => {
-                // SAFETY: fresh, ours, tracked nowhere.
+                // SAFETY: `base` came from `new_block` just now and was not
+                // recorded, so this is its only release.
                 unsafe { self.release(base) };
                 Err(PoolError::OutOfMemory { bytes })
             }
@@ -413,13 +431,15 @@ impl Pool {
         let size = self
             .lookup(addr)
             .ok_or(PoolError::UnknownPointer { addr })?;
-        // SAFETY: a live block of this debug pool, with both guards.
+        // SAFETY: `lookup` found `addr` in the index: a live block of this
+        // debug pool, allocated with both guards.
         let damage = unsafe { inspect_live(addr, size) };
         self.forget(addr);
         let number = self.state().numbers.remove(&addr).unwrap_or(0);
         if let Some(found) = damage {
             // Released at once: it is out of the index, so never again.
-            // SAFETY: it was live and is now forgotten.
+            // SAFETY: `addr` was handed out by this pool and `forget` just
+            // removed it from the index, so nothing else releases it.
             unsafe { self.release_span(addr) };
             return Err(corrupted(addr, size, number, found));
         }
@@ -448,11 +468,12 @@ impl Pool {
             .filter(|&s| s <= MAX_BLOCK)
             .ok_or(PoolError::OutOfMemory { bytes: new_size })?;
         let number = self.state().numbers.get(&addr).copied().unwrap_or(0);
-        // SAFETY: a live block of this debug pool, with both guards.
+        // SAFETY: `Pool::realloc` found `addr` in the index with `old` bytes:
+        // a live block of this debug pool, allocated with both guards.
         if let Some(found) = unsafe { inspect_live(addr, old) } {
             // The block stays live and as it was, with its guards re-armed
             // so this damage is reported once.
-            // SAFETY: as above.
+            // SAFETY: the same live allocation, writable.
             unsafe { arm(addr, old) };
             return Err(corrupted(addr, old, number, found));
         }
@@ -470,12 +491,13 @@ impl Pool {
             // A broken custom allocator returned a live block: touch nothing.
             return Err(PoolError::AllocatorReturnedLiveBlock { addr: new_addr });
         }
-        // SAFETY: `base` holds `new_size + 2 * GUARD` fresh zeroed bytes,
-        // distinct from the live block of `old` bytes at `addr`.
-        unsafe {
-            arm(new_addr, new_size);
-            (new_addr as *mut u8).copy_from_nonoverlapping(addr as *const u8, old);
-        }
+        // SAFETY: `new_block` returned `span` = `new_size + 2 * GUARD` writable
+        // bytes at `base` = `new_addr - GUARD`.
+        unsafe { arm(new_addr, new_size) };
+        // SAFETY: the new block holds `new_size` >= `old` bytes; the old one is
+        // live with `old` bytes; they are distinct allocations (the new
+        // address is not in the index), so they do not overlap.
+        unsafe { (new_addr as *mut u8).copy_from_nonoverlapping(addr as *const u8, old) };
         self.moved(addr, old, new_addr, new_size);
         let state = self.state();
         state.numbers.remove(&addr);
@@ -488,7 +510,7 @@ impl Pool {
             number,
         });
         self.state().keep_first(evicted);
-        // SAFETY: non-NULL: inside a live allocation.
+        // SAFETY: `new_addr` is `GUARD` bytes past the non-NULL `base`.
         Ok(unsafe { NonNull::new_unchecked(new_addr as *mut c_void) })
     }
 
@@ -497,8 +519,9 @@ impl Pool {
     /// blocks (each released anyway). With no memory for the queue, the
     /// block is released at once, as with a quarantine of 0 blocks.
     fn quarantine(&mut self, block: Freed) -> Option<PoolError> {
-        // SAFETY: the block's span is one allocation of this pool that is no
-        // longer in the index and not yet released.
+        // SAFETY: callers pass a block they just removed from the index; its
+        // span is still allocated (it is released only when it leaves the
+        // quarantine) and nothing else refers to it.
         unsafe { ((block.addr - GUARD) as *mut u8).write_bytes(POISON_BYTE, block.span()) };
         let state = self.state();
         if state.quarantine.try_reserve(1).is_err() {
@@ -523,9 +546,11 @@ impl Pool {
 
     /// Checks a block that left the quarantine, then releases it.
     fn release_freed(&mut self, block: Freed) -> Option<PoolError> {
-        // SAFETY: it was in quarantine: allocated, poisoned, not released.
+        // SAFETY: callers pass a block just popped from the quarantine, whose
+        // span is allocated until the release below.
         let damage = unsafe { inspect_freed(&block) };
-        // SAFETY: it just left the quarantine, its only owner.
+        // SAFETY: the quarantine was the block's only record and it left it,
+        // so this is its one release.
         unsafe { self.release_span(block.addr) };
         damage.map(|offset| {
             corrupted(
@@ -546,16 +571,17 @@ impl Pool {
 
     /// `free_all` of a debug pool: checks and releases every live and
     /// quarantined block once; the first damage found.
-    #[cold]
-    #[inline(never)]
     ///
     /// Allocates nothing (it runs when a pool drops, maybe out of memory):
     /// one read-only pass finds the first damage, then the index is emptied.
+    #[cold]
+    #[inline(never)]
     pub(super) fn debug_release_everything(&mut self) -> Result<(), PoolError> {
         let mut first = self.state().pending.take();
         if first.is_none() {
             first = self.blocks().find_map(|(addr, size)| {
-                // SAFETY: a live block of a debug pool, with both guards.
+                // SAFETY: `addr` comes from the index of this debug pool: a
+                // live block allocated with both guards.
                 let found = unsafe { inspect_live(addr, size) }?;
                 let number = self.allocation_number(addr as *const c_void).unwrap_or(0);
                 Some(corrupted(addr, size, number, found))

@@ -222,7 +222,8 @@ impl Pool {
             Source::Arena(arena) => {
                 let layout = Layout::from_size_align(bytes, ARENA_ALIGN).ok()?;
                 let block = arena.bump.try_alloc_layout(layout).ok()?;
-                // SAFETY: bumpalo returned `bytes` writable bytes.
+                // SAFETY: `try_alloc_layout` returned a fresh allocation of
+                // `layout`, whose size is `bytes`, so all of it is writable.
                 unsafe { block.as_ptr().write_bytes(0, bytes) };
                 Some(block)
             }
@@ -236,7 +237,9 @@ impl Pool {
     /// `block` is a live block of this pool's source, no longer in the table.
     unsafe fn release(&self, block: NonNull<u8>) {
         if let Source::Heap(allocator) = &self.source {
-            // SAFETY: forwarded from the caller.
+            // SAFETY: for a heap pool the source is `allocator`; the
+            // `# Safety` section makes `block` one of its live blocks, and
+            // with it out of the table nothing releases it again.
             unsafe { allocator.release(block) }
         }
     }
@@ -307,10 +310,13 @@ impl Pool {
                 let allocator = *allocator;
                 self.stats.cleared(self.table.len());
                 self.table.drain(|addr| {
-                    // SAFETY: every table entry is a live block whose source
-                    // block starts `offset` bytes before; `drain` removes
-                    // each as it goes, so each is released once.
-                    unsafe { allocator.release(NonNull::new_unchecked((addr - offset) as *mut u8)) }
+                    // SAFETY: a table entry's source block starts `offset`
+                    // bytes before it, inside one allocation: never NULL.
+                    let block = unsafe { NonNull::new_unchecked((addr - offset) as *mut u8) };
+                    // SAFETY: every table entry is a live block of
+                    // `allocator`; `drain` removes each as it goes, so each
+                    // is released once.
+                    unsafe { allocator.release(block) }
                 });
             }
             Source::Arena(arena) => {
@@ -389,7 +395,8 @@ impl Pool {
             // it twice would mean a double free later; leave it untracked.
             Ok(false) => Err(PoolError::AllocatorReturnedLiveBlock { addr }),
             Err(_) => {
-                // SAFETY: the block is ours, fresh, and tracked nowhere.
+                // SAFETY: `block` came from `new_block` just now and `record`
+                // failed, so it is a live block of the source in no table.
                 unsafe { self.release(block) };
                 Err(PoolError::OutOfMemory { bytes })
             }
@@ -407,9 +414,12 @@ impl Pool {
         let bytes = self
             .forget(addr)
             .ok_or(PoolError::UnknownPointer { addr })?;
-        // SAFETY: `addr` was in the table, so it is a live non-NULL block of
-        // our source; removing it from the table makes this its only release.
-        unsafe { self.release(NonNull::new_unchecked(ptr.cast())) };
+        // SAFETY: the table holds only non-NULL block addresses, and `addr`
+        // was in it.
+        let block = unsafe { NonNull::new_unchecked(ptr.cast()) };
+        // SAFETY: `addr` was in the table, so it is a live block of our
+        // source; `forget` removed it, which makes this its only release.
+        unsafe { self.release(block) };
         Ok(bytes)
     }
 
@@ -434,9 +444,12 @@ impl Pool {
             .map_err(|_| PoolError::OutOfMemory { bytes: new_size })?;
         // A 0-byte block is backed by 1 zeroed byte; `new_size` >= 1 covers it.
         let backed = old.max(1);
-        // SAFETY: `addr` is in the table: a live block of our source holding
-        // `backed` bytes.
-        let grown = unsafe { self.grow(NonNull::new_unchecked(ptr.cast()), backed, new_size) }
+        // SAFETY: `growable` found `addr` in the table, which holds only
+        // non-NULL block addresses.
+        let block = unsafe { NonNull::new_unchecked(ptr.cast()) };
+        // SAFETY: `addr` is in the table: a live block of our source, backed
+        // by `backed` bytes.
+        let grown = unsafe { self.grow(block, backed, new_size) }
             .ok_or(PoolError::OutOfMemory { bytes: new_size })?;
         let new_addr = grown.as_ptr() as usize;
         if new_addr != addr && self.lookup(new_addr).is_some() {
@@ -478,7 +491,9 @@ impl Pool {
     /// `block` is a live block of this pool's source, at least `old` bytes.
     unsafe fn grow(&self, block: NonNull<u8>, old: usize, new: usize) -> Option<NonNull<u8>> {
         match &self.source {
-            // SAFETY: forwarded from the caller.
+            // SAFETY: for a heap pool the source is `allocator`, and the
+            // `# Safety` section makes `block` one of its live blocks of at
+            // least `old` bytes.
             Source::Heap(allocator) => unsafe { allocator.grow_zeroed(block, old, new) },
             Source::Arena(..) => {
                 let fresh = self.new_block(new)?;

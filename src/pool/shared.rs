@@ -15,8 +15,11 @@ pub struct SharedPool {
     pool: UnsafeCell<Pool>,
 }
 
-// SAFETY: every access to `pool` goes through `with`, which holds `lock`, or,
-// for unsynchronized pools, is serialised by the creator's contract.
+// SAFETY: `pool` is reached only through `with`. For a locked pool `with`
+// holds `lock` for the whole access; an unlocked pool exists only through the
+// `unsafe` constructor `unsynchronized`, whose maker promised that no two
+// `with` calls overlap (CPython's GIL serialises them). Either way at most
+// one `&mut Pool` exists at a time, whichever thread holds it.
 unsafe impl Sync for SharedPool {}
 
 impl SharedPool {
@@ -56,8 +59,10 @@ impl SharedPool {
             .lock
             .as_ref()
             .map(|lock| lock.lock().unwrap_or_else(PoisonError::into_inner));
-        // SAFETY: exclusive, either through the guard or by the contract of
-        // `unsynchronized`; the reference does not outlive this call.
+        // SAFETY: no other `&mut Pool` exists: `_guard` holds `lock` until
+        // `f` returns, or (no lock) the pool came from `unsynchronized`,
+        // whose maker promised calls of `with` never overlap. The reference
+        // does not outlive this call.
         f(unsafe { &mut *self.pool.get() })
     }
 }

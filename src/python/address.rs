@@ -7,8 +7,9 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::allocators::default_allocator;
+use super::buffer::{get_buffer, Export, Exporter};
 use super::errors::{pool_exception, Operation};
-use super::view::{fill_buffer, BlockView, Export};
+use super::view::BlockView;
 use crate::allocator::Allocator;
 use crate::error::PoolError;
 use crate::pool::block_bytes;
@@ -29,9 +30,13 @@ pub struct Address {
 #[repr(transparent)]
 struct BlockPtr(NonNull<c_void>);
 
-// SAFETY: the block is plain memory owned by the Address; the pointer itself
-// is only released in Drop, when no other reference exists.
+// SAFETY: the pointer is to plain memory owned by the Address, with no
+// thread affinity; it is released only in Drop, when no other reference
+// exists, so moving the owner to another thread is sound.
 unsafe impl Send for BlockPtr {}
+// SAFETY: shared references only read the pointer value; the memory behind
+// it is reached through the buffer protocol, whose consumers synchronise
+// their own writes, as with any Python buffer.
 unsafe impl Sync for BlockPtr {}
 
 #[pymethods]
@@ -90,18 +95,10 @@ impl Address {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        let this = slf.get();
-        let export = Export {
-            buf: this.ptr.0.as_ptr(),
-            nbytes: this.size,
-            itemsize: 1,
-            readonly: false,
-            format: c"B",
-            shape_strides: None,
-        };
-        // SAFETY: the block lives as long as this Address, which the export
-        // holds a reference to.
-        unsafe { fill_buffer(view, flags, slf.clone().into_any(), &export) }
+        // SAFETY: CPython passes the `Py_buffer` it is filling (as
+        // `get_buffer` needs); what it will point at is the Address's own
+        // block, valid while the Address lives (its `Exporter` impl).
+        unsafe { get_buffer(slf, view, flags) }
     }
 }
 
@@ -119,6 +116,21 @@ impl Address {
     /// The block's size in bytes, for views.
     pub(crate) fn byte_size(&self) -> usize {
         self.size
+    }
+}
+
+// SAFETY: the block is allocated when the Address is made and released only
+// in its Drop, and an Address never moves or resizes it.
+unsafe impl Exporter for Address {
+    fn export(&self) -> Export<'_> {
+        Export {
+            buf: self.ptr.0.as_ptr(),
+            nbytes: self.size,
+            itemsize: 1,
+            readonly: false,
+            format: c"B",
+            shape_strides: None,
+        }
     }
 }
 

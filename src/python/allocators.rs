@@ -91,30 +91,23 @@ pub(crate) fn default_free(py: Python<'_>) -> PyResult<&Py<PyFree>> {
 /// and realloc), made without looking the Python objects up: `Pool()` and
 /// `Address()` are often called in loops.
 pub(crate) fn default_allocator() -> Allocator {
-    // SAFETY: as in `allocator_for`, for the default pair.
-    unsafe {
-        Allocator::from_raw(pyo3::ffi::PyMem_Malloc, pyo3::ffi::PyMem_Free).with_accelerators(
-            Some(pyo3::ffi::PyMem_Calloc),
-            Some(pyo3::ffi::PyMem_Realloc),
-        )
-    }
+    use pyo3::ffi::{PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc};
+    // SAFETY: PyMem_Malloc and PyMem_Free are C malloc/free for CPython's
+    // heap; the pools and Addresses using them call them only with the GIL
+    // held (every entry point is a Python or Cython call), as CPython asks.
+    let pair = unsafe { Allocator::from_raw(PyMem_Malloc, PyMem_Free) };
+    // SAFETY: PyMem_Calloc and PyMem_Realloc serve the same heap, so
+    // PyMem_Free releases their blocks and PyMem_Realloc accepts PyMem_Malloc's.
+    unsafe { pair.with_accelerators(Some(PyMem_Calloc), Some(PyMem_Realloc)) }
 }
 
 /// The core allocator for a malloc/free pair of Python objects.
 pub(crate) fn allocator_for(malloc: &PyMalloc, free: &PyFree) -> Allocator {
-    // SAFETY: PyMem_Malloc/Calloc/Realloc/Free are one heap; the pool calls
-    // them with the GIL held (every entry point is a Python or Cython call).
-    // A user pair comes from WrapMalloc/WrapFree, whose contract (as in cymem)
-    // is that the two functions match.
-    unsafe {
-        let pair = Allocator::from_raw(malloc.malloc, free.free);
-        if malloc.is_default && free.is_default {
-            pair.with_accelerators(
-                Some(pyo3::ffi::PyMem_Calloc),
-                Some(pyo3::ffi::PyMem_Realloc),
-            )
-        } else {
-            pair
-        }
+    if malloc.is_default && free.is_default {
+        return default_allocator();
     }
+    // SAFETY: a pair other than the defaults comes from WrapMalloc/WrapFree,
+    // whose documented contract (as in cymem) is that the C functions behave
+    // like malloc and free of one heap; they are called with the GIL held.
+    unsafe { Allocator::from_raw(malloc.malloc, free.free) }
 }

@@ -3,8 +3,9 @@
 //! call into the core, with no Python attribute lookup or argument boxing.
 //!
 //! The C mirror of [`CApi`] lives in `cymem_rs/cymem.pxd`. It checks
-//! `abi_version`, `table_size` and the field offsets on first use and raises
-//! ImportError on any mismatch, so a stale compiled module never crashes.
+//! `capsule_version`, `table_size` and the field offsets on first use and
+//! raises ImportError on any mismatch, so a stale compiled module never
+//! crashes.
 
 use std::ffi::{c_int, c_void, CStr};
 use std::ptr::NonNull;
@@ -18,22 +19,33 @@ use super::address::Address;
 use super::allocators::{default_free, default_malloc, PyFree, PyMalloc};
 use super::errors::{exception, Operation};
 use super::pool::{warn_zero_alloc, Pool};
-use crate::ffi::cymem_pool_check;
 use crate::ffi::{
-    cymem_last_error, cymem_last_error_message, cymem_pool_alloc, cymem_pool_free,
-    cymem_pool_realloc, cymem_pool_reset_peak, cymem_pool_size, cymem_pool_stats, report,
-    CymemFreeFn, CymemMallocFn, CymemPool, CymemStatus, CYMEM_RS_ABI_VERSION,
+    block_or_null, cymem_last_error, cymem_last_error_message, cymem_pool_check,
+    cymem_pool_reset_peak, cymem_pool_stats, status, CymemFreeFn, CymemMallocFn, CymemPool,
+    CymemStatus,
 };
 use crate::registry::PoolStats;
 
 /// The capsule's name: `PyCapsule_Import` checks it.
 const CAPSULE_NAME: &CStr = c"cymem_rs.cymem._C_API";
 
-/// The function table. Append-only within one ABI version; any other change
-/// bumps `CYMEM_RS_ABI_VERSION` (and the mirror in `cymem.pxd`).
+/// Version of the capsule table (`CYMEM_RS_CAPSULE_VERSION` in `cymem.pxd`),
+/// separate from the C ABI's `CYMEM_RS_ABI_VERSION`. Entries are appended
+/// within one version (`table_size` tells an older mirror it reads a newer
+/// table); any other change bumps it.
+pub(crate) const CAPSULE_VERSION: usize = 2;
+
+/// The operation a Cython helper reports to `raise_last_error`, which picks
+/// cymem's exception for it (the same names are `#define`d in `cymem.pxd`).
+pub(crate) const CYMEM_RS_OP_ALLOC: c_int = 0;
+pub(crate) const CYMEM_RS_OP_FREE: c_int = 1;
+pub(crate) const CYMEM_RS_OP_REALLOC: c_int = 2;
+pub(crate) const CYMEM_RS_OP_CHECK: c_int = 3;
+
+/// The function table, mirrored by `CymemRsCAPI` in `cymem.pxd`.
 #[repr(C)]
 pub struct CApi {
-    abi_version: usize,
+    capsule_version: usize,
     /// `sizeof` the table, so an older mirror can tell it is reading a newer one.
     table_size: usize,
     /// Byte offsets from the start of each object to the field C uses: the
@@ -43,12 +55,8 @@ pub struct CApi {
     address_ptr_offset: usize,
     pymalloc_fn_offset: usize,
     pyfree_fn_offset: usize,
-    pool_alloc: unsafe extern "C" fn(*mut CymemPool, usize, usize) -> *mut c_void,
-    pool_free: unsafe extern "C" fn(*mut CymemPool, *mut c_void) -> CymemStatus,
-    pool_realloc: unsafe extern "C" fn(*mut CymemPool, *mut c_void, usize) -> *mut c_void,
-    pool_size: unsafe extern "C" fn(*const CymemPool) -> usize,
     /// Sets the Python exception for this thread's last pool error, the way
-    /// cymem raises it for the operation (0 alloc, 1 free, 2 realloc). Returns -1.
+    /// cymem raises it for the operation (a `CYMEM_RS_OP_*` code). Returns -1.
     raise_last_error: unsafe extern "C" fn(c_int) -> c_int,
     /// Emits cymem's zero-allocation warning if `WARN_ZERO_ALLOC` is set.
     /// Returns 0, or -1 with an exception set.
@@ -58,9 +66,9 @@ pub struct CApi {
     wrap_free: unsafe extern "C" fn(CymemFreeFn) -> *mut PyObject,
     /// Debug mode's check of every block: `CYMEM_OK` or `CYMEM_ERR_CORRUPTED`.
     pool_check: unsafe extern "C" fn(*mut CymemPool) -> CymemStatus,
-    /// The four pool calls above for the core inside a live Pool object (the
-    /// Cython inline path): C derives the pointer from a non-None object, so
-    /// these skip the NULL-handle check and its error reporting.
+    /// The pool calls for the core inside a live Pool object (the Cython
+    /// inline path): C derives the pointer from a non-None object, so these
+    /// skip the NULL-handle check and its error reporting.
     core_alloc: unsafe extern "C" fn(*mut CymemPool, usize, usize) -> *mut c_void,
     core_free: unsafe extern "C" fn(*mut CymemPool, *mut c_void) -> CymemStatus,
     core_realloc: unsafe extern "C" fn(*mut CymemPool, *mut c_void, usize) -> *mut c_void,
@@ -83,16 +91,12 @@ fn build_table(py: Python<'_>) -> PyResult<CApi> {
     let malloc = default_malloc(py)?.bind(py);
     let free = default_free(py)?.bind(py);
     Ok(CApi {
-        abi_version: CYMEM_RS_ABI_VERSION as usize,
+        capsule_version: CAPSULE_VERSION,
         table_size: std::mem::size_of::<CApi>(),
         pool_core_offset: offset_in_object(pool.as_ptr(), &pool.get().core),
         address_ptr_offset: offset_in_object(address.as_ptr(), address.get().ptr_field()),
         pymalloc_fn_offset: offset_in_object(malloc.as_ptr(), &malloc.get().malloc),
         pyfree_fn_offset: offset_in_object(free.as_ptr(), &free.get().free),
-        pool_alloc: cymem_pool_alloc,
-        pool_free: cymem_pool_free,
-        pool_realloc: cymem_pool_realloc,
-        pool_size: cymem_pool_size,
         raise_last_error,
         warn_zero_alloc: capi_warn_zero_alloc,
         wrap_malloc,
@@ -117,29 +121,50 @@ pub(crate) fn capsule(py: Python<'_>) -> PyResult<Bound<'_, PyCapsule>> {
         let _ = TABLE.set(table);
     }
     let table: &'static CApi = TABLE.get().expect("set above");
-    // SAFETY: the pointer is to a static that is never freed.
+    // SAFETY: the pointer is to a static that is never freed, so it outlives
+    // the capsule; no destructor is given.
     unsafe { PyCapsule::new_with_pointer(py, NonNull::from(table).cast(), CAPSULE_NAME) }
 }
 
+/// The interpreter token for a call from the Cython helpers in `cymem.pxd`.
+///
+/// # Safety
+/// The calling thread is attached to the interpreter (holds the GIL).
+unsafe fn cython_caller<'py>() -> Python<'py> {
+    // SAFETY: the thread is attached to the interpreter (`# Safety`), which
+    // is what `assume_attached` requires.
+    unsafe { Python::assume_attached() }
+}
+
+/// # Safety
+/// Called from a thread attached to the interpreter.
 unsafe extern "C" fn raise_last_error(op: c_int) -> c_int {
-    // SAFETY: called by the Cython helpers, which hold the GIL (or are attached
-    // to the interpreter on free-threaded builds).
-    let py = unsafe { Python::assume_attached() };
+    // SAFETY: the Cython helpers call this from code that holds the GIL
+    // (their declarations are not `nogil`), as its `# Safety` section says.
+    let py = unsafe { cython_caller() };
     let op = match op {
-        0 => Operation::Alloc,
-        1 => Operation::Free,
-        _ => Operation::Realloc,
+        CYMEM_RS_OP_ALLOC => Operation::Alloc,
+        CYMEM_RS_OP_FREE => Operation::Free,
+        CYMEM_RS_OP_REALLOC => Operation::Realloc,
+        CYMEM_RS_OP_CHECK => Operation::Check,
+        // A code this build does not know: the mapping shared by every
+        // operation but free and realloc.
+        _ => Operation::Check,
     };
-    // SAFETY: the message is a NUL-terminated string owned by this thread.
+    // SAFETY: `cymem_last_error_message` returns a NUL-terminated string
+    // that lives in this thread's storage until the next failing call, and
+    // none happens while it is copied here.
     let message = unsafe { CStr::from_ptr(cymem_last_error_message()) };
     // Our messages are UTF-8, so this borrows (no allocation).
     exception(op, cymem_last_error(), &message.to_string_lossy()).restore(py);
     -1
 }
 
+/// # Safety
+/// Called from a thread attached to the interpreter.
 unsafe extern "C" fn capi_warn_zero_alloc() -> c_int {
-    // SAFETY: as in `raise_last_error`.
-    let py = unsafe { Python::assume_attached() };
+    // SAFETY: the Cython allocation helper calls this holding the GIL.
+    let py = unsafe { cython_caller() };
     match warn_zero_alloc(py) {
         Ok(()) => 0,
         Err(err) => {
@@ -150,13 +175,17 @@ unsafe extern "C" fn capi_warn_zero_alloc() -> c_int {
 }
 
 /// Wraps a non-NULL C function in a new Python object, or raises TypeError.
-fn wrap_function<F, T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>(
+///
+/// # Safety
+/// Called from a thread attached to the interpreter.
+unsafe fn wrap_function<F, T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>(
     function: Option<F>,
     what: &str,
     wrap: impl FnOnce(F) -> T,
 ) -> *mut PyObject {
-    // SAFETY: as in `raise_last_error`.
-    let py = unsafe { Python::assume_attached() };
+    // SAFETY: the thread holds the GIL (`# Safety`): `WrapMalloc` and
+    // `WrapFree` are called from GIL-holding Cython code.
+    let py = unsafe { cython_caller() };
     let made = match function {
         Some(f) => Py::new(py, wrap(f)),
         None => Err(pyo3::exceptions::PyTypeError::new_err(format!(
@@ -172,69 +201,68 @@ fn wrap_function<F, T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>(
     }
 }
 
+/// # Safety
+/// Called from a thread attached to the interpreter.
 unsafe extern "C" fn wrap_malloc(malloc: CymemMallocFn) -> *mut PyObject {
-    wrap_function(malloc, "WrapMalloc", PyMalloc::wrap)
+    // SAFETY: `WrapMalloc` in `cymem.pxd` calls this holding the GIL.
+    unsafe { wrap_function(malloc, "WrapMalloc", PyMalloc::wrap) }
 }
 
+/// # Safety
+/// Called from a thread attached to the interpreter.
 unsafe extern "C" fn wrap_free(free: CymemFreeFn) -> *mut PyObject {
-    wrap_function(free, "WrapFree", PyFree::wrap)
+    // SAFETY: `WrapFree` in `cymem.pxd` calls this holding the GIL.
+    unsafe { wrap_function(free, "WrapFree", PyFree::wrap) }
 }
 
-/// The core inside a Pool object.
+/// Runs `op` on the core inside a Pool object.
 ///
 /// # Safety
 /// `core` is the address of the `core` field of a live Pool object, which
 /// the caller holds a reference to for the whole call.
-unsafe fn core_ref<'a>(core: *const CymemPool) -> &'a CymemPool {
-    // SAFETY: caller's contract: a valid, shared CymemPool.
-    unsafe { &*core }
+unsafe fn with_core<R>(core: *const CymemPool, op: impl FnOnce(&mut crate::Pool) -> R) -> R {
+    // SAFETY: `core` points to the `core` field of a Pool object kept alive
+    // by the caller (`# Safety`): an initialised `CymemPool` that is only
+    // ever shared (`with` serialises access), valid for this call.
+    unsafe { &*core }.0.with(op)
 }
 
+/// # Safety
+/// `core` is the `core` field of a live Pool object (see `with_core`).
 unsafe extern "C" fn core_alloc(
     core: *mut CymemPool,
     number: usize,
     elem_size: usize,
 ) -> *mut c_void {
-    // SAFETY: see `core_ref`; the Cython caller passes its Pool's core.
-    match unsafe { core_ref(core) }
-        .0
-        .with(|p| p.alloc(number, elem_size))
-    {
-        Ok(block) => block.as_ptr(),
-        Err(err) => {
-            report(err);
-            std::ptr::null_mut()
-        }
-    }
+    // SAFETY: the Cython helper passes `CYMEM_RS_CORE(pool)` for a non-None
+    // Pool it holds a reference to: the `core` field at the offset this
+    // table reports.
+    unsafe { with_core(core, |p| block_or_null(p.alloc(number, elem_size))) }
 }
 
+/// # Safety
+/// `core` is the `core` field of a live Pool object (see `with_core`).
 unsafe extern "C" fn core_free(core: *mut CymemPool, ptr: *mut c_void) -> CymemStatus {
-    // SAFETY: as in `core_alloc`.
-    match unsafe { core_ref(core) }.0.with(|p| p.free(ptr)) {
-        Ok(_) => crate::ffi::CYMEM_OK,
-        Err(err) => report(err),
-    }
+    // SAFETY: the Cython helper passes the core of a Pool it holds; `ptr` is
+    // looked up in the pool's table before any memory is touched.
+    unsafe { with_core(core, |p| status(p.free(ptr))) }
 }
 
+/// # Safety
+/// `core` is the `core` field of a live Pool object (see `with_core`).
 unsafe extern "C" fn core_realloc(
     core: *mut CymemPool,
     ptr: *mut c_void,
     new_size: usize,
 ) -> *mut c_void {
-    // SAFETY: as in `core_alloc`.
-    match unsafe { core_ref(core) }
-        .0
-        .with(|p| p.realloc(ptr, new_size))
-    {
-        Ok(block) => block.as_ptr(),
-        Err(err) => {
-            report(err);
-            std::ptr::null_mut()
-        }
-    }
+    // SAFETY: the Cython helper passes the core of a Pool it holds; `ptr` is
+    // looked up in the pool's table before any memory is touched.
+    unsafe { with_core(core, |p| block_or_null(p.realloc(ptr, new_size))) }
 }
 
+/// # Safety
+/// `core` is the `core` field of a live Pool object (see `with_core`).
 unsafe extern "C" fn core_size(core: *const CymemPool) -> usize {
-    // SAFETY: as in `core_alloc`.
-    unsafe { core_ref(core) }.0.with(|p| p.size())
+    // SAFETY: the Cython helper passes the core of a Pool it holds.
+    unsafe { with_core(core, |p| p.size()) }
 }

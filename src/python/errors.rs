@@ -45,39 +45,34 @@ pub(crate) enum Operation {
     Alloc,
     Free,
     Realloc,
+    /// Debug mode's `check`.
+    Check,
 }
 
 /// A Python `str` of `text`, or the error (MemoryError) that prevented it.
 /// (pyo3's `PyString::new` panics when CPython runs out of memory.)
 pub(crate) fn py_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
-    // SAFETY: the pointer and length describe `text`'s UTF-8 bytes (a `str`
-    // is never longer than `isize::MAX`); the result is a new reference or
-    // NULL with an exception set.
-    unsafe {
-        Bound::from_owned_ptr_or_err(
-            py,
-            ffi::PyUnicode_FromStringAndSize(text.as_ptr().cast(), text.len() as ffi::Py_ssize_t),
-        )
-        .map(|text| text.cast_into_unchecked())
-    }
+    let len = text.len() as ffi::Py_ssize_t;
+    // SAFETY: the GIL is held (`py`); the pointer and length describe
+    // `text`'s UTF-8 bytes (a `str` is never longer than `isize::MAX`).
+    let made = unsafe { ffi::PyUnicode_FromStringAndSize(text.as_ptr().cast(), len) };
+    // SAFETY: PyUnicode_FromStringAndSize returns a new reference, or NULL
+    // with an exception set, which is what `from_owned_ptr_or_err` takes.
+    let made = unsafe { Bound::from_owned_ptr_or_err(py, made) }?;
+    Ok(made.cast_into::<PyString>()?)
 }
 
 /// `kind(message)` as a raised-ready error. If making it fails (out of
 /// memory), the error of that failure instead: a MemoryError.
 fn new_exception(py: Python<'_>, kind: Bound<'_, PyType>, message: &str) -> PyErr {
     let made = py_string(py, message).and_then(|text| {
-        // SAFETY: `kind` and `text` are live objects; the argument list ends
-        // with NULL; the result is a new reference or NULL with an exception.
-        unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                ffi::PyObject_CallFunctionObjArgs(
-                    kind.as_ptr(),
-                    text.as_ptr(),
-                    std::ptr::null_mut::<ffi::PyObject>(),
-                ),
-            )
-        }
+        let end = std::ptr::null_mut::<ffi::PyObject>();
+        // SAFETY: the GIL is held (`py`); `kind` and `text` are live objects
+        // and the argument list ends with NULL.
+        let value = unsafe { ffi::PyObject_CallFunctionObjArgs(kind.as_ptr(), text.as_ptr(), end) };
+        // SAFETY: a call returns a new reference, or NULL with an exception
+        // set, which is what `from_owned_ptr_or_err` takes.
+        unsafe { Bound::from_owned_ptr_or_err(py, value) }
     });
     match made {
         Ok(value) => PyErr::from_value(value),

@@ -4,6 +4,7 @@
 
 mod address;
 mod allocators;
+mod buffer;
 mod capi;
 mod errors;
 mod pool;
@@ -34,6 +35,7 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WARN_ZERO_ALLOC", false)?;
     m.add("ABI_VERSION", crate::ffi::CYMEM_RS_ABI_VERSION)?;
     m.add("_C_API", capi::capsule(py)?)?;
+    m.add("_C_API_VERSION", capi::CAPSULE_VERSION)?;
     m.add(
         "MemoryCorruptionError",
         py.get_type::<errors::MemoryCorruptionError>(),

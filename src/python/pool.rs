@@ -27,8 +27,10 @@ use crate::shared::SharedPool;
 #[inline(always)]
 fn new_core(pool: CorePool) -> CymemPool {
     #[cfg(not(Py_GIL_DISABLED))]
-    // SAFETY: every access is a Python or Cython call holding the GIL (the
-    // Cython declarations are not `nogil`), so calls never overlap.
+    // SAFETY: `with` is only called by Python methods, Cython helpers and
+    // object deallocation, all holding the GIL (the Cython declarations are
+    // not `nogil`), and nothing inside `with` releases the GIL or calls back
+    // into Python, so no two calls overlap.
     let shared = unsafe { SharedPool::unsynchronized(pool) };
     #[cfg(Py_GIL_DISABLED)]
     let shared = SharedPool::locked(pool);
@@ -290,15 +292,12 @@ impl Pool {
     fn __pyx_vtable__(py: Python<'_>) -> PyResult<Py<PyAny>> {
         static EMPTY_VTABLE: usize = 0;
         let pointer = (&raw const EMPTY_VTABLE).cast_mut().cast::<c_void>();
-        // SAFETY: a non-NULL pointer to a static, no name, no destructor;
-        // PyCapsule_New returns a new reference or NULL with an exception set.
-        unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                pyo3::ffi::PyCapsule_New(pointer, std::ptr::null(), None),
-            )
-        }
-        .map(Bound::unbind)
+        // SAFETY: the GIL is held (`py`); the pointer is non-NULL and to a
+        // static that outlives the capsule; no name, no destructor.
+        let capsule = unsafe { pyo3::ffi::PyCapsule_New(pointer, std::ptr::null(), None) };
+        // SAFETY: PyCapsule_New returns a new reference, or NULL with an
+        // exception set, which is what `from_owned_ptr_or_err` takes.
+        unsafe { Bound::from_owned_ptr_or_err(py, capsule) }.map(Bound::unbind)
     }
 
     /// Whether the pool is in debug mode (`Pool(debug=True)` or `CYMEM_RS_DEBUG=1`).
@@ -312,7 +311,7 @@ impl Pool {
     /// damage found. Does nothing for a pool not in debug mode.
     fn check(&self) -> PyResult<()> {
         self.with_core(|pool| pool.check())
-            .map_err(|e| pool_exception(Operation::Free, e))
+            .map_err(|e| pool_exception(Operation::Check, e))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

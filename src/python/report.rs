@@ -269,10 +269,12 @@ fn info_object<'py>(py: Python<'py>, p: &PoolInfo) -> PyResult<Bound<'py, PyAny>
 pub(crate) fn live_pools(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     // The GIL stays held: nothing holding the registry lock waits for it.
     let pools = registry::try_live_pools().map_err(out_of_memory)?;
+    // SAFETY: the GIL is held (`py`). (pyo3's `PyList::empty` would panic
+    // where this returns NULL.)
+    let list = unsafe { pyo3::ffi::PyList_New(0) };
     // SAFETY: PyList_New returns a new reference, or NULL with an exception
-    // set (pyo3's `PyList::empty` would panic on NULL).
-    let list = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyList_New(0)) }?
-        .cast_into::<PyList>()?;
+    // set, which is what `from_owned_ptr_or_err` takes.
+    let list = unsafe { Bound::from_owned_ptr_or_err(py, list) }?.cast_into::<PyList>()?;
     for pool in &pools {
         list.append(info_object(py, pool)?)?;
     }

@@ -1,5 +1,4 @@
-//! Zero-copy views: `cymem_rs.cymem.BlockView`, and the buffer export that
-//! `Address` shares with it.
+//! Zero-copy views: `cymem_rs.cymem.BlockView`.
 //!
 //! A view hands out the block's own memory through the buffer protocol, so
 //! `memoryview`, `numpy.asarray` and `numpy.frombuffer` read and write the
@@ -8,10 +7,10 @@
 //! pinned while the view lives, so `Pool.free` / `realloc` of it raise
 //! BufferError instead of leaving the view dangling.
 
-use std::ffi::{c_int, c_void, CStr, CString};
+use std::ffi::{c_int, c_void, CString};
 use std::os::raw::c_long;
 
-use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -19,6 +18,7 @@ use pyo3::types::{PyList, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::address::Address;
+use super::buffer::{get_buffer, Export, Exporter};
 use super::errors::{pool_exception, Operation};
 use super::pool::Pool;
 use crate::error::PoolError;
@@ -205,109 +205,6 @@ impl Layout {
     }
 }
 
-/// What `fill_buffer` exports.
-pub(crate) struct Export<'a> {
-    pub(crate) buf: *mut c_void,
-    pub(crate) nbytes: usize,
-    pub(crate) itemsize: usize,
-    pub(crate) readonly: bool,
-    pub(crate) format: &'a CStr,
-    /// `None`: one dimension of `nbytes / itemsize` items, read from the
-    /// `Py_buffer` itself (so the exporter needs no storage of its own).
-    pub(crate) shape_strides: Option<(&'a [isize], &'a [isize])>,
-}
-
-/// Fills `view` for a buffer request, or refuses it with BufferError (and
-/// `view->obj` NULL, as the protocol requires).
-///
-/// # Safety
-/// `view` is NULL or a `Py_buffer` being filled by `PyObject_GetBuffer`;
-/// `export.buf` and the slices stay valid while `owner` is alive (the view
-/// holds a reference to it).
-pub(crate) unsafe fn fill_buffer(
-    view: *mut ffi::Py_buffer,
-    flags: c_int,
-    owner: Bound<'_, PyAny>,
-    export: &Export<'_>,
-) -> PyResult<()> {
-    if view.is_null() {
-        return Err(PyBufferError::new_err(
-            "buffer request with a NULL Py_buffer",
-        ));
-    }
-    let wants = |flag: c_int| flags & flag == flag;
-    let refusal = if wants(ffi::PyBUF_WRITABLE) && export.readonly {
-        Some("this view is read-only")
-    } else if wants(ffi::PyBUF_F_CONTIGUOUS)
-        && export
-            .shape_strides
-            .is_some_and(|(shape, _)| shape.iter().filter(|&&d| d > 1).count() > 1)
-    {
-        Some("this view is C-contiguous, not Fortran-contiguous")
-    } else {
-        None
-    };
-    if let Some(reason) = refusal {
-        // SAFETY: `view` is non-NULL and being filled (caller's contract).
-        unsafe { (*view).obj = std::ptr::null_mut() };
-        return Err(PyBufferError::new_err(reason));
-    }
-    // SAFETY: `view` is non-NULL and ours to fill; the pointers stored in it
-    // stay valid while `view->obj` (a new reference to `owner`) lives.
-    unsafe {
-        let v = &mut *view;
-        v.buf = export.buf;
-        v.len = export.nbytes as isize;
-        v.itemsize = export.itemsize as isize;
-        v.readonly = c_int::from(export.readonly);
-        v.format = if wants(ffi::PyBUF_FORMAT) {
-            export.format.as_ptr().cast_mut()
-        } else {
-            std::ptr::null_mut()
-        };
-        v.suboffsets = std::ptr::null_mut();
-        v.internal = std::ptr::null_mut();
-        match export.shape_strides {
-            _ if !wants(ffi::PyBUF_ND) => {
-                // A plain run of bytes: the consumer reads `len` only.
-                v.ndim = 1;
-                v.shape = std::ptr::null_mut();
-                v.strides = std::ptr::null_mut();
-            }
-            Some((shape, strides)) => {
-                v.ndim = shape.len() as c_int;
-                // A 0-dimensional view (a scalar) has NULL shape and strides.
-                let or_null = |s: &[isize]| {
-                    if s.is_empty() {
-                        std::ptr::null_mut()
-                    } else {
-                        s.as_ptr().cast_mut()
-                    }
-                };
-                v.shape = or_null(shape);
-                v.strides = if wants(ffi::PyBUF_STRIDES) {
-                    or_null(strides)
-                } else {
-                    std::ptr::null_mut()
-                };
-            }
-            None => {
-                v.ndim = 1;
-                // One dimension of `len` bytes: point at fields of the view
-                // itself, which lives as long as the export.
-                v.shape = &raw mut v.len;
-                v.strides = if wants(ffi::PyBUF_STRIDES) {
-                    &raw mut v.itemsize
-                } else {
-                    std::ptr::null_mut()
-                };
-            }
-        }
-        v.obj = owner.into_ptr();
-    }
-    Ok(())
-}
-
 impl BlockView {
     /// A view of the pool block at `addr`, pinned until the view dies.
     /// KeyError if `addr` is not a live block of the pool.
@@ -427,20 +324,10 @@ impl BlockView {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        let this = slf.get();
-        let export = Export {
-            buf: this.addr as *mut c_void,
-            nbytes: this.nbytes,
-            itemsize: this.itemsize,
-            readonly: this.readonly,
-            format: &this.format,
-            shape_strides: Some((&this.shape, &this.strides)),
-        };
-        // SAFETY: the block stays live while this view lives (the owner is
-        // kept alive, and a pool block is pinned); the format, shape and
-        // strides are immutable fields of this frozen object, and the
-        // export holds a reference to it.
-        unsafe { fill_buffer(view, flags, slf.clone().into_any(), &export) }
+        // SAFETY: CPython passes the `Py_buffer` it is filling (as
+        // `get_buffer` needs); what it will point at is the viewed block,
+        // kept alive and in place by this view (its `Exporter` impl).
+        unsafe { get_buffer(slf, view, flags) }
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -462,6 +349,24 @@ impl BlockView {
         match &self.owner {
             Owner::Pool(pool) => visit.call(pool),
             Owner::Address(address) => visit.call(address),
+        }
+    }
+}
+
+// SAFETY: the block stays live, in place, while this view lives: the view
+// holds a strong reference to its owner, a pool block is pinned (so neither
+// `free` nor `realloc` moves or releases it) and an Address frees its block
+// only when it dies. The format, shape and strides are fields of this frozen
+// object, never changed after it is made.
+unsafe impl Exporter for BlockView {
+    fn export(&self) -> Export<'_> {
+        Export {
+            buf: self.addr as *mut c_void,
+            nbytes: self.nbytes,
+            itemsize: self.itemsize,
+            readonly: self.readonly,
+            format: &self.format,
+            shape_strides: Some((&self.shape, &self.strides)),
         }
     }
 }

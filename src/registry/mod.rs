@@ -164,7 +164,10 @@ fn take_free() -> Result<&'static Record, OutOfMemory> {
 /// from this thread's free list. `OutOfMemory` if the slab could not grow.
 pub(crate) fn register(label: Label, arena: bool) -> Result<&'static Record, OutOfMemory> {
     let record = take_free()?;
-    // SAFETY: a free record, not live, ours alone (protocol, first case).
+    // SAFETY: `take_free` handed us a record that is not live and is on no
+    // free list any more, so no report reads it and no other thread took it
+    // (the first case of `Record::meta`'s protocol): this is the only
+    // reference.
     let meta = unsafe { &mut *record.meta.get() };
     // Drops the label of the record's previous pool, if any.
     *meta = Meta {
@@ -199,32 +202,33 @@ pub(crate) fn release(record: &'static Record) {
     }
 }
 
+/// Runs `f` on the label of a live pool's record, under the registry lock.
+fn with_meta<R>(record: &Record, f: impl FnOnce(&mut Meta) -> R) -> R {
+    let _reg = registry();
+    // SAFETY: the record is live (its pool calls this, so it has not dropped)
+    // and `_reg` holds the registry lock until `f` returns: the second case of
+    // `Record::meta`'s protocol, so no other reference to `meta` exists.
+    f(unsafe { &mut *record.meta.get() })
+}
+
 /// Calls `f` with the pool's name, under the registry lock (so `f` must not
 /// make or drop pools, nor wait for a thread that does).
 pub(crate) fn with_name<R>(record: &Record, f: impl FnOnce(Option<&str>) -> R) -> R {
-    let _reg = registry();
-    // SAFETY: a live record, read under the lock (protocol, second case).
-    f(unsafe { &*record.meta.get() }.name.as_deref())
+    with_meta(record, |meta| f(meta.name.as_deref()))
 }
 
 pub(crate) fn set_name(record: &Record, name: Option<String>) {
-    let old = {
-        let _reg = registry();
-        // SAFETY: a live record, changed under the lock (protocol, second case).
-        let meta = unsafe { &mut *record.meta.get() };
+    // The old name is dropped after the lock is released.
+    drop(with_meta(record, |meta| {
         std::mem::replace(&mut meta.name, name)
-    };
-    drop(old);
+    }));
 }
 
 pub(crate) fn set_origin(record: &Record, origin: Origin) {
-    let old = {
-        let _reg = registry();
-        // SAFETY: as in `set_name`.
-        let meta = unsafe { &mut *record.meta.get() };
+    // The old origin is dropped after the lock is released.
+    drop(with_meta(record, |meta| {
         std::mem::replace(&mut meta.origin, origin)
-    };
-    drop(old);
+    }));
 }
 
 /// Every pool alive now, most bytes first (then highest peak, then name).
@@ -246,9 +250,11 @@ pub fn try_live_pools() -> Result<Vec<PoolInfo>, OutOfMemory> {
         let live = || reg.records.iter().filter(|r| r.live.load(Acquire));
         found.try_reserve_exact(live().count())?;
         for (index, record) in live().enumerate().take(found.capacity()) {
-            // SAFETY: a live record, read under the lock (protocol, second
-            // case); if its pool drops meanwhile, the record can be handed
-            // out again only after a recycle, which needs the lock we hold.
+            // SAFETY: the record was live when loaded and `reg` holds the
+            // registry lock (the second case of `Record::meta`'s protocol),
+            // so nobody writes `meta`; if its pool drops meanwhile, the
+            // record can be handed out again only after a recycle, which
+            // needs the lock we hold.
             let meta = unsafe { &*record.meta.get() };
             let name = meta.name.as_deref().map(try_string).transpose()?;
             let origin = meta.origin.try_clone()?;

@@ -48,7 +48,10 @@ pub(crate) struct Record {
     reallocs: AtomicU64,
 }
 
-// SAFETY: the counters are atomics; `meta` follows the protocol above.
+// SAFETY: the counters and `live` are atomics. `meta` is an UnsafeCell that
+// is written by one thread at a time under the protocol above: by the thread
+// that took the record from a free list before it is published, or under the
+// registry lock while it is live; readers also hold that lock.
 unsafe impl Sync for Record {}
 
 impl fmt::Debug for Record {

@@ -35,6 +35,7 @@ def build_cython_module(pyx: Path, out_dir: Path, language: str = "c"):
     spec.loader.exec_module(module)
     return module.build_cython_module(pyx, out_dir, language)
 
+
 C_LIBRARY = ROOT / "target" / "release" / "libcymem_rs.a"
 INCLUDE = ROOT / "include"
 
@@ -95,7 +96,7 @@ def run(
         text=True,
         env=full_env,
         cwd=cwd,
-        preexec_fn=limits,
+        preexec_fn=limits,  # noqa: PLW1509 -- only setrlimit, in a single-threaded test runner
         start_new_session=True,
     )
     try:
@@ -152,8 +153,23 @@ def c_program(tmp_path_factory):
             src.write_text(textwrap.dedent(source))
             exe = out_dir / name
             subprocess.run(
-                ["cc", "-std=c11", "-O1", "-g", "-Wall", "-Wextra", f"-I{INCLUDE}", str(src),
-                 str(C_LIBRARY), *extra, "-lpthread", "-ldl", "-lm", "-o", str(exe)],
+                [
+                    "cc",
+                    "-std=c11",
+                    "-O1",
+                    "-g",
+                    "-Wall",
+                    "-Wextra",
+                    f"-I{INCLUDE}",
+                    str(src),
+                    str(C_LIBRARY),
+                    *extra,
+                    "-lpthread",
+                    "-ldl",
+                    "-lm",
+                    "-o",
+                    str(exe),
+                ],
                 check=True,
             )
             built[name] = exe

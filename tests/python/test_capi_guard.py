@@ -9,7 +9,7 @@ import cymem_rs.cymem
 from cymem_rs import Pool
 
 CAPSULE_NAME = b"cymem_rs.cymem._C_API"
-TABLE_WORDS = 21  # 6 size_t fields + 15 function pointers (see src/python/capi.rs)
+TABLE_WORDS = 17  # 6 size_t fields + 11 function pointers (see src/python/capi.rs)
 
 _get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
 _get_pointer.restype = ctypes.c_void_p
@@ -26,7 +26,7 @@ def real_table():
 
 def fake_capsule(**changes):
     """A copy of the real table with some fields changed, in a capsule."""
-    fields = ["abi_version", "table_size", "pool_core_offset", "address_ptr_offset"]
+    fields = ["capsule_version", "table_size", "pool_core_offset", "address_ptr_offset"]
     table = (ctypes.c_size_t * TABLE_WORDS)(*real_table())
     for name, value in changes.items():
         table[fields.index(name)] = value
@@ -36,14 +36,17 @@ def fake_capsule(**changes):
 
 def test_real_table_describes_itself():
     table = real_table()
-    assert table[0] == cymem_rs.ABI_VERSION
+    # The capsule has its own version, apart from the C ABI's.
+    assert table[0] == cymem_rs.cymem._C_API_VERSION == 2
     assert table[1] == TABLE_WORDS * ctypes.sizeof(ctypes.c_size_t)
     assert table[2] >= object.__basicsize__  # the pool's core, inside the object
     assert table[3] == object.__basicsize__  # Address.ptr, right after the header
 
 
 MISMATCHES = [
-    ({"abi_version": 999}, "version mismatch"),
+    ({"capsule_version": 999}, "version mismatch"),
+    # The C ABI's version is not the capsule's: a table claiming it is refused.
+    ({"capsule_version": cymem_rs.ABI_VERSION}, "version mismatch"),
     ({"table_size": 8}, "layout mismatch"),
     ({"pool_core_offset": 8}, "layout mismatch"),
     ({"address_ptr_offset": 40}, "layout mismatch"),

@@ -121,15 +121,19 @@ impl Mode {
     fn allocator(self) -> Allocator {
         match self {
             Mode::System | Mode::Arena => Allocator::system(),
-            // SAFETY: the wrappers below behave like C malloc/free/calloc/realloc
-            // on top of libc's, and all belong to the same heap.
+            // SAFETY: the wrappers below behave like C malloc/free on top of
+            // libc's, which is thread-safe.
             Mode::Counting | Mode::Faulty => unsafe {
                 Allocator::from_raw(dirty_malloc, checked_free)
             },
-            Mode::CountingAccel | Mode::FaultyAccel => unsafe {
-                Allocator::from_raw(dirty_malloc, checked_free)
-                    .with_accelerators(Some(zeroing_calloc), Some(dirty_realloc))
-            },
+            Mode::CountingAccel | Mode::FaultyAccel => {
+                // SAFETY: as for the plain pair above.
+                let pair = unsafe { Allocator::from_raw(dirty_malloc, checked_free) };
+                // SAFETY: the calloc and realloc wrappers use the same libc
+                // heap and the same books, so `checked_free` releases their
+                // blocks and `dirty_realloc` accepts `dirty_malloc`'s.
+                unsafe { pair.with_accelerators(Some(zeroing_calloc), Some(dirty_realloc)) }
+            }
         }
     }
 }
@@ -534,7 +538,8 @@ unsafe fn block<'a>(addr: usize, len: usize) -> &'a [u8] {
     if len == 0 {
         return &[];
     }
-    std::slice::from_raw_parts(addr as *const u8, len)
+    // SAFETY: `addr` is a live block of at least `len` > 0 bytes (`# Safety`).
+    unsafe { std::slice::from_raw_parts(addr as *const u8, len) }
 }
 
 /// # Safety
@@ -543,7 +548,9 @@ unsafe fn block_mut<'a>(addr: usize, len: usize) -> &'a mut [u8] {
     if len == 0 {
         return &mut [];
     }
-    std::slice::from_raw_parts_mut(addr as *mut u8, len)
+    // SAFETY: `addr` is a live block of at least `len` > 0 bytes that nothing
+    // else accesses meanwhile (`# Safety`).
+    unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) }
 }
 
 fn first_difference(got: &[u8], want: &[u8]) -> String {
@@ -609,9 +616,11 @@ unsafe extern "C" fn dirty_malloc(size: usize) -> *mut c_void {
     if injected_failure() {
         return std::ptr::null_mut();
     }
-    let p = libc::malloc(size);
+    // SAFETY: plain libc malloc.
+    let p = unsafe { libc::malloc(size) };
     if !p.is_null() {
-        p.cast::<u8>().write_bytes(DIRT, size);
+        // SAFETY: a non-NULL result of `malloc(size)` is writable for `size` bytes.
+        unsafe { p.cast::<u8>().write_bytes(DIRT, size) };
         record_allocation(p, size, "malloc");
     }
     p
@@ -624,9 +633,11 @@ unsafe extern "C" fn zeroing_calloc(number: usize, elem_size: usize) -> *mut c_v
     let Some(size) = number.checked_mul(elem_size) else {
         return std::ptr::null_mut();
     };
-    let p = libc::malloc(size);
+    // SAFETY: plain libc malloc.
+    let p = unsafe { libc::malloc(size) };
     if !p.is_null() {
-        p.cast::<u8>().write_bytes(0, size);
+        // SAFETY: a non-NULL result of `malloc(size)` is writable for `size` bytes.
+        unsafe { p.cast::<u8>().write_bytes(0, size) };
         record_allocation(p, size, "calloc");
     }
     p
@@ -635,7 +646,8 @@ unsafe extern "C" fn zeroing_calloc(number: usize, elem_size: usize) -> *mut c_v
 /// C realloc that always moves and leaves the new tail dirty.
 unsafe extern "C" fn dirty_realloc(old: *mut c_void, size: usize) -> *mut c_void {
     if old.is_null() {
-        return dirty_malloc(size);
+        // SAFETY: `dirty_malloc` has no preconditions beyond C malloc's.
+        return unsafe { dirty_malloc(size) };
     }
     if injected_failure() {
         return std::ptr::null_mut();
@@ -648,17 +660,23 @@ unsafe extern "C" fn dirty_realloc(old: *mut c_void, size: usize) -> *mut c_void
         });
         return std::ptr::null_mut();
     };
-    let new = libc::malloc(size);
+    // SAFETY: plain libc malloc.
+    let new = unsafe { libc::malloc(size) }.cast::<u8>();
     if new.is_null() {
-        return new;
+        return new.cast();
     }
     let kept = old_size.min(size);
-    new.cast::<u8>()
-        .copy_from_nonoverlapping(old.cast::<u8>(), kept);
-    new.cast::<u8>().add(kept).write_bytes(DIRT, size - kept);
-    record_allocation(new, size, "realloc");
-    checked_free(old);
-    new
+    // SAFETY: `new` is writable for `size` >= `kept` bytes, `old` is a live
+    // block of `old_size` >= `kept` bytes (in the books), distinct from `new`.
+    unsafe { new.copy_from_nonoverlapping(old.cast::<u8>(), kept) };
+    // SAFETY: `kept` <= `size`: the offset stays inside `new`.
+    let tail = unsafe { new.add(kept) };
+    // SAFETY: the `size - kept` bytes from `tail` are the rest of `new`.
+    unsafe { tail.write_bytes(DIRT, size - kept) };
+    record_allocation(new.cast(), size, "realloc");
+    // SAFETY: `old` is live in the books, so `checked_free` releases it once.
+    unsafe { checked_free(old) };
+    new.cast()
 }
 
 unsafe extern "C" fn checked_free(p: *mut c_void) {
@@ -673,8 +691,10 @@ unsafe extern "C" fn checked_free(p: *mut c_void) {
         size
     });
     if let Some(size) = size {
-        p.cast::<u8>().write_bytes(POISON, size);
-        libc::free(p);
+        // SAFETY: the books held `p` as a live block of `size` bytes.
+        unsafe { p.cast::<u8>().write_bytes(POISON, size) };
+        // SAFETY: a live block of libc's malloc, removed from the books: freed once.
+        unsafe { libc::free(p) };
     }
 }
 
