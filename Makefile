@@ -1,13 +1,18 @@
-# The project's vocabulary. `make demo` is the main job and `make test` runs
-# every test layer; both install what they need on a fresh machine (Python
-# tools go into .venv/, nothing is installed system-wide).
+# The project's vocabulary (`make help` lists it). `make demo` is the main job,
+# `make check` the quick edit-test loop and `make test` runs every test layer;
+# all install what they need on a fresh machine (Python tools go into .venv/,
+# nothing is installed system-wide).
 
 CARGO    ?= cargo
 CC       ?= cc
 CXX      ?= c++
 PYTHON   ?= python3
 BUILD    := build
-RELEASE  := target/release
+# The Cargo profile of the C library and the wheel: `release` (fat LTO, what
+# users get) unless a target says otherwise; `make check` uses `dev-release`
+# (optimized, no LTO: much faster to rebuild).
+PROFILE  ?= release
+LIBDIR   := target/$(PROFILE)
 CFLAGS_STRICT := -Wall -Wextra -Werror -pedantic -Iinclude
 C_LIBS   := -lpthread -ldl -lm
 
@@ -15,145 +20,161 @@ VENV     := .venv
 VPY      := $(VENV)/bin/python
 WHEELS   := $(BUILD)/wheels
 # Python builds use their own target dir so they don't flip the plain C
-# library's features back and forth in target/release.
+# library's features back and forth in target/$(PROFILE).
 export CARGO_TARGET_DIR_PY := $(CURDIR)/target/wheels
 PY_TOOLS := maturin==1.16.0 "cython==3.3.1" pytest setuptools ruff==0.17.5 cymem==2.0.16 numpy==2.4.6
+# What `make lint` checks and `make fmt` fixes.
+PY_PATHS := cymem_rs tests examples benches
+# pytest over a folder of tests/, from tests/ so the source tree's package
+# can't shadow the installed wheel.
+PYTEST   := cd tests && ../$(VENV)/bin/pytest -q -p no:cacheprovider
 
-.PHONY: all lib demo demo-c demo-cython test test-rust test-c test-python test-compat \
-	test-thirdparty check-valgrind check-sanitizers check-header check-no-python install lint fmt bench header fuzz clean
+.PHONY: all help lib demo demo-c demo-cython check test test-rust c-programs test-c test-python \
+	test-adversarial test-long test-compat test-thirdparty check-valgrind check-sanitizers \
+	check-header check-no-python install lint fmt bench header fuzz clean
 
 all: lib
 
-## The plain C library (no Python): target/release/libcymem_rs.{a,so}
-lib:
-	$(CARGO) build --release --no-default-features
+help: ## This list
+	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | \
+		awk -F ':.*## ' '{ printf "  %-18s %s\n", $$1, $$2 }'
 
-$(BUILD):
-	mkdir -p $(BUILD)
+lib: ## The plain C library (no Python): target/release/libcymem_rs.{a,so}
+	$(CARGO) build --profile $(PROFILE) --no-default-features
 
-## Python tools for building and testing, in .venv/.
+$(BUILD) $(BUILD)/c:
+	mkdir -p $@
+
+# Python tools for building and testing, in .venv/.
 $(VENV)/.tools:
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q $(PY_TOOLS)
 	touch $@
 
-## Build the wheel for .venv's Python and install it (not editable: tests and
-## the demo see exactly what users get from `pip install`).
-install: $(VENV)/.tools
-	CARGO_TARGET_DIR=$(CARGO_TARGET_DIR_PY) $(VENV)/bin/maturin build --release -q -i $(VPY) -o $(WHEELS)
+# Not editable: tests and the demo see exactly what users get from `pip install`.
+install: $(VENV)/.tools ## Build the wheel for .venv's Python and install it there
+	CARGO_TARGET_DIR=$(CARGO_TARGET_DIR_PY) $(VENV)/bin/maturin build --profile $(PROFILE) -q -i $(VPY) -o $(WHEELS)
 	$(VPY) -m pip install -q --force-reinstall --no-deps \
 		$$(ls -t $(WHEELS)/cymem_rs-*-$$($(VPY) -c 'import sys; print("cp%d%d" % sys.version_info[:2])')-*.whl | head -1)
 
-## Main job: the C example program, then the Cython one.
-demo: demo-c demo-cython
+demo: demo-c demo-cython ## Main job: the C example program, then the Cython one
 
-demo-c: lib | $(BUILD)
-	$(CC) -std=c99 $(CFLAGS_STRICT) examples/demo.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/demo
+demo-c: lib | $(BUILD) ## The C example program (examples/demo.c)
+	$(CC) -std=c99 $(CFLAGS_STRICT) examples/demo.c $(LIBDIR)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/demo
 	./$(BUILD)/demo
 
-demo-cython: install | $(BUILD)
+demo-cython: install | $(BUILD) ## The Cython example (examples/demo.pyx) against the installed wheel
 	rm -rf $(BUILD)/demo-cython && mkdir -p $(BUILD)/demo-cython
 	cp examples/demo.pyx $(BUILD)/demo-cython/cymem_rs_demo.pyx
 	cd $(BUILD)/demo-cython && ../../$(VENV)/bin/cythonize -q -3 -i cymem_rs_demo.pyx >/dev/null
 	cd $(BUILD)/demo-cython && ../../$(VPY) -c 'import cymem_rs_demo; cymem_rs_demo.main()'
 
-## Every test layer.
-test: test-rust test-c check-header check-no-python check-sanitizers test-python check-valgrind \
-	test-compat test-thirdparty
+check: ## Quick loop: Rust, C and Python tests on the non-LTO dev-release build
+	$(MAKE) --no-print-directory PROFILE=dev-release test-rust test-c test-python
 
-test-rust:
+TEST_LAYERS := test-rust test-c check-header check-no-python check-sanitizers test-python \
+	test-adversarial check-valgrind test-compat test-thirdparty
+test: $(TEST_LAYERS) ## Every test layer, on the release build
+
+test-rust: ## Rust unit and integration tests (tests/all/)
 	$(CARGO) test --no-default-features
 
-## The C test program, linked statically and dynamically.
-test-c: lib | $(BUILD)
-	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_ffi.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/test_ffi_static
-	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_ffi.c -L$(RELEASE) -lcymem_rs $(C_LIBS) -o $(BUILD)/test_ffi_shared
-	./$(BUILD)/test_ffi_static
-	LD_LIBRARY_PATH=$(RELEASE) ./$(BUILD)/test_ffi_shared
-	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_pins.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/test_pins
-	./$(BUILD)/test_pins
-	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_debug.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/test_debug
-	./$(BUILD)/test_debug
-	CYMEM_RS_DEBUG=1 ./$(BUILD)/test_debug
-	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_stats.c $(RELEASE)/libcymem_rs.a $(C_LIBS) -o $(BUILD)/test_stats_static
-	$(CC) -std=c99 $(CFLAGS_STRICT) tests/c/test_stats.c -L$(RELEASE) -lcymem_rs $(C_LIBS) -o $(BUILD)/test_stats_shared
-	./$(BUILD)/test_stats_static
-	LD_LIBRARY_PATH=$(RELEASE) ./$(BUILD)/test_stats_shared
+# One rule for every C test program: build/c/NAME.static links
+# libcymem_rs.a, build/c/NAME.shared links libcymem_rs.so. (It depends on the
+# phony `lib`, so the programs are relinked against the current library.)
+C_TESTS   := $(basename $(notdir $(wildcard tests/c/test_*.c)))
+C_PROGRAMS := $(foreach t,$(C_TESTS),$(BUILD)/c/$(t).static $(BUILD)/c/$(t).shared)
+C_LINK.static = $(LIBDIR)/libcymem_rs.a
+C_LINK.shared = -L$(LIBDIR) -lcymem_rs
+.SECONDEXPANSION:
+# With -g: valgrind's reports (tests/valgrind/run.sh runs these) need stacks.
+$(BUILD)/c/%: tests/c/$$(basename $$*).c tests/c/check.h include/cymem_rs.h lib | $(BUILD)/c
+	$(CC) -std=c99 -g $(CFLAGS_STRICT) $< $(C_LINK$(suffix $*)) $(C_LIBS) -o $@
 
-## The committed header compiles on its own as C99, C11 and C++.
-## (Its freshness against cbindgen is checked by `cargo test --test header`.)
-check-header:
+c-programs: $(C_PROGRAMS) ## Build the C test programs into build/c/ (NAME.static, NAME.shared)
+
+test-c: c-programs ## The C test programs (tests/c/), each linked statically and dynamically
+	@for p in $(C_PROGRAMS); do echo "./$$p"; LD_LIBRARY_PATH=$(LIBDIR) ./$$p || exit 1; done
+	CYMEM_RS_DEBUG=1 ./$(BUILD)/c/test_debug.static
+
+# Its freshness against cbindgen is checked by the Rust test `header::`.
+check-header: ## The committed header compiles on its own as C99, C11 and C++11
 	echo '#include "cymem_rs.h"' | $(CC) -std=c99 $(CFLAGS_STRICT) -x c -fsyntax-only -
 	echo '#include "cymem_rs.h"' | $(CC) -std=c11 $(CFLAGS_STRICT) -x c -fsyntax-only -
 	echo '#include "cymem_rs.h"' | $(CXX) -std=c++11 $(CFLAGS_STRICT) -x c++ -fsyntax-only -
 	@echo "header compiles as C99, C11 and C++11"
 
-## The C library must not need libpython.
-check-no-python: lib
-	@if nm -D --undefined-only $(RELEASE)/libcymem_rs.so | grep -E ' _?Py'; then \
+check-no-python: lib ## The C library must not need libpython
+	@if nm -D --undefined-only $(LIBDIR)/libcymem_rs.so | grep -E ' _?Py'; then \
 		echo "libcymem_rs.so references Python symbols"; exit 1; fi
-	@if nm --undefined-only $(RELEASE)/libcymem_rs.a 2>/dev/null | grep -E ' _?Py'; then \
+	@if nm --undefined-only $(LIBDIR)/libcymem_rs.a 2>/dev/null | grep -E ' _?Py'; then \
 		echo "libcymem_rs.a references Python symbols"; exit 1; fi
 	@echo "libcymem_rs.so and libcymem_rs.a have no Python symbols"
 
-## Python and Cython tests (CPython of .venv, newest Cython), against the
-## installed wheel. Run from tests/ so the source tree's package can't shadow it.
-test-python: install
-	cd tests && ../$(VENV)/bin/pytest -q -p no:cacheprovider python
+test-python: install ## Python and Cython tests (tests/python/) against the installed wheel
+	$(PYTEST) python
 
-## Cython 3.0 .. newest x CPython 3.9, 3.11, 3.13: build, import, smoke test.
-## The other interpreters' wheels are rebuilt from this tree every run (the
-## matrix script only builds missing ones).
-test-compat: install
+# pytest exits 5 when it collects no test at all: harmless while the folder
+# holds only its harness, so only exit codes other than 0 and 5 fail.
+test-adversarial: lib install ## Hostile-condition cases, one subprocess each (CYMEM_RS_REPEAT=N, default 10)
+	$(PYTEST) adversarial; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
+
+test-long: ## test-adversarial with 100 repeats per case
+	CYMEM_RS_REPEAT=100 $(MAKE) --no-print-directory test-adversarial
+
+# The other interpreters' wheels are rebuilt from this tree every run (the
+# matrix script only builds missing ones).
+test-compat: install ## Cython 3.0 .. newest x CPython 3.9, 3.11, 3.13: build, import, smoke test
 	rm -f $(WHEELS)/cymem_rs-*-cp39-*.whl $(WHEELS)/cymem_rs-*-cp313-*.whl
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash tests/compat/run_matrix.sh $(WHEELS)
 
-## The core's tests (model-based, threads, unit) under AddressSanitizer and
-## LeakSanitizer. The quarantine is off so freed addresses get reused, as the
-## model test expects; requests beyond ASan's limit return NULL like malloc.
-check-sanitizers:
+# The quarantine is off so freed addresses get reused, as the model test
+# expects; requests beyond ASan's limit return NULL like malloc.
+# (The header test only runs cbindgen: skipped.)
+check-sanitizers: ## The unit and integration tests under AddressSanitizer and LeakSanitizer
 	RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" \
 	ASAN_OPTIONS=allocator_may_return_null=1:quarantine_size_mb=0:detect_leaks=1 \
 	CARGO_TARGET_DIR=target/asan $(CARGO) test --target $$(rustc -vV | sed -n 's/^host: //p') \
-		--no-default-features --lib --test pool --test model --test threads --test debug --test pins
+		--no-default-features --lib --test all -- --skip header::
 
-## valgrind memcheck over the C tests and Python/Cython workloads: any
-## definite leak or invalid access fails, and a self-test proves it would.
-check-valgrind: install lib
+check-valgrind: install lib ## valgrind memcheck over the C tests and Python/Cython workloads (with a self-test)
 	bash tests/valgrind/run.sh
 
-## Real projects written for cymem, built on cymem_rs, running their own tests.
-test-thirdparty: install
+test-thirdparty: install ## Real projects written for cymem, built on cymem_rs, running their own tests
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHON=$(CURDIR)/$(VPY) CYMEM_RS_WHEEL_DIR=$(CURDIR)/$(WHEELS) \
 		bash tests/thirdparty/run.sh
 
-## Coverage-guided fuzzing of the pool's operations against its model
-## (FUZZ_SECONDS=N; installs cargo-fuzz if missing). See fuzz/README.md.
-fuzz:
+# FUZZ_SECONDS=N; installs cargo-fuzz if missing. See fuzz/README.md.
+fuzz: ## Coverage-guided fuzzing of the pool's operations against its model
 	bash fuzz/smoke.sh
 
-## Regenerate include/cymem_rs.h from src/ffi.rs with cbindgen.
-header:
-	CYMEM_UPDATE_HEADER=1 $(CARGO) test --no-default-features --test header
+header: ## Regenerate include/cymem_rs.h from src/ffi.rs with cbindgen
+	CYMEM_UPDATE_HEADER=1 $(CARGO) test --no-default-features --test all header::
 
-lint: $(VENV)/.tools
+# The layering rule: only src/lib.rs may mention the `python` feature; the
+# binding's modules are switched on there, never from inside the core.
+lint: $(VENV)/.tools ## rustfmt, clippy (with and without `python`), ruff, the feature-layering rule
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --features python -- -D warnings
-	$(VENV)/bin/ruff check cymem_rs tests examples benches
-	$(VENV)/bin/ruff format --check cymem_rs tests examples benches
+	$(VENV)/bin/ruff check $(PY_PATHS)
+	$(VENV)/bin/ruff format --check $(PY_PATHS)
+	@if grep -rnE 'feature *= *"python"' src | grep -v '^src/lib.rs:'; then \
+		echo 'feature = "python" may appear only in src/lib.rs'; exit 1; fi
 
-fmt: $(VENV)/.tools
+# What ruff cannot fix it prints, and `make lint` fails on.
+fmt: $(VENV)/.tools ## Fix what `make lint` can fix: rustfmt, ruff's fixes and formatting
 	$(CARGO) fmt
-	$(VENV)/bin/ruff format cymem_rs tests examples
+	$(VENV)/bin/ruff check --fix --exit-zero -q $(PY_PATHS)
+	$(VENV)/bin/ruff format -q $(PY_PATHS)
 
-## Criterion benchmarks of the core beside libc, then the Cython suite:
-## cymem vs cymem_rs vs baselines in one process (table, chart, report).
-bench: install
+# Results go to build/bench/ (results.json, REPORT.md, chart.png);
+# BENCHMARKS.md is the hand-kept summary.
+bench: install ## Criterion benches of the core beside libc, then the Cython suite (cymem vs cymem_rs)
 	$(CARGO) bench --bench pool
 	bash benches/cython/run.sh
 
-clean:
+clean: ## Remove target/ and build/
 	$(CARGO) clean
 	rm -rf $(BUILD)

@@ -1,5 +1,6 @@
 """Shared helpers of the Cython benchmark: paths, building the two modules
-from workloads.pyx, loading them, and fingerprints of what was measured."""
+from workloads.pyx (with the tests' Cython builder, tests/cython_build.py),
+and fingerprints of what was measured."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 TEMPLATE = HERE / "workloads.pyx"
-DEFAULT_BUILD_DIR = ROOT / "build" / "bench-cython"
+# Generated results (results.json, chart.png, REPORT.md); the work files
+# (modules, snapshot, callgrind outputs) go one level down.
+DEFAULT_OUT_DIR = ROOT / "build" / "bench"
+DEFAULT_BUILD_DIR = DEFAULT_OUT_DIR / "cython"
+
+sys.path.insert(0, str(ROOT / "tests"))  # cython_build (it holds no cymem_rs)
+import cython_build
 
 # implementation name -> the module the template cimports from
 IMPLS = {"cymem": "cymem.cymem", "cymem_rs": "cymem_rs.cymem"}
@@ -87,56 +94,40 @@ def build_key(impl: str) -> str:
     return h.hexdigest()[:16]
 
 
-def build_module(impl: str, build_dir: Path, force: bool = False) -> Path:
-    """Cythonizes and compiles the template for `impl` (as C, the default
-    compiler flags of this Python, like a user's setup.py); returns the .so."""
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
-
-    name = module_name(impl)
-    out = build_dir / impl
-    stamp = out / "build.key"
-    key = build_key(impl)
-    if not force and stamp.exists() and stamp.read_text() == key:
+def build_modules(build_dir: Path, force: bool = False) -> dict[str, Path]:
+    """Compiles the template once per implementation (as C, with the default
+    compiler flags of this Python, like a user's setup.py), the stale ones
+    together; returns impl -> path of the .so."""
+    out = build_dir / "modules"
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    stale: dict[str, Path] = {}
+    for impl in IMPLS:
+        name = module_name(impl)
+        stamp = out / f"{name}.key"
         found = sorted(out.glob(f"{name}.*.so"))
-        if found:
-            return found[0]
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    pyx = out / f"{name}.pyx"
-    pyx.write_text(template_for(impl))
-    cwd = os.getcwd()
-    os.chdir(out)  # nothing of the checkout on Cython's search path
-    try:
-        extension = Extension(name, [str(pyx)])
+        if not force and found and stamp.exists() and stamp.read_text() == build_key(impl):
+            paths[impl] = found[0]
+        else:
+            pyx = out / f"{name}.pyx"
+            pyx.write_text(template_for(impl))
+            stale[name] = pyx
+    if stale:
         snapshot = os.environ.get(SNAPSHOT_ENV)
-        modules = cythonize(
-            [extension],
-            quiet=True,
-            include_path=[snapshot] if snapshot else [],
-            compiler_directives={"language_level": 3},
-        )
-        dist = Distribution({"ext_modules": modules, "script_name": "setup.py"})
-        build_ext = dist.get_command_obj("build_ext")
-        build_ext.build_lib = str(out)
-        build_ext.build_temp = str(out / "tmp")
-        dist.run_command("build_ext")
-        [path] = build_ext.get_outputs()
-    finally:
-        os.chdir(cwd)
-    stamp.write_text(key)
-    return Path(path)
+        built = cython_build.build_modules(stale, out, include_path=[snapshot] if snapshot else [])
+        for impl in IMPLS:
+            name = module_name(impl)
+            if name in built:
+                (out / f"{name}.key").write_text(build_key(impl))
+                paths[impl] = built[name]
+    return paths
 
 
 def load_module(impl: str, path: Path) -> ModuleType:
     name = module_name(impl)
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, str(path))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return cython_build.import_module(name, path)
 
 
 def installed_fingerprint() -> dict:

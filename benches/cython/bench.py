@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cython-level benchmark of cymem_rs against cymem, with baselines.
 
-    python benches/cython/bench.py            # full run: results.json, chart.png, REPORT.md
+    python benches/cython/bench.py            # full run: build/bench/{results.json,chart.png,REPORT.md}
     python benches/cython/bench.py --quick    # CI smoke: every workload once, sanity checks
 
 workloads.pyx is compiled twice (cimporting cymem.cymem, then cymem_rs.cymem)
@@ -559,7 +559,7 @@ def main() -> int:
         "--out-dir",
         type=Path,
         help="where results.json, chart.png, REPORT.md go "
-        "(default: benches/cython; quick: BUILD_DIR/quick)",
+        "(default: build/bench; quick: build/bench/quick)",
     )
     ap.add_argument("--seed", type=int, default=12345, help="shuffle seed of the round order")
     ap.add_argument("--rebuild", action="store_true", help="recompile the modules")
@@ -572,7 +572,7 @@ def main() -> int:
     if args.callgrind_n:
         cg_n["a"], cg_n["b"] = args.callgrind_n
     mem_n = args.memory_n or (100_000 if quick else 1_000_000)
-    out_dir = args.out_dir or (args.build_dir / "quick" if quick else C.HERE)
+    out_dir = args.out_dir or (C.DEFAULT_OUT_DIR / "quick" if quick else C.DEFAULT_OUT_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
     args.build_dir.mkdir(parents=True, exist_ok=True)
     os.chdir(args.build_dir)
@@ -584,7 +584,7 @@ def main() -> int:
 
     t_start = time.perf_counter()
     log(f"building the modules in {args.build_dir} ...")
-    paths = {impl: C.build_module(impl, args.build_dir, force=args.rebuild) for impl in C.IMPLS}
+    paths = C.build_modules(args.build_dir, force=args.rebuild)
     mods = {impl: C.load_module(impl, p) for impl, p in paths.items()}
     meta = machine_info()
     arena, arena_note = C.arena_supported()

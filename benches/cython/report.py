@@ -607,15 +607,15 @@ def write_markdown(results: dict, path: Path) -> None:
         "```sh\nmake install                 # build the cymem_rs wheel into .venv "
         "(once, and after changing the Rust code)\n"
         "bash benches/cython/run.sh          # full run (~3-5 min on 2 cores): "
-        "writes benches/cython/{results.json,chart.png,REPORT.md}\n"
+        "writes build/bench/{results.json,chart.png,REPORT.md}\n"
         "bash benches/cython/run.sh --quick  # CI smoke: every workload once, "
-        "checks every figure is finite and > 0, writes to build/bench-cython/quick/\n"
+        "checks every figure is finite and > 0, writes to build/bench/quick/\n"
         "```\n"
     )
     L.append(
         "Options (`bench.py --help`): `--rounds`, `--min-time-ms`, `--callgrind-n N_A N_B`, "
         "`--memory-n`, `--no-callgrind`, `--no-memory`, `--out-dir`, `--rebuild`. "
-        "Compiled modules and callgrind outputs go to `build/bench-cython/`. "
+        "Compiled modules and callgrind outputs go to `build/bench/cython/`. "
         "`python benches/cython/report.py results.json OUT_DIR` re-renders the chart and "
         "this report from saved results.\n"
     )
@@ -623,7 +623,9 @@ def write_markdown(results: dict, path: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    results_path = Path(argv[0]) if argv else HERE / "results.json"
+    results_path = (
+        Path(argv[0]) if argv else HERE.parent.parent / "build" / "bench" / "results.json"
+    )
     out_dir = Path(argv[1]) if len(argv) > 1 else results_path.parent
     results = json.loads(results_path.read_text())
     print(console_tables(results))

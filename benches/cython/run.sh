@@ -4,10 +4,10 @@
 # also holds cymem 2.0.16, Cython and setuptools).
 #
 #   bash benches/cython/run.sh           # full run, ~3-5 min on 2 cores: writes
-#                                        # benches/cython/{results.json,chart.png,REPORT.md}
+#                                        # build/bench/{results.json,chart.png,REPORT.md}
 #   bash benches/cython/run.sh --quick   # CI smoke (~1-2 min): every workload once,
 #                                        # checks every figure is finite and > 0;
-#                                        # writes to build/bench-cython/quick/
+#                                        # writes to build/bench/quick/
 #
 # Other options go to bench.py (see `bash benches/cython/run.sh --help`).
 # Needs a C compiler; valgrind for the instruction counts (skipped without it).

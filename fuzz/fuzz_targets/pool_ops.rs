@@ -1,8 +1,8 @@
 //! Fuzz target: decodes the input into pool operations (first byte: the
 //! allocator mode; then 8 bytes per operation) and runs them on a real `Pool`
 //! and on the reference model, checking after every step. The operations, the
-//! model and the checks are those of `tests/model.rs`
-//! (`tests/support/pool_model.rs`); any difference panics, i.e. a crash.
+//! model and the checks are those of `tests/all/model.rs`
+//! (`tests/all/support/pool_model.rs`); any difference panics, i.e. a crash.
 //!
 //! Run: see fuzz/README.md.
 
@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 
 // The fuzz target uses a subset of the module (no statistics).
 #[allow(dead_code)]
-#[path = "../../tests/support/pool_model.rs"]
+#[path = "../../tests/all/support/pool_model.rs"]
 mod pool_model;
 
 fuzz_target!(|data: &[u8]| {

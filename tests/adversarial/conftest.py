@@ -21,20 +21,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def build_cython_module(pyx: Path, out_dir: Path, language: str = "c"):
-    """The Python tests' Cython builder, loaded by path (both folders have a
-    conftest.py, so neither can be imported by name)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "_python_tests_conftest", ROOT / "tests" / "python" / "conftest.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_cython_module(pyx, out_dir, language)
-
+sys.path.insert(0, str(ROOT / "tests"))  # cython_build
+import cython_build
 
 C_LIBRARY = ROOT / "target" / "release" / "libcymem_rs.a"
 INCLUDE = ROOT / "include"
@@ -131,7 +119,8 @@ def cython_snippet(tmp_path_factory):
             pyx = src_dir / f"{name}.pyx"
             pyx.write_text(textwrap.dedent(source))
             out_dir = tmp_path_factory.mktemp(f"mod_{name}")
-            build_cython_module(pyx, out_dir, language)
+            # Compiled only: the snippet's code runs in the case's own process.
+            cython_build.build_modules({name: pyx}, out_dir, language)
             built[key] = out_dir
         return built[key]
 

@@ -2,10 +2,11 @@
 
     python driver.py {c|c++} WORKDIR
 
-Copies smoke.pyx into WORKDIR (emptied first), cythonizes and compiles it there
-with setuptools and no include_dirs (the .pxd files must come from the
-installed package), imports it and runs smoke.run(). Exits 0 only if every
-check passed. Run by run_matrix.sh, in one venv per (CPython, Cython) pair.
+Compiles smoke.pyx in WORKDIR (emptied first) with the tests' Cython builder
+(tests/cython_build.py: cythonize and setuptools, no include_dirs; the .pxd
+files must come from the installed package), imports it and runs smoke.run().
+Exits 0 only if every check passed. Run by run_matrix.sh, in one venv per
+(CPython, Cython) pair.
 """
 
 import gc
@@ -15,6 +16,7 @@ import sys
 import sysconfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)
 
 
 def main() -> int:
@@ -24,11 +26,14 @@ def main() -> int:
 
     # Nothing from the source checkout may be seen: the repository root holds
     # cymem_rs/ and cymem_rs.pxd. Keep only the work dir and the venv.
+    # tests/ is added for the builder alone (it holds no cymem_rs).
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != HERE]
+    sys.path.insert(0, TESTS)
+    import cython_build
+
     if os.path.isdir(workdir):
         shutil.rmtree(workdir)
     os.makedirs(workdir)
-    shutil.copy(os.path.join(HERE, "smoke.pyx"), workdir)
     os.chdir(workdir)
 
     # Cython resolves `cimport cymem_rs...` in the work dir, then on sys.path:
@@ -44,19 +49,8 @@ def main() -> int:
         sys.exit(f"cymem_rs .pxd files found in {found}, expected only in {site}")
 
     import Cython
-    from Cython.Build import cythonize
-    from setuptools import Extension, setup
 
-    ext = Extension("smoke", ["smoke.pyx"], language=lang)
-    setup(
-        name="smoke",
-        ext_modules=cythonize([ext], language_level=3, quiet=True),
-        script_args=["build_ext", "--inplace", "--quiet"],
-    )
-
-    sys.path.insert(0, workdir)
-    import smoke
-
+    smoke = cython_build.build_module(os.path.join(HERE, "smoke.pyx"), workdir, lang)
     import cymem_rs
 
     if not os.path.abspath(cymem_rs.__file__).startswith(site + os.sep):

@@ -3,59 +3,40 @@ installed cymem_rs, the way a user's build would: no include_dirs, no flags."""
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: cython_build
+import cython_build
+
 CYTHON_DIR = Path(__file__).parent / "cython"
-
-
-def build_cython_module(
-    pyx: Path, out_dir: Path, language: str = "c", include_path: list[str] | None = None
-) -> ModuleType:
-    """Cythonizes and compiles `pyx` as C or C++, then imports the result."""
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
-
-    suffix = "_cpp" if language == "c++" else ""
-    name = pyx.stem + suffix
-    out_dir.mkdir(parents=True, exist_ok=True)
-    source = out_dir / f"{name}.pyx"
-    shutil.copy(pyx, source)
-    extension = Extension(name, [str(source)], language=language)
-    modules = cythonize(
-        [extension],
-        quiet=True,
-        include_path=include_path or [],
-        compiler_directives={"language_level": 3},
-    )
-    dist = Distribution({"ext_modules": modules, "script_name": "setup.py"})
-    build_ext = dist.get_command_obj("build_ext")
-    build_ext.build_lib = str(out_dir)
-    build_ext.build_temp = str(out_dir / "tmp")
-    dist.run_command("build_ext")
-    [path] = build_ext.get_outputs()
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
 def cython_module(tmp_path_factory):
-    """`cython_module("name", language="c")` -> the compiled tests/python/cython/name.pyx."""
+    """`cython_module("name", language="c")` -> the compiled tests/python/cython/name.pyx.
+
+    The first request compiles every module of the folder as C in one
+    parallel build; C++ variants are compiled when asked for."""
+    paths: dict[tuple[str, str], Path] = {}
     built: dict[tuple[str, str], ModuleType] = {}
 
     def load(name: str, language: str = "c") -> ModuleType:
         key = (name, language)
+        if key not in paths:
+            if language == "c":
+                wanted = {pyx.stem: pyx for pyx in sorted(CYTHON_DIR.glob("*.pyx"))}
+            else:
+                wanted = {f"{name}_cpp": CYTHON_DIR / f"{name}.pyx"}
+            out_dir = tmp_path_factory.mktemp(f"cython_{language.replace('+', 'p')}")
+            for stem, path in cython_build.build_modules(wanted, out_dir, language).items():
+                paths[(stem.removesuffix("_cpp"), language)] = path
         if key not in built:
-            out_dir = tmp_path_factory.mktemp(f"{name}_{language.replace('+', 'p')}")
-            built[key] = build_cython_module(CYTHON_DIR / f"{name}.pyx", out_dir, language)
+            module_name = name if language == "c" else f"{name}_cpp"
+            built[key] = cython_build.import_module(module_name, paths[key])
         return built[key]
 
     return load

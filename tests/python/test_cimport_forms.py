@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from conftest import CYTHON_DIR, build_cython_module
+import cython_build
+from conftest import CYTHON_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,5 +19,5 @@ def test_root_pxd_of_a_source_checkout(tmp_path):
     assert (REPO_ROOT / "cymem_rs.pxd").exists()
     pyx = tmp_path / "root_pxd_probe.pyx"
     pyx.write_text((CYTHON_DIR / "package_cimport.pyx").read_text())
-    module = build_cython_module(pyx, tmp_path / "out", include_path=[str(REPO_ROOT)])
+    module = cython_build.build_module(pyx, tmp_path / "out", include_path=[str(REPO_ROOT)])
     assert module.roundtrip() == (9, 0, 64, True, True)

@@ -117,17 +117,12 @@ make -C "$ROOT" --no-print-directory lib >"$LOGS/build-lib.log" 2>&1 \
 CFLAGS_STRICT=(-std=c99 -Wall -Wextra -Werror -pedantic -I"$ROOT/include" -g)
 C_LIBS=(-lpthread -ldl -lm)
 RELEASE=$ROOT/target/release
-# As the Makefile's test-c and demo-c targets build them, plus -g for stacks.
-"$CC" "${CFLAGS_STRICT[@]}" "$ROOT/tests/c/test_ffi.c" "$RELEASE/libcymem_rs.a" "${C_LIBS[@]}" \
-    -o "$OUT/c/test_ffi_static" || die "compiling tests/c/test_ffi.c (static) failed"
-"$CC" "${CFLAGS_STRICT[@]}" "$ROOT/tests/c/test_ffi.c" -L"$RELEASE" -lcymem_rs "${C_LIBS[@]}" \
-    -o "$OUT/c/test_ffi_shared" || die "compiling tests/c/test_ffi.c (shared) failed"
-"$CC" "${CFLAGS_STRICT[@]}" "$ROOT/tests/c/test_debug.c" "$RELEASE/libcymem_rs.a" "${C_LIBS[@]}" \
-    -o "$OUT/c/test_debug" || die "compiling tests/c/test_debug.c failed"
-for prog in test_pins test_stats; do
-    "$CC" "${CFLAGS_STRICT[@]}" "$ROOT/tests/c/$prog.c" "$RELEASE/libcymem_rs.a" "${C_LIBS[@]}" \
-        -o "$OUT/c/$prog" || die "compiling tests/c/$prog.c failed"
-done
+# The C test programs as `make test-c` builds them (with -g, for stacks), in
+# build/c/: NAME.static and NAME.shared.
+make -C "$ROOT" --no-print-directory c-programs >"$LOGS/build-c.log" 2>&1 \
+    || { cat "$LOGS/build-c.log"; die "building the C test programs failed"; }
+C_TESTS=$ROOT/build/c
+# The demo as `make demo-c` builds it, plus -g.
 "$CC" "${CFLAGS_STRICT[@]}" "$ROOT/examples/demo.c" "$RELEASE/libcymem_rs.a" "${C_LIBS[@]}" \
     -o "$OUT/c/demo" || die "compiling examples/demo.c failed"
 
@@ -210,12 +205,12 @@ launch selftest/pool-reference pool-reference "${PY_ENV[@]}" CYMEM_VALGRIND_SELF
 for w in pool-churn custom-allocators; do
     launch "py-debug/$w" clean "${PY_ENV[@]}" CYMEM_RS_DEBUG=1 -- "${PY_RUN[@]}" "$w"
 done
-launch c/test_debug clean -- "$OUT/c/test_debug"
-launch c/test_debug_env clean CYMEM_RS_DEBUG=1 -- "$OUT/c/test_debug"
-launch c/test_pins clean -- "$OUT/c/test_pins"
-launch c/test_stats clean -- "$OUT/c/test_stats"
-launch c/test_ffi_static clean -- "$OUT/c/test_ffi_static"
-launch c/test_ffi_shared clean LD_LIBRARY_PATH="$RELEASE" -- "$OUT/c/test_ffi_shared"
+launch c/test_debug clean -- "$C_TESTS/test_debug.static"
+launch c/test_debug_env clean CYMEM_RS_DEBUG=1 -- "$C_TESTS/test_debug.static"
+launch c/test_pins clean -- "$C_TESTS/test_pins.static"
+launch c/test_stats clean -- "$C_TESTS/test_stats.static"
+launch c/test_ffi_static clean -- "$C_TESTS/test_ffi.static"
+launch c/test_ffi_shared clean LD_LIBRARY_PATH="$RELEASE" -- "$C_TESTS/test_ffi.shared"
 launch c/demo clean -- "$OUT/c/demo"
 wait
 

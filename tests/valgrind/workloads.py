@@ -39,13 +39,11 @@ SELFTEST_READ_BYTES = 24
 
 
 def build(out_dir: str) -> None:
-    """Compiles vg_workloads.pyx the way the Cython tests do (conftest.py)."""
-    from pathlib import Path
+    """Compiles vg_workloads.pyx the way the Cython tests do (cython_build)."""
+    sys.path.insert(0, os.path.dirname(HERE))  # tests/
+    import cython_build
 
-    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
-    from conftest import build_cython_module
-
-    module = build_cython_module(Path(HERE, f"{MODULE}.pyx"), Path(out_dir), "c")
+    module = cython_build.build_module(os.path.join(HERE, f"{MODULE}.pyx"), out_dir)
     print(f"built {module.__file__}")
 
 

@@ -1,5 +1,5 @@
 //! The committed C header must be exactly what cbindgen generates from the source.
-//! `CYMEM_UPDATE_HEADER=1 cargo test --test header` (or `make header`) rewrites it.
+//! `CYMEM_UPDATE_HEADER=1 cargo test --test all header::` (or `make header`) rewrites it.
 
 use std::path::Path;
 

@@ -5,10 +5,6 @@ use std::ffi::c_void;
 
 use cymem_rs::{Pool, PoolError};
 
-#[macro_use]
-#[path = "support/pool_kinds.rs"]
-mod pool_kinds;
-
 // Runs each rule on a heap pool, an arena pool and a debug pool (whose
 // guarded blocks must obey pins the same way).
 rules_for_pools!(

@@ -5,10 +5,6 @@ use std::ffi::c_void;
 
 use cymem_rs::{Pool, PoolError, PoolStats};
 
-#[macro_use]
-#[path = "support/pool_kinds.rs"]
-mod pool_kinds;
-
 rules_for_pools!(
     [heap => cymem_rs::Pool::new, arena => cymem_rs::Pool::arena];
     a_new_pool_counts_nothing,

@@ -5,22 +5,19 @@
 //! with dirtying counting allocators (with and without calloc/realloc
 //! accelerators), with fault-injecting ones, and as an arena
 //! (`Pool::arena()`); everything is compared after every step. The operations, the model and the checks live in
-//! `tests/support/pool_model.rs`, shared with the cargo-fuzz target
+//! `tests/all/support/pool_model.rs`, shared with the cargo-fuzz target
 //! `fuzz/fuzz_targets/pool_ops.rs`.
 //!
 //! `PROPTEST_CASES=n` changes the number of sequences of `pool_matches_model`
 //! (default 256, about 107,000 operations). A failure is shrunk to a minimal
-//! sequence and saved in `tests/model.proptest-regressions`, which is replayed
+//! sequence and saved in `tests/all/model.proptest-regressions`, which is replayed
 //! first on later runs.
-
-#[path = "support/pool_model.rs"]
-mod pool_model;
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::path::Path;
 
-use pool_model::{decode_input, run, Mode, Op, Outcome, Stats, OP_BYTES};
+use crate::support::pool_model::{decode_input, run, Mode, Op, Outcome, Stats, OP_BYTES};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::strategy::{NewTree, ValueTree};
@@ -38,7 +35,7 @@ fn config(default_cases: u32) -> Config {
     Config {
         cases,
         source_file: Some(file!()),
-        // Next to this file: tests/model.proptest-regressions.
+        // Next to this file: tests/all/model.proptest-regressions.
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
             "proptest-regressions",
         ))),
@@ -271,7 +268,7 @@ fn fuzz_seed_corpus_replays() {
 /// Hand-written sequences for the rules, independent of the generator's odds.
 #[test]
 fn directed_sequences() {
-    use pool_model::{NewSize, Target};
+    use crate::support::pool_model::{NewSize, Target};
     let alloc = |number, elem_size| Op::Alloc {
         number,
         elem_size,
@@ -345,7 +342,7 @@ fn directed_sequences() {
 /// double frees and large blocks mixed in.
 #[test]
 fn many_live_blocks() {
-    use pool_model::{NewSize, Target};
+    use crate::support::pool_model::{NewSize, Target};
     let mut state = 0x2545_F491_4F6C_DD1D_u64;
     let mut next = move || {
         state ^= state << 13;

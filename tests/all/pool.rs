@@ -5,10 +5,6 @@ use std::ffi::c_void;
 
 use cymem_rs::{Allocator, Pool, PoolError};
 
-#[macro_use]
-#[path = "support/pool_kinds.rs"]
-mod pool_kinds;
-
 // Runs each rule as a test of the heap pool and of the arena pool: both
 // modes keep the same rules.
 rules_for_pools!(

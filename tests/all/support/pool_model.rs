@@ -1,5 +1,5 @@
 //! Model-based checking of [`cymem_rs::Pool`], shared by the proptest suite
-//! (`tests/model.rs`) and the cargo-fuzz target (`fuzz/fuzz_targets/pool_ops.rs`).
+//! (`tests/all/model.rs`) and the cargo-fuzz target (`fuzz/fuzz_targets/pool_ops.rs`).
 //!
 //! Both drive the same operations through the same code:
 //!
