@@ -17,7 +17,7 @@ use pyo3::types::PyCapsule;
 
 use super::address::Address;
 use super::allocators::{default_free, default_malloc, PyFree, PyMalloc};
-use super::errors::{exception, Operation};
+use super::errors::{error, exception, Operation};
 use super::pool::{warn_zero_alloc, Pool};
 use crate::ffi::{
     block_or_null, cymem_last_error, cymem_last_error_message, cymem_pool_check,
@@ -188,7 +188,7 @@ unsafe fn wrap_function<F, T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>
     let py = unsafe { cython_caller() };
     let made = match function {
         Some(f) => Py::new(py, wrap(f)),
-        None => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        None => Err(error::<pyo3::exceptions::PyTypeError>(format_args!(
             "{what}: the function pointer is NULL"
         ))),
     };

@@ -6,7 +6,7 @@
 //! runs out the caller gets a MemoryError (CPython keeps spare MemoryError
 //! instances), never an abort.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use pyo3::exceptions::{
     PyBufferError, PyKeyError, PyMemoryError, PyRuntimeError, PyTypeError, PyValueError,
@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyType};
 use pyo3::{ffi, PyErr, PyTypeInfo};
 
-use crate::fallible::FixedText;
+use crate::fallible::{try_format, FixedText};
 use crate::ffi::CYMEM_ERR_CORRUPTED;
 
 pyo3::create_exception!(
@@ -34,9 +34,26 @@ use crate::ffi::{
     CYMEM_ERR_SIZE_OVERFLOW, CYMEM_ERR_UNKNOWN_POINTER,
 };
 
-/// Room for any message of the pool (the longest, a corruption report, is
-/// about 200 bytes); longer text is cut at a character boundary.
-const MESSAGE_CAPACITY: usize = 320;
+/// Room for any message of the library (the longest, a view shape of 64
+/// dimensions, is about 400 bytes); longer text is cut at a character boundary.
+const MESSAGE_CAPACITY: usize = 512;
+
+/// `message` formatted into `buf`, cut to fit.
+fn format_in<'a>(buf: &'a mut [u8; MESSAGE_CAPACITY], message: fmt::Arguments<'_>) -> &'a str {
+    let mut text = FixedText::new(buf);
+    let _ = text.write_fmt(message);
+    let len = text.len();
+    // `FixedText` writes whole characters only.
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+}
+
+/// The exception `E(message)`, made without touching the Rust heap (unlike
+/// `E::new_err`, which boxes its arguments): out of memory, a MemoryError.
+pub(crate) fn error<E: PyTypeInfo>(message: fmt::Arguments<'_>) -> PyErr {
+    let mut buf = [0u8; MESSAGE_CAPACITY];
+    let text = format_in(&mut buf, message);
+    Python::attach(|py| new_exception(py, E::type_object(py), text))
+}
 
 /// Which pool operation failed: cymem raises KeyError for an unknown block in
 /// `free` but ValueError in `realloc`.
@@ -60,6 +77,22 @@ pub(crate) fn py_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py,
     // with an exception set, which is what `from_owned_ptr_or_err` takes.
     let made = unsafe { Bound::from_owned_ptr_or_err(py, made) }?;
     Ok(made.cast_into::<PyString>()?)
+}
+
+/// A Python `str` of formatted text (a repr); MemoryError if the text or
+/// the string cannot be allocated.
+pub(crate) fn py_format<'py>(
+    py: Python<'py>,
+    text: fmt::Arguments<'_>,
+) -> PyResult<Bound<'py, PyString>> {
+    match try_format(text) {
+        Ok(text) => py_string(py, &text),
+        Err(_) => Err(exception(
+            Operation::Alloc,
+            CYMEM_ERR_OUT_OF_MEMORY,
+            "out of memory: no room for the text",
+        )),
+    }
 }
 
 /// `kind(message)` as a raised-ready error. If making it fails (out of
@@ -99,12 +132,7 @@ pub(crate) fn exception(op: Operation, status: CymemStatus, message: &str) -> Py
             CYMEM_ERR_NOT_PINNED => PyValueError::type_object(py),
             CYMEM_ERR_CORRUPTED => MemoryCorruptionError::type_object(py),
             _ => {
-                let mut buf = [0u8; MESSAGE_CAPACITY];
-                let mut text = FixedText::new(&mut buf);
-                let _ = write!(text, "cymem_rs error {status}: {message}");
-                let len = text.len();
-                let text = std::str::from_utf8(&buf[..len]).unwrap_or_default();
-                return new_exception(py, PyRuntimeError::type_object(py), text);
+                return error::<PyRuntimeError>(format_args!("cymem_rs error {status}: {message}"))
             }
         };
         new_exception(py, kind, message)
@@ -114,10 +142,5 @@ pub(crate) fn exception(op: Operation, status: CymemStatus, message: &str) -> Py
 /// The Python exception for a pool error.
 pub(crate) fn pool_exception(op: Operation, err: PoolError) -> PyErr {
     let mut buf = [0u8; MESSAGE_CAPACITY];
-    let mut text = FixedText::new(&mut buf);
-    let _ = write!(text, "{err}");
-    let len = text.len();
-    // `FixedText` writes whole characters only.
-    let message = std::str::from_utf8(&buf[..len]).unwrap_or_default();
-    exception(op, err.into(), message)
+    exception(op, err.into(), format_in(&mut buf, format_args!("{err}")))
 }

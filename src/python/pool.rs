@@ -1,7 +1,6 @@
 //! `cymem_rs.cymem.Pool`: the Python object that owns a core pool.
 
 use std::ffi::c_void;
-use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use pyo3::exceptions::PyValueError;
@@ -13,11 +12,11 @@ use pyo3::PyTraverseError;
 use super::allocators::{
     allocator_for, default_allocator, default_free, default_malloc, PyFree, PyMalloc,
 };
-use super::errors::{pool_exception, py_string, Operation};
+use super::errors::{error, pool_exception, py_format, py_string, Operation};
 use super::report::{caller_origin, stats_object};
 use super::view::BlockView;
 use crate::error::PoolError;
-use crate::fallible::{try_string, FixedText};
+use crate::fallible::try_string;
 use crate::ffi::CymemPool;
 use crate::pool::{DebugOptions, Pool as CorePool};
 use crate::registry::Label;
@@ -96,10 +95,10 @@ impl Pool {
         debug: Option<bool>,
     ) -> PyResult<Self> {
         if arena && (pymalloc.is_some() || pyfree.is_some()) {
-            return Err(PyValueError::new_err(
+            return Err(error::<PyValueError>(format_args!(
                 "an arena pool takes its chunks from the system allocator; \
-                 it cannot use pymalloc/pyfree",
-            ));
+                 it cannot use pymalloc/pyfree"
+            )));
         }
         let allocator = match (&pymalloc, &pyfree) {
             (None, None) => default_allocator(),
@@ -278,11 +277,10 @@ impl Pool {
         } else {
             ""
         };
-        let mut buf = [0u8; 128];
-        let mut text = FixedText::new(&mut buf);
-        let _ = write!(text, "<cymem_rs.Pool {kind}size={size} blocks={blocks}>");
-        let len = text.len();
-        py_string(py, std::str::from_utf8(&buf[..len]).unwrap_or_default())
+        py_format(
+            py,
+            format_args!("<cymem_rs.Pool {kind}size={size} blocks={blocks}>"),
+        )
     }
 
     /// Cython looks up a vtable on extern types that declare cdef methods;

@@ -14,12 +14,12 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyList, PyString, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::address::Address;
 use super::buffer::{get_buffer, Export, Exporter};
-use super::errors::{pool_exception, Operation};
+use super::errors::{error, pool_exception, py_format, Operation};
 use super::pool::Pool;
 use crate::error::PoolError;
 
@@ -65,7 +65,7 @@ fn item_size(format: &str) -> PyResult<usize> {
         [b'@', code] => (true, *code),
         [b'=' | b'<' | b'>' | b'!', code] => (false, *code),
         _ => {
-            return Err(PyValueError::new_err(format!(
+            return Err(error::<PyValueError>(format_args!(
                 "unsupported view format {format:?}: give one struct-module item code \
                  (b B h H i I l L q Q n N f d e ? c), optionally after @ = < > or !"
             )))
@@ -82,12 +82,12 @@ fn item_size(format: &str) -> PyResult<usize> {
         b'l' | b'L' => 4,
         b'n' | b'N' if native => std::mem::size_of::<isize>(),
         b'n' | b'N' => {
-            return Err(PyValueError::new_err(format!(
+            return Err(error::<PyValueError>(format_args!(
                 "view format {format:?}: 'n' and 'N' exist only in native mode (no prefix or @)"
             )))
         }
         _ => {
-            return Err(PyValueError::new_err(format!(
+            return Err(error::<PyValueError>(format_args!(
                 "unsupported view format {format:?}: unknown item code {:?}",
                 code as char
             )))
@@ -106,13 +106,14 @@ fn requested_shape(shape: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isiz
         dims_of([Ok(n)], 1)?
     } else if shape.is_instance_of::<PyTuple>() || shape.is_instance_of::<PyList>() {
         let dims = shape.try_iter()?.map(|d| {
-            d?.extract::<isize>()
-                .map_err(|_| PyTypeError::new_err("view shape: every dimension must be an int"))
+            d?.extract::<isize>().map_err(|_| {
+                error::<PyTypeError>(format_args!("view shape: every dimension must be an int"))
+            })
         });
         // (A hint only, so an absurd length reserves nothing absurd.)
         dims_of(dims, shape.len()?.min(64))?
     } else {
-        return Err(PyTypeError::new_err(format!(
+        return Err(error::<PyTypeError>(format_args!(
             "view shape must be None, an int or a tuple of ints, not {}",
             shape.get_type().name()?
         )));
@@ -121,13 +122,13 @@ fn requested_shape(shape: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isiz
     #[allow(clippy::unnecessary_cast)]
     let max_ndim = ffi::PyBUF_MAX_NDIM as usize;
     if dims.len() > max_ndim {
-        return Err(PyValueError::new_err(format!(
+        return Err(error::<PyValueError>(format_args!(
             "view shape has {} dimensions; the buffer protocol allows at most {max_ndim}",
             dims.len(),
         )));
     }
     if let Some(d) = dims.iter().find(|&&d| d < 0) {
-        return Err(PyValueError::new_err(format!(
+        return Err(error::<PyValueError>(format_args!(
             "view shape {dims:?}: dimension {d} is negative"
         )));
     }
@@ -142,7 +143,7 @@ fn c_format(format: &str) -> PyResult<CString> {
         .map_err(|_| out_of_memory(1))?;
     bytes.extend_from_slice(format.as_bytes());
     // With room for the NUL, `CString::new` does not reallocate.
-    CString::new(bytes).map_err(|_| PyValueError::new_err("bad format"))
+    CString::new(bytes).map_err(|_| error::<PyValueError>(format_args!("bad format")))
 }
 
 /// The dimensions in a vector of exactly their number (so boxing it does
@@ -175,7 +176,7 @@ impl Layout {
             Some(dims) => dims,
         };
         let too_big = || {
-            PyValueError::new_err(format!(
+            error::<PyValueError>(format_args!(
                 "view shape {shape:?} of {format:?} items ({itemsize} bytes each) does not \
                  fit in the block's {block_size} bytes"
             ))
@@ -330,18 +331,21 @@ impl BlockView {
         unsafe { get_buffer(slf, view, flags) }
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+    fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
         let owner = match &self.owner {
             Owner::Pool(_) => "Pool",
             Owner::Address(_) => "Address",
         };
         let shape = self.shape(py)?.repr()?;
-        Ok(format!(
-            "<cymem_rs.BlockView of {owner} block {:#x} format={:?} shape={shape}{}>",
-            self.addr,
-            self.format(),
-            if self.readonly { " readonly" } else { "" }
-        ))
+        py_format(
+            py,
+            format_args!(
+                "<cymem_rs.BlockView of {owner} block {:#x} format={:?} shape={shape}{}>",
+                self.addr,
+                self.format(),
+                if self.readonly { " readonly" } else { "" }
+            ),
+        )
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
