@@ -184,6 +184,14 @@ typedef struct {
  */
 #define CYMEM_ERR_NOT_PINNED 9
 
+/**
+ * In the child of `fork`: another thread was inside a call on this pool
+ * when the process forked, so the pool may be half updated. Every call on
+ * it fails with this status (at once, never waiting), and
+ * `cymem_pool_destroy` leaks its blocks instead of touching them.
+ */
+#define CYMEM_ERR_FORKED 10
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -452,9 +460,9 @@ CymemStatus cymem_pool_set_origin(CymemPool *pool, const char *file, unsigned in
  * entries of `out` and returns how many pools there are, which may be more
  * (call with `out` NULL and `capacity` 0 to count). Pools made or dropped
  * meanwhile may change the count between calls. A dropped pool is never
- * listed, and listing never keeps a pool alive. (Inside the Python
- * extension, describing Python pools' origins briefly takes the GIL.)
- * Out of memory, returns 0 with `CYMEM_ERR_OUT_OF_MEMORY` recorded.
+ * listed, and listing never keeps a pool alive (nor takes the GIL inside
+ * the Python extension: Python pools' origins are already text). Out of
+ * memory, returns 0 with `CYMEM_ERR_OUT_OF_MEMORY` recorded.
  *
  * # Safety
  * `out` is NULL (then `capacity` must be 0) or valid for `capacity` entries.
@@ -466,6 +474,7 @@ size_t cymem_live_pools(CymemPoolInfo *out, size_t capacity);
  * bytes first, then a total line) into `buf` like `snprintf`: at most
  * `size - 1` bytes and a NUL. Returns the report's full length, so a result
  * >= `size` means it was truncated; `buf` may be NULL if `size` is 0.
+ *
  * Out of memory, writes "" and returns 0 with `CYMEM_ERR_OUT_OF_MEMORY`
  * recorded (a report is never empty).
  *

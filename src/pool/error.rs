@@ -32,6 +32,11 @@ pub enum PoolError {
     BlockInUse { addr: usize, views: usize },
     /// `unpin` of a live block that is not pinned (more unpins than pins).
     NotPinned { addr: usize },
+    /// In the child of a `fork`: another thread of the parent was inside a
+    /// call on this pool when the process forked, so its state may be half
+    /// updated and its lock is held by a thread the child does not have.
+    /// Every call on it fails; dropping it leaks its blocks.
+    Forked,
     /// Debug mode found a block's memory damaged. `addr` and `size` are the
     /// block as the user had it, `alloc_number` the n-th successful `alloc`
     /// of the pool that made it (from 1), `offset` the damaged byte nearest
@@ -93,6 +98,10 @@ impl fmt::Display for PoolError {
             PoolError::NotPinned { addr } => write!(
                 f,
                 "block {addr:#x} is not pinned: every unpin must match an earlier pin"
+            ),
+            PoolError::Forked => f.write_str(
+                "the pool was in use by another thread when the process forked; \
+                 it cannot be used in the child (dropping it leaks its blocks)",
             ),
             PoolError::Corrupted {
                 addr,

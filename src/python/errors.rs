@@ -16,7 +16,7 @@ use pyo3::types::{PyString, PyType};
 use pyo3::{ffi, PyErr, PyTypeInfo};
 
 use crate::fallible::{try_format, FixedText};
-use crate::ffi::CYMEM_ERR_CORRUPTED;
+use crate::ffi::{CYMEM_ERR_CORRUPTED, CYMEM_ERR_FORKED};
 
 pyo3::create_exception!(
     cymem_rs.cymem,
@@ -131,6 +131,8 @@ pub(crate) fn exception(op: Operation, status: CymemStatus, message: &str) -> Py
             CYMEM_ERR_BLOCK_IN_USE => PyBufferError::type_object(py),
             CYMEM_ERR_NOT_PINNED => PyValueError::type_object(py),
             CYMEM_ERR_CORRUPTED => MemoryCorruptionError::type_object(py),
+            // The message names the cause: a fork while another thread used the pool.
+            CYMEM_ERR_FORKED => PyRuntimeError::type_object(py),
             _ => {
                 return error::<PyRuntimeError>(format_args!("cymem_rs error {status}: {message}"))
             }

@@ -56,8 +56,22 @@ pub struct Pool {
 }
 
 impl Pool {
-    fn with_core<R>(&self, f: impl FnOnce(&mut CorePool) -> R) -> R {
-        self.core.0.with(f)
+    /// Runs `f` on the core pool; RuntimeError if the pool is unusable in
+    /// this child of a `fork` (another thread was inside it at the fork).
+    fn with_core<R>(&self, f: impl FnOnce(&mut CorePool) -> R) -> PyResult<R> {
+        self.core
+            .0
+            .with(f)
+            .map_err(|e| pool_exception(Operation::Free, e))
+    }
+
+    /// [`Pool::with_core`] for a core operation that can fail itself.
+    fn run_core<T>(
+        &self,
+        op: Operation,
+        f: impl FnOnce(&mut CorePool) -> Result<T, PoolError>,
+    ) -> PyResult<T> {
+        self.core.0.run(f).map_err(|e| pool_exception(op, e))
     }
 
     fn refs_list(&self, py: Python<'_>) -> &Py<PyList> {
@@ -132,38 +146,35 @@ impl Pool {
 
     /// Bytes in live blocks.
     #[getter]
-    fn size(&self) -> usize {
+    fn size(&self) -> PyResult<usize> {
         self.with_core(|pool| pool.size())
     }
 
     /// Whether blocks are bump-allocated (`Pool(arena=True)`).
     #[getter]
-    fn arena(&self) -> bool {
+    fn arena(&self) -> PyResult<bool> {
         self.with_core(|pool| pool.is_arena())
     }
 
     /// Number of live blocks.
     #[getter]
-    fn block_count(&self) -> usize {
+    fn block_count(&self) -> PyResult<usize> {
         self.with_core(|pool| pool.block_count())
     }
 
     /// A snapshot of the live blocks: {address: size}.
     #[getter]
     fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let blocks = self.with_core(|pool| {
+        let blocks = self.run_core(Operation::Alloc, |pool| {
             let mut blocks = Vec::new();
             blocks
                 .try_reserve_exact(pool.block_count())
-                .map(|()| {
-                    blocks.extend(pool.blocks());
-                    blocks
-                })
                 .map_err(|_| PoolError::OutOfMemory {
                     bytes: pool.block_count() * std::mem::size_of::<(usize, usize)>(),
-                })
-        });
-        let blocks = blocks.map_err(|err| pool_exception(Operation::Alloc, err))?;
+                })?;
+            blocks.extend(pool.blocks());
+            Ok(blocks)
+        })?;
         let dict = PyDict::new(py);
         for (addr, size) in blocks {
             dict.set_item(addr, size)?;
@@ -203,23 +214,22 @@ impl Pool {
         if number == 0 || elem_size == 0 {
             warn_zero_alloc(py)?;
         }
-        self.with_core(|pool| pool.alloc(number, elem_size))
+        self.run_core(Operation::Alloc, |pool| pool.alloc(number, elem_size))
             .map(|p| p.as_ptr() as usize)
-            .map_err(|e| pool_exception(Operation::Alloc, e))
     }
 
     /// Releases the block at `addr` (KeyError if the pool does not hold it).
     fn free(&self, addr: usize) -> PyResult<()> {
-        self.with_core(|pool| pool.free(addr as *mut c_void))
+        self.run_core(Operation::Free, |pool| pool.free(addr as *mut c_void))
             .map(drop)
-            .map_err(|e| pool_exception(Operation::Free, e))
     }
 
     /// Grows the block at `addr` to `new_size` bytes; returns its new address.
     fn realloc(&self, addr: usize, new_size: usize) -> PyResult<usize> {
-        self.with_core(|pool| pool.realloc(addr as *mut c_void, new_size))
-            .map(|p| p.as_ptr() as usize)
-            .map_err(|e| pool_exception(Operation::Realloc, e))
+        self.run_core(Operation::Realloc, |pool| {
+            pool.realloc(addr as *mut c_void, new_size)
+        })
+        .map(|p| p.as_ptr() as usize)
     }
 
     /// A zero-copy view of the live block at `addr` through the buffer
@@ -242,41 +252,37 @@ impl Pool {
     /// block_count, total_allocs, total_frees, total_reallocs).
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stats = self.with_core(|pool| pool.stats());
+        let stats = self.with_core(|pool| pool.stats())?;
         stats_object(py, &stats)
     }
 
     /// The most bytes live at once since the pool was made or `reset_peak()`.
     #[getter]
-    fn peak_size(&self) -> usize {
+    fn peak_size(&self) -> PyResult<usize> {
         self.with_core(|pool| pool.stats().peak_size)
     }
 
     /// Starts a new high-water mark from the bytes live now.
-    fn reset_peak(&self) {
+    fn reset_peak(&self) -> PyResult<()> {
         self.with_core(|pool| pool.reset_peak())
     }
 
     /// The pool's name in `cymem_rs.report()` (None if unnamed); settable.
     #[getter]
     fn name<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
-        self.with_core(|pool| pool.with_name(|name| name.map(|n| py_string(py, n)).transpose()))
+        self.with_core(|pool| pool.with_name(|name| name.map(|n| py_string(py, n)).transpose()))?
     }
 
     #[setter]
     fn set_name(&self, name: Option<&str>) -> PyResult<()> {
         let name = name.map(owned_name).transpose()?;
-        self.with_core(|pool| pool.set_name(name));
-        Ok(())
+        self.with_core(|pool| pool.set_name(name))
     }
 
     fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
-        let (size, blocks) = self.with_core(|pool| (pool.size(), pool.block_count()));
-        let kind = if self.with_core(|pool| pool.is_arena()) {
-            "arena "
-        } else {
-            ""
-        };
+        let (size, blocks, arena) =
+            self.with_core(|pool| (pool.size(), pool.block_count(), pool.is_arena()))?;
+        let kind = if arena { "arena " } else { "" };
         py_format(
             py,
             format_args!("<cymem_rs.Pool {kind}size={size} blocks={blocks}>"),
@@ -300,7 +306,7 @@ impl Pool {
 
     /// Whether the pool is in debug mode (`Pool(debug=True)` or `CYMEM_RS_DEBUG=1`).
     #[getter]
-    fn debug(&self) -> bool {
+    fn debug(&self) -> PyResult<bool> {
         self.with_core(|pool| pool.is_debug())
     }
 
@@ -308,8 +314,7 @@ impl Pool {
     /// block still in quarantine; raises MemoryCorruptionError for the first
     /// damage found. Does nothing for a pool not in debug mode.
     fn check(&self) -> PyResult<()> {
-        self.with_core(|pool| pool.check())
-            .map_err(|e| pool_exception(Operation::Check, e))
+        self.run_core(Operation::Check, |pool| pool.check())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -350,10 +355,11 @@ impl Drop for Pool {
     /// raise, so damage is reported as an unraisable MemoryCorruptionError
     /// (`sys.unraisablehook`; printed to stderr by default).
     fn drop(&mut self) {
-        if !self.with_core(|pool| pool.is_debug()) {
+        // A pool unusable after a `fork` is left alone (and leaked).
+        if !matches!(self.core.0.with(|pool| pool.is_debug()), Ok(true)) {
             return;
         }
-        if let Err(err) = self.with_core(|pool| pool.free_all_checked()) {
+        if let Err(err) = self.core.0.run(|pool| pool.free_all_checked()) {
             Python::attach(|py| {
                 let context = py_string(py, "cymem_rs.Pool being deallocated").ok();
                 pool_exception(Operation::Free, err)

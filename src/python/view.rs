@@ -218,11 +218,13 @@ impl BlockView {
     ) -> PyResult<Self> {
         let core = &pool.get().core.0;
         let block_size = core
-            .with(|p| p.block_size(addr as *const c_void))
-            .ok_or(PoolError::UnknownPointer { addr })
+            .run(|p| {
+                p.block_size(addr as *const c_void)
+                    .ok_or(PoolError::UnknownPointer { addr })
+            })
             .map_err(|e| pool_exception(Operation::Free, e))?;
         let layout = Layout::new(block_size, format, shape)?;
-        core.with(|p| p.pin(addr as *const c_void))
+        core.run(|p| p.pin(addr as *const c_void))
             .map_err(|e| pool_exception(Operation::Free, e))?;
         // From here the view's Drop undoes the pin, whatever happens next.
         Ok(BlockView::new(

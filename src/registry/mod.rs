@@ -33,14 +33,15 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::fallible::{try_string, OutOfMemory};
 
+mod fork;
 mod label;
 mod record;
 mod report;
 
 pub use label::{Label, Origin, OriginSource};
 use record::Meta;
-pub use record::PoolStats;
 pub(crate) use record::Record;
+pub use record::{PoolStats, StatsField};
 pub use report::{format_table, report, try_report, write_table};
 
 /// One live pool in a report.
@@ -73,8 +74,20 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 });
 
 fn registry() -> MutexGuard<'static, Registry> {
+    fork::install_handlers();
+    lock_registry()
+}
+
+fn lock_registry() -> MutexGuard<'static, Registry> {
     // Nothing panics while the lock is held with the registry half-updated.
     REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Marks a dropped pool's record dead without recycling it: its pool was
+/// unusable after a `fork` (see `fork.rs`) and is being leaked, its lock
+/// held for ever. The record leaves reports at once and is never reused.
+pub(crate) fn abandon(record: &'static Record) {
+    record.live.store(false, Release);
 }
 
 impl Registry {

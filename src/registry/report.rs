@@ -4,7 +4,7 @@
 //! report fills the caller's buffer directly and, out of memory, both front
 //! doors fail cleanly instead of aborting.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use super::{live_pools, try_live_pools, PoolInfo};
 use crate::fallible::{OutOfMemory, TryString};
@@ -29,11 +29,68 @@ impl fmt::Display for HumanBytes {
     }
 }
 
+/// Longest name shown in the table, in characters (`…` included).
+const NAME_WIDTH: usize = 40;
+/// Longest origin shown in the table, in characters (`…` included).
+const ORIGIN_WIDTH: usize = 60;
+
+/// A name or origin as one table cell: control characters written as
+/// `\xNN` (so a name cannot break a row or send terminal escapes), and cut
+/// to `limit` characters ending in `…` if longer. Reads at most `limit + 1`
+/// characters of `text`, so a huge name costs no more than a short one.
+#[derive(Clone, Copy)]
+struct Shown<'a> {
+    text: &'a str,
+    limit: usize,
+}
+
+impl Shown<'_> {
+    /// How many bytes of `text` are shown, their width in characters, and
+    /// whether `…` follows them.
+    fn layout(self) -> (usize, usize, bool) {
+        let mut width = 0;
+        // Where the text would be cut if it turns out too long: the length
+        // that leaves room for `…` without splitting an escape.
+        let mut cut = None;
+        for (at, ch) in self.text.char_indices() {
+            let piece = if ch.is_control() { 4 } else { 1 };
+            if cut.is_none() && width + piece > self.limit - 1 {
+                cut = Some((at, width));
+            }
+            if width + piece > self.limit {
+                let (end, width) = cut.unwrap_or((at, width));
+                return (end, width + 1, true);
+            }
+            width += piece;
+        }
+        (self.text.len(), width, false)
+    }
+}
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (end, _, cut) = self.layout();
+        for ch in self.text[..end].chars() {
+            if ch.is_control() {
+                write!(f, "\\x{:02x}", u32::from(ch))?;
+            } else {
+                f.write_char(ch)?;
+            }
+        }
+        if cut {
+            f.write_char('…')?;
+        }
+        Ok(())
+    }
+}
+
 /// One cell of the table.
 #[derive(Clone, Copy)]
 enum Cell<'a> {
     Number(u64),
-    Text(&'a str),
+    /// Shown as it is (headers, the mode, `-`).
+    Plain(&'a str),
+    Shown(Shown<'a>),
 }
 
 impl Cell<'_> {
@@ -41,7 +98,8 @@ impl Cell<'_> {
     fn width(self) -> usize {
         match self {
             Cell::Number(n) => n.checked_ilog10().map_or(1, |digits| digits as usize + 1),
-            Cell::Text(text) => text.chars().count(),
+            Cell::Plain(text) => text.chars().count(),
+            Cell::Shown(shown) => shown.layout().1,
         }
     }
 }
@@ -50,7 +108,8 @@ impl fmt::Display for Cell<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cell::Number(n) => write!(f, "{n}"),
-            Cell::Text(text) => f.write_str(text),
+            Cell::Plain(text) => f.write_str(text),
+            Cell::Shown(shown) => write!(f, "{shown}"),
         }
     }
 }
@@ -71,48 +130,100 @@ fn row(p: &PoolInfo) -> [Cell<'_>; 9] {
         Cell::Number(s.total_allocs),
         Cell::Number(s.total_frees),
         Cell::Number(s.total_reallocs),
-        Cell::Text(if p.arena { "arena" } else { "heap" }),
-        Cell::Text(p.name.as_deref().unwrap_or("-")),
-        Cell::Text(if p.origin.is_empty() { "-" } else { &p.origin }),
+        Cell::Plain(if p.arena { "arena" } else { "heap" }),
+        p.name.as_deref().map_or(Cell::Plain("-"), |text| {
+            Cell::Shown(Shown {
+                text,
+                limit: NAME_WIDTH,
+            })
+        }),
+        match p.origin.as_str() {
+            "" => Cell::Plain("-"),
+            text => Cell::Shown(Shown {
+                text,
+                limit: ORIGIN_WIDTH,
+            }),
+        },
     ]
 }
 
-/// Writes one line: cells padded to `widths`, trailing spaces left out.
-fn write_line(
+/// Counts a line's bytes and where its last non-blank character ends.
+#[derive(Default)]
+struct Measure {
+    len: usize,
+    end: usize,
+}
+
+impl fmt::Write for Measure {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some((at, ch)) = s.char_indices().rfind(|(_, ch)| !ch.is_whitespace()) {
+            self.end = self.len + at + ch.len_utf8();
+        }
+        self.len += s.len();
+        Ok(())
+    }
+}
+
+/// Passes on the first `left` bytes written to it (a character boundary).
+struct Prefix<'a, W> {
+    out: &'a mut W,
+    left: usize,
+}
+
+impl<W: fmt::Write> fmt::Write for Prefix<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.left);
+        self.left -= n;
+        self.out.write_str(&s[..n])
+    }
+}
+
+/// Writes the cells of a line, padded to `widths`.
+fn write_cells(
     out: &mut impl fmt::Write,
     widths: &[usize; 9],
     cells: &[Cell<'_>; 9],
 ) -> fmt::Result {
-    // Everything after the last non-blank cell would be trailing spaces.
-    let last = cells
-        .iter()
-        .rposition(|c| !matches!(c, Cell::Text(t) if t.trim_end().is_empty()))
-        .unwrap_or(0);
-    for (i, cell) in cells.iter().enumerate().take(last + 1) {
+    for (i, cell) in cells.iter().enumerate() {
         if i > 0 {
             out.write_str("  ")?;
         }
         let pad = widths[i].saturating_sub(cell.width());
         if i < FIRST_TEXT_COLUMN {
             write!(out, "{:pad$}{cell}", "")?;
-        } else if i == last {
-            match cell {
-                Cell::Text(text) => out.write_str(text.trim_end())?,
-                Cell::Number(_) => write!(out, "{cell}")?,
-            }
         } else {
             write!(out, "{cell}{:pad$}", "")?;
         }
     }
+    Ok(())
+}
+
+/// Writes one line without its trailing blanks: measured first, then
+/// written up to its last non-blank character.
+fn write_line(
+    out: &mut impl fmt::Write,
+    widths: &[usize; 9],
+    cells: &[Cell<'_>; 9],
+) -> fmt::Result {
+    let mut measure = Measure::default();
+    write_cells(&mut measure, widths, cells)?;
+    let mut prefix = Prefix {
+        out: &mut *out,
+        left: measure.end,
+    };
+    write_cells(&mut prefix, widths, cells)?;
     out.write_char('\n')
 }
 
 /// Writes the report as an aligned text table, for people: one row per pool
 /// (as given, normally most bytes first), byte counts in full so it also
 /// parses, then a total line. Columns: bytes, peak, blocks, allocs, frees,
-/// reallocs, mode (heap/arena), name (`-` if none), origin. Allocates nothing.
+/// reallocs, mode (heap/arena), name (`-` if none), origin. Names are cut to
+/// 40 characters and origins to 60 (the full values are in [`live_pools`]),
+/// so the table's size depends only on the number of pools. Allocates
+/// nothing.
 pub fn write_table(pools: &[PoolInfo], out: &mut impl fmt::Write) -> fmt::Result {
-    let headers = HEADERS.map(Cell::Text);
+    let headers = HEADERS.map(Cell::Plain);
     let mut widths = headers.map(Cell::width);
     for pool in pools {
         for (width, cell) in widths.iter_mut().zip(row(pool)) {
@@ -152,4 +263,54 @@ pub fn try_report() -> Result<String, OutOfMemory> {
     let mut out = TryString::default();
     write_table(&pools, &mut out).map_err(|_| OutOfMemory)?;
     Ok(out.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shown;
+
+    fn cell(text: &str, limit: usize) -> String {
+        Shown { text, limit }.to_string()
+    }
+
+    #[test]
+    fn short_text_is_kept() {
+        assert_eq!(cell("pool", 40), "pool");
+        assert_eq!(cell(&"x".repeat(40), 40), "x".repeat(40));
+    }
+
+    #[test]
+    fn long_text_is_cut_with_an_ellipsis() {
+        let shown = cell(&"x".repeat(1 << 20), 40);
+        assert_eq!(shown, format!("{}…", "x".repeat(39)));
+        assert_eq!(shown.chars().count(), 40);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_never_split() {
+        assert_eq!(
+            cell("a\nb\x1b\t\u{7f}\u{85}", 40),
+            "a\\x0ab\\x1b\\x09\\x7f\\x85"
+        );
+        // 37 characters, then an escape that would cross the limit.
+        let shown = cell(&format!("{}\n{}", "y".repeat(37), "z".repeat(10)), 40);
+        assert_eq!(shown, format!("{}…", "y".repeat(37)));
+    }
+
+    #[test]
+    fn widths_match_what_is_written() {
+        for text in [
+            "pool",
+            "a\nb",
+            &"x".repeat(100),
+            &format!("{}\n{}", "y".repeat(37), "z"),
+        ] {
+            let shown = Shown { text, limit: 40 };
+            assert_eq!(
+                shown.layout().1,
+                shown.to_string().chars().count(),
+                "{text:?}"
+            );
+        }
+    }
 }
