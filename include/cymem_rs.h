@@ -161,7 +161,8 @@ typedef struct {
 #define CYMEM_ERR_NOT_LARGER 5
 
 /**
- * A custom allocator returned a block that is still live in this pool.
+ * A custom allocator returned a block that is still live in this pool, or
+ * called back into its pool (that call is refused; the pool is unchanged).
  */
 #define CYMEM_ERR_BAD_ALLOCATOR 6
 

@@ -39,7 +39,8 @@ pub const CYMEM_ERR_SIZE_OVERFLOW: CymemStatus = 3;
 pub const CYMEM_ERR_UNKNOWN_POINTER: CymemStatus = 4;
 /// `realloc` to a size that is not larger than the block.
 pub const CYMEM_ERR_NOT_LARGER: CymemStatus = 5;
-/// A custom allocator returned a block that is still live in this pool.
+/// A custom allocator returned a block that is still live in this pool, or
+/// called back into its pool (that call is refused; the pool is unchanged).
 pub const CYMEM_ERR_BAD_ALLOCATOR: CymemStatus = 6;
 /// `free` or `realloc` of a pinned block (a live zero-copy view, or
 /// `cymem_pool_pin`); the block is left as it was.
@@ -80,7 +81,9 @@ impl From<PoolError> for CymemStatus {
             PoolError::OutOfMemory { .. } => CYMEM_ERR_OUT_OF_MEMORY,
             PoolError::UnknownPointer { .. } => CYMEM_ERR_UNKNOWN_POINTER,
             PoolError::NotLarger { .. } => CYMEM_ERR_NOT_LARGER,
-            PoolError::AllocatorReturnedLiveBlock { .. } => CYMEM_ERR_BAD_ALLOCATOR,
+            PoolError::AllocatorReturnedLiveBlock { .. } | PoolError::Reentered => {
+                CYMEM_ERR_BAD_ALLOCATOR
+            }
             PoolError::BlockInUse { .. } => CYMEM_ERR_BLOCK_IN_USE,
             PoolError::Corrupted { .. } => CYMEM_ERR_CORRUPTED,
             PoolError::NotPinned { .. } => CYMEM_ERR_NOT_PINNED,
@@ -152,7 +155,9 @@ fn static_message(status: CymemStatus) -> &'static CStr {
         CYMEM_ERR_SIZE_OVERFLOW => c"requested size overflows",
         CYMEM_ERR_UNKNOWN_POINTER => c"pointer is not a live block of this pool",
         CYMEM_ERR_NOT_LARGER => c"realloc only grows a block",
-        CYMEM_ERR_BAD_ALLOCATOR => c"custom allocator returned a live block",
+        CYMEM_ERR_BAD_ALLOCATOR => {
+            c"custom allocator returned a live block or called back into its pool"
+        }
         CYMEM_ERR_BLOCK_IN_USE => c"block is pinned by live views; unpin it first",
         CYMEM_ERR_CORRUPTED => c"memory corruption detected (debug mode)",
         CYMEM_ERR_NOT_PINNED => c"block is not pinned",
@@ -164,7 +169,9 @@ fn static_message(status: CymemStatus) -> &'static CStr {
 /// The opening of every call on a handle: runs `op` on the pool behind
 /// `pool`; if it cannot run, records why for `cymem_last_error` and returns
 /// the status: `CYMEM_ERR_NULL_ARGUMENT` (naming `function`) for a NULL
-/// pool, `CYMEM_ERR_FORKED` for a pool unusable in this child of `fork`.
+/// pool, `CYMEM_ERR_FORKED` for a pool unusable in this child of `fork`,
+/// `CYMEM_ERR_BAD_ALLOCATOR` for a call from inside one of the pool's own
+/// calls (its custom allocator).
 ///
 /// # Safety
 /// `pool` is NULL or a live handle from `cymem_pool_new*`, which no thread

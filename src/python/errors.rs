@@ -113,31 +113,40 @@ fn new_exception(py: Python<'_>, kind: Bound<'_, PyType>, message: &str) -> PyEr
     }
 }
 
-/// The Python exception for a status code and its message, as cymem raises it:
+/// The Python exception type for a status code, as cymem raises it:
 /// MemoryError for allocation failures (and size overflow, which C reports the
-/// same way), KeyError for an unknown block in `free`, ValueError for an
-/// unknown block in `realloc` or a realloc that does not grow.
+/// same way), KeyError for an unknown block in `free` but ValueError in
+/// `realloc` or a realloc that does not grow. `None`: a status with no type
+/// of its own (raised as RuntimeError naming the status).
+pub(crate) fn exception_type(
+    py: Python<'_>,
+    op: Operation,
+    status: CymemStatus,
+) -> Option<Bound<'_, PyType>> {
+    Some(match status {
+        CYMEM_ERR_OUT_OF_MEMORY | CYMEM_ERR_SIZE_OVERFLOW => py.get_type::<PyMemoryError>(),
+        CYMEM_ERR_UNKNOWN_POINTER if op == Operation::Realloc => py.get_type::<PyValueError>(),
+        CYMEM_ERR_UNKNOWN_POINTER => py.get_type::<PyKeyError>(),
+        CYMEM_ERR_NOT_LARGER => py.get_type::<PyValueError>(),
+        CYMEM_ERR_NULL_ARGUMENT => py.get_type::<PyTypeError>(),
+        CYMEM_ERR_BAD_ALLOCATOR => py.get_type::<PyRuntimeError>(),
+        // Freeing or moving a block under a live view: the buffer protocol's
+        // own error for an object whose buffers are still exported.
+        CYMEM_ERR_BLOCK_IN_USE => py.get_type::<PyBufferError>(),
+        CYMEM_ERR_NOT_PINNED => py.get_type::<PyValueError>(),
+        CYMEM_ERR_CORRUPTED => py.get_type::<MemoryCorruptionError>(),
+        // The message names the cause: a fork while another thread used the pool.
+        CYMEM_ERR_FORKED => py.get_type::<PyRuntimeError>(),
+        _ => return None,
+    })
+}
+
+/// The Python exception for a status code and its message (see
+/// `exception_type`), made without touching the Rust heap.
 pub(crate) fn exception(op: Operation, status: CymemStatus, message: &str) -> PyErr {
-    Python::attach(|py| {
-        let kind = match status {
-            CYMEM_ERR_OUT_OF_MEMORY | CYMEM_ERR_SIZE_OVERFLOW => PyMemoryError::type_object(py),
-            CYMEM_ERR_UNKNOWN_POINTER if op == Operation::Realloc => PyValueError::type_object(py),
-            CYMEM_ERR_UNKNOWN_POINTER => PyKeyError::type_object(py),
-            CYMEM_ERR_NOT_LARGER => PyValueError::type_object(py),
-            CYMEM_ERR_NULL_ARGUMENT => PyTypeError::type_object(py),
-            CYMEM_ERR_BAD_ALLOCATOR => PyRuntimeError::type_object(py),
-            // Freeing or moving a block under a live view: the buffer protocol's
-            // own error for an object whose buffers are still exported.
-            CYMEM_ERR_BLOCK_IN_USE => PyBufferError::type_object(py),
-            CYMEM_ERR_NOT_PINNED => PyValueError::type_object(py),
-            CYMEM_ERR_CORRUPTED => MemoryCorruptionError::type_object(py),
-            // The message names the cause: a fork while another thread used the pool.
-            CYMEM_ERR_FORKED => PyRuntimeError::type_object(py),
-            _ => {
-                return error::<PyRuntimeError>(format_args!("cymem_rs error {status}: {message}"))
-            }
-        };
-        new_exception(py, kind, message)
+    Python::attach(|py| match exception_type(py, op, status) {
+        Some(kind) => new_exception(py, kind, message),
+        None => error::<PyRuntimeError>(format_args!("cymem_rs error {status}: {message}")),
     })
 }
 

@@ -50,14 +50,14 @@ pub struct Pool {
     pymalloc: Option<Py<PyMalloc>>,
     pyfree: Option<Py<PyFree>>,
     /// Made on the first `own_pyref` or `refs`: most pools never need it.
-    /// (A std OnceLock: `__traverse__` must read it without the interpreter.
-    /// Making the list never releases the GIL, so initialisations can't race.)
+    /// (A std OnceLock: `__traverse__` must read it without the interpreter.)
     refs: OnceLock<Py<PyList>>,
 }
 
 impl Pool {
     /// Runs `f` on the core pool; RuntimeError if the pool is unusable in
-    /// this child of a `fork` (another thread was inside it at the fork).
+    /// this child of a `fork` (another thread was inside it at the fork), or
+    /// if a call on it is in progress (its custom allocator called back).
     fn with_core<R>(&self, f: impl FnOnce(&mut CorePool) -> R) -> PyResult<R> {
         self.core
             .0
@@ -75,7 +75,15 @@ impl Pool {
     }
 
     fn refs_list(&self, py: Python<'_>) -> &Py<PyList> {
-        self.refs.get_or_init(|| PyList::empty(py).unbind())
+        if let Some(refs) = self.refs.get() {
+            return refs;
+        }
+        // Making the list can start a garbage collection whose callbacks or
+        // finalizers call back into this pool and make a list first (inside
+        // `get_or_init` that would deadlock): the first list set is kept.
+        let list = PyList::empty(py).unbind();
+        let _ = self.refs.set(list);
+        self.refs.get().expect("set just above")
     }
 }
 
@@ -97,17 +105,24 @@ impl Pool {
     /// the pool dies (the space of freed blocks is not reused before then).
     /// `name` labels the pool in `cymem_rs.report()`. `debug=True` turns on
     /// debug mode (guard bytes, poisoned freed blocks); `None` follows the
-    /// environment variable `CYMEM_RS_DEBUG`.
+    /// environment variable `CYMEM_RS_DEBUG`. Both flags take the truth value
+    /// of any object, as Python's own flags do.
     #[new]
-    #[pyo3(signature = (pymalloc = None, pyfree = None, *, arena = false, name = None, debug = None))]
+    #[pyo3(
+        signature = (pymalloc = None, pyfree = None, *, arena = None, name = None, debug = None),
+        text_signature = "(pymalloc=None, pyfree=None, *, arena=False, name=None, debug=None)"
+    )]
     pub(crate) fn new(
         py: Python<'_>,
         pymalloc: Option<Py<PyMalloc>>,
         pyfree: Option<Py<PyFree>>,
-        arena: bool,
+        arena: Option<&Bound<'_, PyAny>>,
         name: Option<&str>,
-        debug: Option<bool>,
+        debug: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        // Truth values run Python code (`__bool__`): take them before anything else.
+        let arena = arena.map_or(Ok(false), Bound::is_truthy)?;
+        let debug = debug.map(Bound::is_truthy).transpose()?;
         if arena && (pymalloc.is_some() || pyfree.is_some()) {
             return Err(error::<PyValueError>(format_args!(
                 "an arena pool takes its chunks from the system allocator; \
@@ -361,9 +376,15 @@ impl Drop for Pool {
         }
         if let Err(err) = self.core.0.run(|pool| pool.free_all_checked()) {
             Python::attach(|py| {
+                // The last reference may be dropped by C code with an
+                // exception pending (Cython's inline calls): keep it.
+                let pending = PyErr::take(py);
                 let context = py_string(py, "cymem_rs.Pool being deallocated").ok();
                 pool_exception(Operation::Free, err)
                     .write_unraisable(py, context.as_ref().map(|c| c.as_any()));
+                if let Some(pending) = pending {
+                    pending.restore(py);
+                }
             });
         }
     }
