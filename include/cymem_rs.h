@@ -227,7 +227,9 @@ extern "C" {
 uint32_t cymem_abi_version(void);
 
 /**
- * A new pool on the system allocator (`calloc`/`realloc`/`free`).
+ * A new pool on the system allocator (`calloc`/`realloc`/`free`). Every
+ * `cymem_pool_new*` returns NULL with `CYMEM_ERR_OUT_OF_MEMORY` recorded
+ * when the pool's own bookkeeping cannot be allocated.
  */
 CymemPool *cymem_pool_new(void);
 
@@ -485,7 +487,8 @@ CymemStatus cymem_pool_set_origin(CymemPool *pool, const char *file, unsigned in
  * (call with `out` NULL and `capacity` 0 to count). Pools made or dropped
  * meanwhile may change the count between calls. A dropped pool is never
  * listed, and listing never keeps a pool alive (nor takes the GIL inside
- * the Python extension: Python pools' origins are already text).
+ * the Python extension: Python pools' origins are already text). Out of
+ * memory, returns 0 with `CYMEM_ERR_OUT_OF_MEMORY` recorded.
  *
  * # Safety
  * `out` is NULL (then `capacity` must be 0) or valid for `capacity` entries.
@@ -497,6 +500,9 @@ size_t cymem_live_pools(CymemPoolInfo *out, size_t capacity);
  * bytes first, then a total line) into `buf` like `snprintf`: at most
  * `size - 1` bytes and a NUL. Returns the report's full length, so a result
  * >= `size` means it was truncated; `buf` may be NULL if `size` is 0.
+ *
+ * Out of memory, writes "" and returns 0 with `CYMEM_ERR_OUT_OF_MEMORY`
+ * recorded (a report is never empty).
  *
  * # Safety
  * `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
@@ -559,7 +565,8 @@ CymemStatus cymem_pool_add_cleanup(CymemPool *pool, CymemCleanupFn func, void *d
  * Limits the bytes in the pool's live blocks (0: no limit): an allocation
  * or growth that would pass it fails with `CYMEM_ERR_LIMIT` and changes
  * nothing. A limit below the live bytes refuses allocations until enough
- * is freed.
+ * is freed. `CYMEM_ERR_OUT_OF_MEMORY` (nothing changed) if no memory is
+ * left for the bookkeeping of limits, scopes and cleanups.
  *
  * # Safety
  * `pool` is NULL or a live handle.

@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use rustc_hash::FxHashSet;
 
 use super::error::PoolError;
-use super::{block_bytes, Pool};
+use super::{block_bytes, no_room_for, Pool};
+use crate::fallible::try_box;
 
 /// `void (*)(void *)`: a cleanup callback, called once with its data.
 pub type CleanupFn = unsafe extern "C" fn(*mut c_void);
@@ -161,19 +162,27 @@ impl Lifetimes {
 
     /// The cleanups of the scopes from `from` on, in the order they were
     /// added, and with `with_pool_level` the pool's own ones before them.
-    fn take_cleanups(&mut self, from: usize, with_pool_level: bool) -> Cleanups {
-        let mut taken = if with_pool_level {
-            std::mem::take(&mut self.cleanups)
-        } else {
-            Vec::new()
-        };
+    /// `OutOfMemory`, taking nothing, if there is no room to list them.
+    fn take_cleanups(&mut self, from: usize, with_pool_level: bool) -> Result<Cleanups, PoolError> {
+        let scoped: usize = self.scopes[from..].iter().map(|s| s.cleanups.len()).sum();
+        let mut taken = Vec::new();
+        if with_pool_level {
+            taken = std::mem::take(&mut self.cleanups);
+        }
+        if let Err(err) = taken.try_reserve_exact(scoped) {
+            if with_pool_level {
+                self.cleanups = taken;
+            }
+            return Err(out_of_memory(err));
+        }
         for scope in &mut self.scopes[from..] {
             taken.append(&mut scope.cleanups);
         }
-        Cleanups(taken)
+        Ok(Cleanups(taken))
     }
 }
 
+/// A failed `try_reserve` of the scopes' or cleanups' lists.
 fn out_of_memory<T>(_: T) -> PoolError {
     PoolError::OutOfMemory {
         bytes: std::mem::size_of::<usize>(),
@@ -181,8 +190,13 @@ fn out_of_memory<T>(_: T) -> PoolError {
 }
 
 impl Pool {
-    fn lifetimes_mut(&mut self) -> &mut Lifetimes {
-        self.lifetimes.get_or_insert_with(Box::default)
+    /// The box, made on first use (`OutOfMemory` if it cannot be).
+    fn lifetimes_mut(&mut self) -> Result<&mut Lifetimes, PoolError> {
+        if self.lifetimes.is_none() {
+            let made = try_box(Lifetimes::default()).map_err(no_room_for::<Lifetimes>)?;
+            self.lifetimes = Some(made);
+        }
+        Ok(self.lifetimes_in_use())
     }
 
     /// The box, for the block paths that took the lifetimes branch.
@@ -224,13 +238,16 @@ impl Pool {
     /// `alloc` or `realloc` that would pass it fails with
     /// [`PoolError::LimitExceeded`] and changes nothing. A limit below the
     /// live bytes refuses every allocation until enough is freed.
-    pub fn set_limit(&mut self, limit: Option<usize>) {
+    /// `OutOfMemory` (nothing changed) if no memory is left for the
+    /// bookkeeping of limits, scopes and cleanups, made on first use.
+    pub fn set_limit(&mut self, limit: Option<usize>) -> Result<(), PoolError> {
         let limit = limit.unwrap_or(0);
         if limit != 0 || self.lifetimes.is_some() {
-            self.lifetimes_mut().limit = limit;
+            self.lifetimes_mut()?.limit = limit;
         }
         self.shed_lifetimes();
         self.stats.set_limit(limit);
+        Ok(())
     }
 
     /// Opens a scope: [`Pool::release_to`] with the returned mark frees every
@@ -238,7 +255,7 @@ impl Pool {
     /// Scopes nest.
     pub fn mark(&mut self) -> Result<Mark, PoolError> {
         self.check_not_releasing()?;
-        let lt = self.lifetimes_mut();
+        let lt = self.lifetimes_mut()?;
         lt.scopes.try_reserve(1).map_err(out_of_memory)?;
         let mark = Mark(NEXT_MARK.fetch_add(1, Relaxed));
         lt.scopes.push(Scope {
@@ -307,7 +324,7 @@ impl Pool {
         data: *mut c_void,
     ) -> Result<(), PoolError> {
         self.check_not_releasing()?;
-        let lt = self.lifetimes_mut();
+        let lt = self.lifetimes_mut()?;
         let list = match lt.scopes.last_mut() {
             Some(scope) => &mut scope.cleanups,
             None => &mut lt.cleanups,
@@ -359,7 +376,7 @@ impl Pool {
         let Some(lt) = self.lifetimes.as_deref_mut() else {
             return self.finish_release(target).map(|()| None);
         };
-        let cleanups = lt.take_cleanups(from, whole_pool);
+        let cleanups = lt.take_cleanups(from, whole_pool)?;
         if cleanups.0.is_empty() {
             return self.finish_release(target).map(|()| None);
         }
@@ -387,13 +404,19 @@ impl Pool {
             return Err(PoolError::BadMark { mark: mark.0 });
         };
         let from = lt.scope_of(mark)?;
-        let closed = lt.scopes.split_off(from);
         let mut first_damage = None;
-        for addr in closed.into_iter().flat_map(|scope| scope.blocks) {
-            // Only debug mode's damage reports can fail here: every address
-            // in a scope is a live, unpinned block (checked at the start).
-            if let Err(err) = self.free_block(addr as *mut c_void) {
-                first_damage.get_or_insert(err);
+        // Innermost first; popped one by one, so nothing is allocated.
+        while let Some(scope) = self.lifetimes_in_use().scopes.pop() {
+            for addr in scope.blocks {
+                // Only debug mode's damage reports can fail here: every
+                // address in a scope is a live, unpinned block (checked at
+                // the start).
+                if let Err(err) = self.free_block(addr as *mut c_void) {
+                    first_damage.get_or_insert(err);
+                }
+            }
+            if self.scope_depth() == from {
+                break;
             }
         }
         first_damage.map_or(Ok(()), Err)
@@ -406,10 +429,16 @@ impl Pool {
         }
     }
 
-    /// Runs the cleanups left when the pool drops.
+    /// Runs the cleanups left when the pool drops, newest first: the open
+    /// scopes' from the innermost, then the pool's own (all added before
+    /// the outermost open scope opened). One list at a time, so nothing is
+    /// allocated.
     pub(super) fn run_cleanups_at_drop(&mut self) {
         if let Some(lt) = self.lifetimes.as_deref_mut() {
-            lt.take_cleanups(0, true).run();
+            for scope in lt.scopes.iter_mut().rev() {
+                Cleanups(std::mem::take(&mut scope.cleanups)).run();
+            }
+            Cleanups(std::mem::take(&mut lt.cleanups)).run();
         }
     }
 

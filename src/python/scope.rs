@@ -8,6 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::pool::Pool;
+use crate::fallible::try_box;
+use crate::PoolError;
 
 /// The context manager of `Pool.scope()`: entering opens a scope (its mark
 /// is the value of `as`), leaving it by any path frees every block allocated
@@ -78,9 +80,13 @@ pub(crate) unsafe extern "C" fn run_python_cleanup(data: *mut c_void) {
     });
 }
 
-/// The `data` of a cleanup entry for `callable` (see [`run_python_cleanup`]).
-pub(crate) fn python_cleanup_data(callable: Py<PyAny>) -> *mut c_void {
-    Box::into_raw(Box::new(callable)).cast()
+/// The `data` of a cleanup entry for `callable` (see [`run_python_cleanup`]),
+/// or `OutOfMemory` (the reference is released).
+pub(crate) fn python_cleanup_data(callable: Py<PyAny>) -> Result<*mut c_void, PoolError> {
+    let boxed = try_box(callable).map_err(|_| PoolError::OutOfMemory {
+        bytes: std::mem::size_of::<Py<PyAny>>(),
+    })?;
+    Ok(Box::into_raw(boxed).cast())
 }
 
 /// The callable of a cleanup entry, if it is a Python one.

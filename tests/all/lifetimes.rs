@@ -332,7 +332,7 @@ fn cleanups_left_run_when_the_pool_drops(make: fn() -> Pool) {
 fn the_limit_refuses_allocs_and_growth_and_changes_nothing(make: fn() -> Pool) {
     let mut pool = make();
     assert_eq!(pool.limit(), None);
-    pool.set_limit(Some(100));
+    pool.set_limit(Some(100)).unwrap();
     assert_eq!(pool.limit(), Some(100));
     let a = alloc(&mut pool, 60);
     fill(a, 60, 0x77);
@@ -367,9 +367,9 @@ fn the_limit_refuses_allocs_and_growth_and_changes_nothing(make: fn() -> Pool) {
     assert!(pool.alloc(0, 1).is_ok(), "0-byte blocks fit any limit");
     pool.free(a).unwrap();
     alloc(&mut pool, 100);
-    pool.set_limit(None);
+    pool.set_limit(None).unwrap();
     alloc(&mut pool, 1000);
-    pool.set_limit(Some(0));
+    pool.set_limit(Some(0)).unwrap();
     assert_eq!(pool.limit(), None, "0 means no limit");
 }
 
@@ -377,7 +377,7 @@ fn a_limit_below_the_live_bytes_refuses_until_enough_is_freed(make: fn() -> Pool
     let mut pool = make();
     let a = alloc(&mut pool, 50);
     let b = alloc(&mut pool, 50);
-    pool.set_limit(Some(60));
+    pool.set_limit(Some(60)).unwrap();
     assert!(pool.alloc(1, 1).is_err());
     pool.free(a).unwrap();
     assert!(pool.alloc(10, 1).is_ok());
@@ -432,7 +432,7 @@ fn a_shared_pool_runs_cleanups_outside_its_lock(make: fn() -> Pool) {
 #[test]
 fn the_live_pool_report_shows_the_limit() {
     let mut pool = Pool::named("limited-for-the-report");
-    pool.set_limit(Some(4096));
+    pool.set_limit(Some(4096)).unwrap();
     let info = cymem_rs::live_pools()
         .into_iter()
         .find(|p| p.name.as_deref() == Some("limited-for-the-report"))
@@ -444,7 +444,7 @@ fn the_live_pool_report_shows_the_limit() {
         .find(|l| l.contains("limited-for-the-report"))
         .expect("a line for the pool");
     assert!(line.contains("heap,limit=4096"), "{line}");
-    pool.set_limit(None);
+    pool.set_limit(None).unwrap();
     let report = cymem_rs::registry::report();
     let line = report
         .lines()

@@ -1412,7 +1412,9 @@ impl Harness {
             let margin = (x >> 1) as usize % 65536;
             (self.model.size + margin).saturating_sub(1024).max(1)
         });
-        self.pool().set_limit(limit);
+        if let Err(err) = self.pool().set_limit(limit) {
+            self.fail(format_args!("set_limit({limit:?}) failed: {err:?}"));
+        }
         self.model.limit = limit;
     }
 
