@@ -44,12 +44,20 @@ impl Scope {
 
     fn __exit__(
         &mut self,
+        py: Python<'_>,
         _exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
         _traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         if let Some(mark) = self.mark {
-            self.pool.get().release_to(mark)?;
+            if let Err(err) = self.pool.get().release_to(mark) {
+                // Chained to the exception in flight, as a `raise` there
+                // would be (the error is made outside that `raise`).
+                if let Some(exc) = exc.filter(|exc| !exc.is_none()) {
+                    err.value(py).setattr("__context__", exc)?;
+                }
+                return Err(err);
+            }
             self.mark = None;
         }
         // Never swallows the exception in flight.
