@@ -6,6 +6,7 @@
 #[macro_use]
 mod support;
 
+mod arena;
 mod debug;
 mod header;
 mod lifetimes;
