@@ -8,6 +8,7 @@ mod support;
 
 mod arena;
 mod debug;
+mod fork;
 mod header;
 mod lifetimes;
 mod model;
