@@ -830,3 +830,27 @@ pub unsafe extern "C" fn cymem_report(buf: *mut c_char, size: usize) -> usize {
     // 0 (`# Safety`), as `copy_truncated` needs.
     unsafe { copy_truncated(&text, buf, size) }
 }
+
+/// Writes the peak report into `buf` like `snprintf` (as `cymem_report`): the
+/// process-wide high-water mark of bytes held by this library's pools
+/// (exact to within 64 KiB per thread), the bytes held now, and a table of
+/// the pools that held bytes at the peak (bytes, blocks, mode, whether the
+/// pool is still alive, name, origin), then a total line. Returns the
+/// report's full length; `buf` may be NULL if `size` is 0.
+///
+/// # Safety
+/// `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_peak_report(buf: *mut c_char, size: usize) -> usize {
+    let text = registry::peak_report();
+    // SAFETY: `buf` is valid for `size` bytes of writes, or NULL with `size`
+    // 0 (`# Safety`), as `copy_truncated` needs.
+    unsafe { copy_truncated(&text, buf, size) }
+}
+
+/// Starts a new process-wide peak (`cymem_peak_report`) from the bytes held
+/// now. Pools' own peaks (`cymem_pool_reset_peak`) are not touched.
+#[no_mangle]
+pub extern "C" fn cymem_reset_peak() {
+    registry::reset_peak();
+}

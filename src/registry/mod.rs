@@ -22,16 +22,23 @@
 //!   lock with others. Since recycling needs the lock a report holds, a
 //!   report never sees a label change under it. The price: a dropped pool's
 //!   name and origin are freed later, when its record is reused.
+//! - The process-wide total of pool bytes, its peak and the pools that held
+//!   it live in `peak.rs`: records carry each pool's bytes at the last peak
+//!   snapshot, so the peak report reads records only.
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 mod label;
+mod peak;
+mod peak_report;
 mod record;
 mod report;
 
 pub use label::{Label, Origin, OriginSource};
+pub use peak::{flush_this_thread, reset_peak, TooManyTraces, Trace, TraceFigures, PEAK_STEP};
+pub use peak_report::{format_peak, peak, peak_report, PeakPool, PeakReport};
 use record::Meta;
 pub use record::PoolStats;
 pub(crate) use record::Record;
@@ -58,11 +65,17 @@ struct Registry {
     records: Vec<&'static Record>,
     /// Recycled records, ready for new pools.
     free: Vec<&'static Record>,
+    /// Records of dropped pools that held bytes at the current peak
+    /// snapshot (`held_epoch`): the peak report still names them.
+    held: Vec<&'static Record>,
+    held_epoch: u64,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     records: Vec::new(),
     free: Vec::new(),
+    held: Vec::new(),
+    held_epoch: 0,
 });
 
 fn registry() -> MutexGuard<'static, Registry> {
@@ -79,9 +92,22 @@ impl Registry {
 
     /// Makes dead records reusable. Their labels stay until the next owner
     /// overwrites them, outside the lock (a label may release Python objects).
+    /// Records the current peak snapshot counts are held back until a newer
+    /// snapshot replaces it.
     fn recycle(&mut self, dead: &mut Vec<&'static Record>) {
         debug_assert!(dead.iter().all(|r| !r.live.load(Relaxed)));
-        self.free.append(dead);
+        let epoch = peak::epoch();
+        if self.held_epoch != epoch {
+            self.held_epoch = epoch;
+            self.free.append(&mut self.held);
+        }
+        for record in dead.drain(..) {
+            if record.at_peak(epoch).is_some() {
+                self.held.push(record);
+            } else {
+                self.free.push(record);
+            }
+        }
     }
 }
 
@@ -159,6 +185,9 @@ pub(crate) fn register(label: Label, arena: bool) -> &'static Record {
 /// Unlinks a dropped pool's record: at once for reports (no lock), recycled
 /// later under the lock, a batch at a time.
 pub(crate) fn release(record: &'static Record) {
+    // Bytes still counted (an arena pool's blocks die with its chunks)
+    // leave the process-wide total.
+    record.cleared(0);
     record.live.store(false, Release);
     let queued = LOCAL.try_with(|local| {
         let mut local = local.borrow_mut();

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::{live_pools, PoolInfo};
 
 /// `1536` -> `1.5 KiB`: the total line is for people.
-fn human_bytes(bytes: usize) -> String {
+pub(super) fn human_bytes(bytes: usize) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -40,17 +40,40 @@ pub fn format_table(pools: &[PoolInfo]) -> String {
                 s.total_frees.to_string(),
                 s.total_reallocs.to_string(),
                 if p.arena { "arena" } else { "heap" }.to_owned(),
-                p.name.clone().unwrap_or_else(|| "-".to_owned()),
-                if p.origin.is_empty() {
-                    "-".to_owned()
-                } else {
-                    p.origin.clone()
-                },
+                text_or_dash(p.name.as_deref()),
+                text_or_dash(Some(&p.origin)),
             ]
         })
         .collect();
+    let mut out = aligned(&headers, &rows, 6);
+    let total: usize = pools.iter().map(|p| p.stats.size).sum();
+    let _ = writeln!(
+        out,
+        "{} live pool{}, {} in use ({total} bytes)",
+        pools.len(),
+        if pools.len() == 1 { "" } else { "s" },
+        human_bytes(total)
+    );
+    out
+}
+
+/// A name or origin cell: `-` when there is none.
+pub(super) fn text_or_dash(text: Option<&str>) -> String {
+    match text {
+        Some(text) if !text.is_empty() => text.to_owned(),
+        _ => "-".to_owned(),
+    }
+}
+
+/// `rows` under `headers` in columns two spaces apart, the first `numeric`
+/// columns right-aligned, one line each (trailing spaces trimmed).
+pub(super) fn aligned<const N: usize>(
+    headers: &[&str; N],
+    rows: &[[String; N]],
+    numeric: usize,
+) -> String {
     let mut widths = headers.map(str::len);
-    for row in &rows {
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
@@ -63,8 +86,7 @@ pub fn format_table(pools: &[PoolInfo]) -> String {
                 text.push_str("  ");
             }
             let pad = widths[i].saturating_sub(cell.chars().count());
-            if i < 6 {
-                // Numbers right-aligned.
+            if i < numeric {
                 text.extend(std::iter::repeat_n(' ', pad));
                 text.push_str(cell);
             } else {
@@ -75,18 +97,10 @@ pub fn format_table(pools: &[PoolInfo]) -> String {
         out.push_str(text.trim_end());
         out.push('\n');
     };
-    line(&headers);
-    for row in &rows {
+    line(headers);
+    for row in rows {
         line(&row.each_ref().map(String::as_str));
     }
-    let total: usize = pools.iter().map(|p| p.stats.size).sum();
-    let _ = writeln!(
-        out,
-        "{} live pool{}, {} in use ({total} bytes)",
-        pools.len(),
-        if pools.len() == 1 { "" } else { "s" },
-        human_bytes(total)
-    );
     out
 }
 
