@@ -833,10 +833,11 @@ pub unsafe extern "C" fn cymem_report(buf: *mut c_char, size: usize) -> usize {
 
 /// Writes the peak report into `buf` like `snprintf` (as `cymem_report`): the
 /// process-wide high-water mark of bytes held by this library's pools
-/// (exact to within 64 KiB per thread), the bytes held now, and a table of
-/// the pools that held bytes at the peak (bytes, blocks, mode, whether the
-/// pool is still alive, name, origin), then a total line. Returns the
-/// report's full length; `buf` may be NULL if `size` is 0.
+/// (exact to within `CYMEM_PEAK_STEP` bytes per thread), the bytes held
+/// now, and a table of the pools that held bytes at the peak (bytes,
+/// blocks, mode, whether the pool is still alive, name, origin), then a
+/// total line. Returns the report's full length; `buf` may be NULL if
+/// `size` is 0.
 ///
 /// # Safety
 /// `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.

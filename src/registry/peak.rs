@@ -207,7 +207,7 @@ pub(super) fn snapped() -> usize {
 // Traces.
 
 /// How many traces may run at once (in all threads).
-pub const TRACE_SLOTS: usize = 64;
+const TRACE_SLOTS: usize = 64;
 
 /// Bit `i` set: slot `i` belongs to a running trace.
 static TRACING: AtomicU64 = AtomicU64::new(0);
