@@ -225,8 +225,14 @@ pub(crate) fn live_pools(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyAny>>> {
 
 /// The live-pool report as an aligned text table (the same text as the C
 /// function `cymem_report`): bytes, peak, blocks, allocs, frees, reallocs,
-/// mode, name, origin; most bytes first; then a total line.
+/// mode, name, origin; most bytes first; then a total line. With
+/// `peak=True`, the peak report instead (as `cymem_peak_report`).
 #[pyfunction]
-pub(crate) fn format_report() -> String {
-    registry::report()
+#[pyo3(signature = (*, peak = false))]
+pub(crate) fn format_report(peak: bool) -> String {
+    if peak {
+        registry::peak_report()
+    } else {
+        registry::report()
+    }
 }
