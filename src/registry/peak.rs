@@ -60,74 +60,131 @@ static SNAPPED: AtomicUsize = AtomicUsize::new(0);
 static EPOCH: AtomicU64 = AtomicU64::new(1);
 
 /// This thread's counts not yet added to the process-wide ones.
+///
+/// No destructor of its own, so reaching it is a plain thread-local access
+/// (no "is it alive?" check on the block path). The counts start at
+/// [`UNREGISTERED`], which sends the thread's first update to the slow path:
+/// that registers [`ExitFlush`] (whose destructor adds the counts when the
+/// thread exits) and drops the offset.
 struct Pending {
     allocated: Cell<usize>,
     freed: Cell<usize>,
+    state: Cell<State>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Counts carry the `UNREGISTERED` offset; `ExitFlush` not registered yet.
+    Fresh,
+    /// Plain counts; `ExitFlush` will add them when the thread exits.
+    Registered,
+    /// The thread is exiting and `ExitFlush` has run (or cannot be
+    /// registered): counts carry the offset, every update is added at once.
+    Exiting,
+}
+
+/// The offset of unregistered counts: any update reaches the slow path.
+const UNREGISTERED: usize = PEAK_STEP;
+
 impl Pending {
+    /// The counts, leaving zero behind (with the offset unless registered).
     fn take(&self) -> (usize, usize) {
-        (self.allocated.take(), self.freed.take())
+        let offset = match self.state.get() {
+            State::Registered => 0,
+            State::Fresh | State::Exiting => UNREGISTERED,
+        };
+        let allocated = self.allocated.replace(offset) - offset;
+        let freed = self.freed.replace(offset) - offset;
+        (allocated, freed)
+    }
+
+    /// The slow path of an update: a count reached `PEAK_STEP` (or the
+    /// thread has not registered yet).
+    #[cold]
+    #[inline(never)]
+    fn overflow(&self) {
+        if self.state.get() == State::Fresh {
+            let (allocated, freed) = self.take();
+            let registered = EXIT_FLUSH.try_with(|_| ()).is_ok();
+            self.state.set(if registered {
+                State::Registered
+            } else {
+                State::Exiting
+            });
+            self.allocated.set(allocated);
+            self.freed.set(freed);
+            if !registered {
+                return self.flush();
+            }
+        }
+        if self.state.get() == State::Exiting
+            || self.allocated.get() >= PEAK_STEP
+            || self.freed.get() >= PEAK_STEP
+        {
+            self.flush();
+        }
+    }
+
+    fn flush(&self) {
+        let (allocated, freed) = self.take();
+        flush(allocated, freed);
     }
 }
 
-impl Drop for Pending {
+/// Adds this thread's counts to the process-wide ones when it exits.
+struct ExitFlush;
+
+impl Drop for ExitFlush {
     fn drop(&mut self) {
-        let (allocated, freed) = self.take();
-        flush(allocated, freed);
+        PENDING.with(|p| {
+            p.flush();
+            // Pools dropped by later destructors count at once.
+            p.state.set(State::Exiting);
+            p.allocated.set(UNREGISTERED);
+            p.freed.set(UNREGISTERED);
+        });
     }
 }
 
 thread_local! {
     static PENDING: Pending = const {
         Pending {
-            allocated: Cell::new(0),
-            freed: Cell::new(0),
+            allocated: Cell::new(UNREGISTERED),
+            freed: Cell::new(UNREGISTERED),
+            state: Cell::new(State::Fresh),
         }
     };
+    static EXIT_FLUSH: ExitFlush = const { ExitFlush };
 }
 
-/// `bytes` entered a pool.
-#[inline]
+/// `bytes` entered a pool: a thread-local add and compare.
+#[inline(always)]
 pub(crate) fn allocated(bytes: usize) {
-    let added = PENDING.try_with(|p| {
+    PENDING.with(|p| {
         let sum = p.allocated.get() + bytes;
-        if sum < PEAK_STEP {
-            p.allocated.set(sum);
-        } else {
-            p.allocated.set(0);
-            flush(sum, p.freed.take());
+        p.allocated.set(sum);
+        if sum >= PEAK_STEP {
+            p.overflow();
         }
     });
-    // Thread teardown: no pending counts any more, count at once.
-    if added.is_err() {
-        flush(bytes, 0);
-    }
 }
 
-/// `bytes` left a pool.
-#[inline]
+/// `bytes` left a pool: a thread-local add and compare.
+#[inline(always)]
 pub(crate) fn freed(bytes: usize) {
-    let added = PENDING.try_with(|p| {
+    PENDING.with(|p| {
         let sum = p.freed.get() + bytes;
-        if sum < PEAK_STEP {
-            p.freed.set(sum);
-        } else {
-            p.freed.set(0);
-            flush(p.allocated.take(), sum);
+        p.freed.set(sum);
+        if sum >= PEAK_STEP {
+            p.overflow();
         }
     });
-    if added.is_err() {
-        flush(0, bytes);
-    }
 }
 
 /// Adds this thread's pending counts to the process-wide ones, so that the
 /// figures that follow are exact for this thread.
 pub fn flush_this_thread() {
-    if let Ok((allocated, freed)) = PENDING.try_with(Pending::take) {
-        flush(allocated, freed);
-    }
+    PENDING.with(Pending::flush);
 }
 
 #[cold]

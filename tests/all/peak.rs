@@ -256,3 +256,35 @@ fn the_peak_report_is_a_table() {
         );
     });
 }
+
+#[test]
+fn a_threads_counts_are_added_when_it_exits() {
+    alone("peak::a_threads_counts_are_added_when_it_exits", || {
+        let trace = Trace::start().unwrap();
+        // Less than a step: the counts stay with the thread until it exits.
+        let pool = thread::spawn(|| {
+            let mut pool = Pool::new();
+            pool.alloc(1, 10 * KIB).unwrap();
+            pool
+        })
+        .join()
+        .unwrap();
+        let figures = trace.finish();
+        assert_eq!(
+            (figures.allocated, figures.freed, figures.peak),
+            (10 * KIB as u64, 0, 10 * KIB)
+        );
+        // A pool dropped by another thread's exit-time destructors counts too.
+        let trace = Trace::start().unwrap();
+        thread::spawn(move || {
+            thread_local! {
+                static KEEP: std::cell::RefCell<Option<Pool>> = const { std::cell::RefCell::new(None) };
+            }
+            KEEP.with(|keep| *keep.borrow_mut() = Some(pool));
+        })
+        .join()
+        .unwrap();
+        assert_eq!(trace.finish().freed, 10 * KIB as u64);
+        assert_eq!(peak().current, 0);
+    });
+}
