@@ -101,13 +101,14 @@ impl Registry {
             self.held_epoch = epoch;
             self.free.append(&mut self.held);
         }
-        for record in dead.drain(..) {
-            if record.at_peak(epoch).is_some() {
+        dead.retain(|record| {
+            let at_peak = record.at_peak(epoch).is_some();
+            if at_peak {
                 self.held.push(record);
-            } else {
-                self.free.push(record);
             }
-        }
+            !at_peak
+        });
+        self.free.append(dead);
     }
 }
 
