@@ -168,7 +168,8 @@ typedef struct {
 #define CYMEM_ERR_NOT_LARGER 5
 
 /**
- * A custom allocator returned a block that is still live in this pool.
+ * A custom allocator returned a block that is still live in this pool, or
+ * called back into its pool (that call is refused; the pool is unchanged).
  */
 #define CYMEM_ERR_BAD_ALLOCATOR 6
 
@@ -190,6 +191,14 @@ typedef struct {
  * `cymem_pool_unpin` of a block that has no pins left.
  */
 #define CYMEM_ERR_NOT_PINNED 9
+
+/**
+ * In the child of `fork`: another thread was inside a call on this pool
+ * when the process forked, so the pool may be half updated. Every call on
+ * it fails with this status (at once, never waiting), and
+ * `cymem_pool_destroy` leaks its blocks instead of touching them.
+ */
+#define CYMEM_ERR_FORKED 10
 
 #ifdef __cplusplus
 extern "C" {
@@ -457,8 +466,8 @@ CymemStatus cymem_pool_set_origin(CymemPool *pool, const char *file, unsigned in
  * entries of `out` and returns how many pools there are, which may be more
  * (call with `out` NULL and `capacity` 0 to count). Pools made or dropped
  * meanwhile may change the count between calls. A dropped pool is never
- * listed, and listing never keeps a pool alive. (Inside the Python
- * extension, describing Python pools' origins briefly takes the GIL.)
+ * listed, and listing never keeps a pool alive (nor takes the GIL inside
+ * the Python extension: Python pools' origins are already text).
  *
  * # Safety
  * `out` is NULL (then `capacity` must be 0) or valid for `capacity` entries.

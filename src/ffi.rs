@@ -37,7 +37,8 @@ pub const CYMEM_ERR_SIZE_OVERFLOW: CymemStatus = 3;
 pub const CYMEM_ERR_UNKNOWN_POINTER: CymemStatus = 4;
 /// `realloc` to a size that is not larger than the block.
 pub const CYMEM_ERR_NOT_LARGER: CymemStatus = 5;
-/// A custom allocator returned a block that is still live in this pool.
+/// A custom allocator returned a block that is still live in this pool, or
+/// called back into its pool (that call is refused; the pool is unchanged).
 pub const CYMEM_ERR_BAD_ALLOCATOR: CymemStatus = 6;
 /// `free` or `realloc` of a pinned block (a live zero-copy view, or
 /// `cymem_pool_pin`); the block is left as it was.
@@ -49,6 +50,11 @@ pub const CYMEM_ERR_BLOCK_IN_USE: CymemStatus = 7;
 pub const CYMEM_ERR_CORRUPTED: CymemStatus = 8;
 /// `cymem_pool_unpin` of a block that has no pins left.
 pub const CYMEM_ERR_NOT_PINNED: CymemStatus = 9;
+/// In the child of `fork`: another thread was inside a call on this pool
+/// when the process forked, so the pool may be half updated. Every call on
+/// it fails with this status (at once, never waiting), and
+/// `cymem_pool_destroy` leaks its blocks instead of touching them.
+pub const CYMEM_ERR_FORKED: CymemStatus = 10;
 
 /// `void *malloc(size_t)`-shaped function for a custom allocator.
 pub type CymemMallocFn = Option<unsafe extern "C" fn(usize) -> *mut c_void>;
@@ -61,7 +67,7 @@ pub type CymemFreeFn = Option<unsafe extern "C" fn(*mut c_void)>;
 pub struct CymemPool(pub(crate) SharedPool);
 
 impl CymemPool {
-    fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> Result<R, PoolError> {
         self.0.with(f)
     }
 }
@@ -73,10 +79,13 @@ impl From<PoolError> for CymemStatus {
             PoolError::OutOfMemory { .. } => CYMEM_ERR_OUT_OF_MEMORY,
             PoolError::UnknownPointer { .. } => CYMEM_ERR_UNKNOWN_POINTER,
             PoolError::NotLarger { .. } => CYMEM_ERR_NOT_LARGER,
-            PoolError::AllocatorReturnedLiveBlock { .. } => CYMEM_ERR_BAD_ALLOCATOR,
+            PoolError::AllocatorReturnedLiveBlock { .. } | PoolError::Reentered => {
+                CYMEM_ERR_BAD_ALLOCATOR
+            }
             PoolError::BlockInUse { .. } => CYMEM_ERR_BLOCK_IN_USE,
             PoolError::Corrupted { .. } => CYMEM_ERR_CORRUPTED,
             PoolError::NotPinned { .. } => CYMEM_ERR_NOT_PINNED,
+            PoolError::Forked => CYMEM_ERR_FORKED,
         }
     }
 }
@@ -121,37 +130,69 @@ fn static_message(status: CymemStatus) -> &'static CStr {
         CYMEM_ERR_SIZE_OVERFLOW => c"requested size overflows",
         CYMEM_ERR_UNKNOWN_POINTER => c"pointer is not a live block of this pool",
         CYMEM_ERR_NOT_LARGER => c"realloc only grows a block",
-        CYMEM_ERR_BAD_ALLOCATOR => c"custom allocator returned a live block",
+        CYMEM_ERR_BAD_ALLOCATOR => {
+            c"custom allocator returned a live block or called back into its pool"
+        }
         CYMEM_ERR_BLOCK_IN_USE => c"block is pinned by live views; unpin it first",
         CYMEM_ERR_CORRUPTED => c"memory corruption detected (debug mode)",
         CYMEM_ERR_NOT_PINNED => c"block is not pinned",
+        CYMEM_ERR_FORKED => c"pool was in use by another thread at fork; unusable in the child",
         _ => c"unknown status code",
     }
 }
 
 /// The opening of every call on a handle: runs `op` on the pool behind
-/// `pool`, or records `CYMEM_ERR_NULL_ARGUMENT` for `function` and returns
-/// `on_null` if `pool` is NULL.
+/// `pool`; if it cannot run, records why for `cymem_last_error` and returns
+/// the status: `CYMEM_ERR_NULL_ARGUMENT` (naming `function`) for a NULL
+/// pool, `CYMEM_ERR_FORKED` for a pool unusable in this child of `fork`,
+/// `CYMEM_ERR_BAD_ALLOCATOR` for a call from inside one of the pool's own
+/// calls (its custom allocator).
 ///
 /// # Safety
 /// `pool` is NULL or a live handle from `cymem_pool_new*`, which no thread
 /// destroys during the call.
-unsafe fn with_handle<R>(
+unsafe fn try_handle<R>(
     pool: *const CymemPool,
     function: &str,
-    on_null: R,
     op: impl FnOnce(&mut Pool) -> R,
-) -> R {
+) -> Result<R, CymemStatus> {
     // SAFETY: a non-NULL `pool` is a live handle (`# Safety`): a `CymemPool`
     // boxed by `into_handle` and not yet destroyed, so it may be borrowed
     // for this call; it is only ever shared (`with` serialises access).
     match unsafe { pool.as_ref() } {
-        Some(pool) => pool.with(op),
-        None => {
-            null_argument(function, "pool");
-            on_null
-        }
+        Some(pool) => pool.with(op).map_err(report),
+        None => Err(null_argument(function, "pool")),
     }
+}
+
+/// [`try_handle`] for a function that returns `on_fail` (NULL, 0) when the
+/// call cannot run.
+///
+/// # Safety
+/// As `try_handle`: `pool` is NULL or a live handle.
+unsafe fn with_handle<R>(
+    pool: *const CymemPool,
+    function: &str,
+    on_fail: R,
+    op: impl FnOnce(&mut Pool) -> R,
+) -> R {
+    // SAFETY: `pool` is NULL or a live handle that no thread destroys during
+    // the call (`# Safety`), which is all `try_handle` asks.
+    unsafe { try_handle(pool, function, op) }.unwrap_or(on_fail)
+}
+
+/// [`try_handle`] for a function that returns a status.
+///
+/// # Safety
+/// As `try_handle`: `pool` is NULL or a live handle.
+unsafe fn status_call(
+    pool: *const CymemPool,
+    function: &str,
+    op: impl FnOnce(&mut Pool) -> CymemStatus,
+) -> CymemStatus {
+    // SAFETY: `pool` is NULL or a live handle that no thread destroys during
+    // the call (`# Safety`), which is all `try_handle` asks.
+    unsafe { try_handle(pool, function, op) }.unwrap_or_else(|status| status)
 }
 
 /// The status of a pool call that only succeeds or fails, with the error
@@ -185,8 +226,8 @@ unsafe fn status_of<T>(
     op: impl FnOnce(&mut Pool) -> Result<T, PoolError>,
 ) -> CymemStatus {
     // SAFETY: `pool` is NULL or a live handle that no thread destroys during
-    // the call (`# Safety`), which is all `with_handle` asks.
-    unsafe { with_handle(pool, function, CYMEM_ERR_NULL_ARGUMENT, |p| status(op(p))) }
+    // the call (`# Safety`), which is all `status_call` asks.
+    unsafe { status_call(pool, function, |p| status(op(p))) }
 }
 
 /// The custom allocator of `cymem_pool_new_with_allocator*`, or `None` with
@@ -386,9 +427,9 @@ pub unsafe extern "C" fn cymem_pool_block_size(
 ) -> CymemStatus {
     const FUNCTION: &str = "cymem_pool_block_size";
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
-    let found = unsafe { with_handle(pool, FUNCTION, None, |p| Some(p.block_size(ptr))) };
-    let Some(found) = found else {
-        return CYMEM_ERR_NULL_ARGUMENT;
+    let found = match unsafe { try_handle(pool, FUNCTION, |p| p.block_size(ptr)) } {
+        Ok(found) => found,
+        Err(status) => return status,
     };
     if size_out.is_null() {
         return null_argument(FUNCTION, "size_out");
@@ -570,7 +611,7 @@ pub unsafe extern "C" fn cymem_pool_destroy_checked(pool: *mut *mut CymemPool) -
     let Some(owned) = (unsafe { take_handle(slot) }) else {
         return CYMEM_OK;
     };
-    let result = owned.with(|p| p.free_all_checked());
+    let result = owned.0.run(|p| p.free_all_checked());
     drop(owned);
     status(result)
 }
@@ -672,9 +713,9 @@ pub unsafe extern "C" fn cymem_pool_stats(
     out: *mut PoolStats,
 ) -> CymemStatus {
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
-    let stats = unsafe { with_handle(pool, "cymem_pool_stats", None, |p| Some(p.stats())) };
-    let Some(stats) = stats else {
-        return CYMEM_ERR_NULL_ARGUMENT;
+    let stats = match unsafe { try_handle(pool, "cymem_pool_stats", |p| p.stats()) } {
+        Ok(stats) => stats,
+        Err(status) => return status,
     };
     if out.is_null() {
         return null_argument("cymem_pool_stats", "out");
@@ -693,15 +734,10 @@ pub unsafe extern "C" fn cymem_pool_stats(
 pub unsafe extern "C" fn cymem_pool_reset_peak(pool: *mut CymemPool) -> CymemStatus {
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe {
-        with_handle(
-            pool,
-            "cymem_pool_reset_peak",
-            CYMEM_ERR_NULL_ARGUMENT,
-            |p| {
-                p.reset_peak();
-                CYMEM_OK
-            },
-        )
+        status_call(pool, "cymem_pool_reset_peak", |p| {
+            p.reset_peak();
+            CYMEM_OK
+        })
     }
 }
 
@@ -730,7 +766,7 @@ pub unsafe extern "C" fn cymem_pool_set_name(
     let name = unsafe { optional_text(name) };
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe {
-        with_handle(pool, "cymem_pool_set_name", CYMEM_ERR_NULL_ARGUMENT, |p| {
+        status_call(pool, "cymem_pool_set_name", |p| {
             p.set_name(name);
             CYMEM_OK
         })
@@ -779,15 +815,10 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
     };
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe {
-        with_handle(
-            pool,
-            "cymem_pool_set_origin",
-            CYMEM_ERR_NULL_ARGUMENT,
-            |p| {
-                p.set_origin(origin);
-                CYMEM_OK
-            },
-        )
+        status_call(pool, "cymem_pool_set_origin", |p| {
+            p.set_origin(origin);
+            CYMEM_OK
+        })
     }
 }
 
@@ -796,8 +827,8 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
 /// entries of `out` and returns how many pools there are, which may be more
 /// (call with `out` NULL and `capacity` 0 to count). Pools made or dropped
 /// meanwhile may change the count between calls. A dropped pool is never
-/// listed, and listing never keeps a pool alive. (Inside the Python
-/// extension, describing Python pools' origins briefly takes the GIL.)
+/// listed, and listing never keeps a pool alive (nor takes the GIL inside
+/// the Python extension: Python pools' origins are already text).
 ///
 /// # Safety
 /// `out` is NULL (then `capacity` must be 0) or valid for `capacity` entries.

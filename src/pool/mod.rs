@@ -479,6 +479,13 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// The pool's registry record (its counters, and the lock of a shared pool).
+    pub(crate) fn registry_record(&self) -> &'static Record {
+        self.stats
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
         if self.debug.is_some() {

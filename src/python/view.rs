@@ -135,10 +135,37 @@ fn requested_shape(shape: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isiz
     Ok(Some(dims))
 }
 
-impl Layout {
-    fn new(block_size: usize, format: &str, shape: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+/// A view's item format and dimensions as asked for, converted from their
+/// Python objects but not yet checked against a block: converting runs
+/// Python code (`__index__` of the dimensions), which may change the pool,
+/// so the block is read only afterwards (see `Request::fit`).
+struct Request {
+    format: CString,
+    itemsize: usize,
+    /// `None`: as many items as fit.
+    dims: Option<Vec<isize>>,
+}
+
+impl Request {
+    fn new(format: &str, shape: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let itemsize = item_size(format)?;
-        let shape: Vec<isize> = match requested_shape(shape)? {
+        Ok(Request {
+            // No NUL inside: `item_size` accepted only the characters above.
+            format: CString::new(format).map_err(|_| PyValueError::new_err("bad format"))?,
+            itemsize,
+            dims: requested_shape(shape)?,
+        })
+    }
+
+    /// The layout over a block of `block_size` bytes, or ValueError if it
+    /// does not fit. Runs no Python code.
+    fn fit(self, block_size: usize) -> PyResult<Layout> {
+        let Request {
+            format,
+            itemsize,
+            dims,
+        } = self;
+        let shape: Vec<isize> = match dims {
             // Fits: a block's size is at most isize::MAX.
             None => vec![(block_size / itemsize) as isize],
             Some(dims) => dims,
@@ -164,8 +191,7 @@ impl Layout {
             step = step.checked_mul(dim.max(1)).ok_or_else(too_big)?;
         }
         Ok(Layout {
-            // No NUL inside: `item_size` accepted only the characters above.
-            format: CString::new(format).map_err(|_| PyValueError::new_err("bad format"))?,
+            format,
             itemsize,
             shape: shape.into_boxed_slice(),
             strides: strides.into_boxed_slice(),
@@ -184,14 +210,20 @@ impl BlockView {
         shape: Option<&Bound<'_, PyAny>>,
         readonly: bool,
     ) -> PyResult<Self> {
-        let core = &pool.get().core.0;
-        let block_size = core
-            .with(|p| p.block_size(addr as *const c_void))
-            .ok_or(PoolError::UnknownPointer { addr })
-            .map_err(|e| pool_exception(Operation::Free, e))?;
-        let layout = Layout::new(block_size, format, shape)?;
-        core.with(|p| p.pin(addr as *const c_void))
-            .map_err(|e| pool_exception(Operation::Free, e))?;
+        // Every Python conversion first: it may free or replace the block.
+        let request = Request::new(format, shape)?;
+        // Then the block as it is now, checked and pinned in one step.
+        let layout = pool.get().core.0.with(|p| {
+            let ptr = addr as *const c_void;
+            let block_size = p
+                .block_size(ptr)
+                .ok_or(PoolError::UnknownPointer { addr })
+                .map_err(|e| pool_exception(Operation::Free, e))?;
+            let layout = request.fit(block_size)?;
+            p.pin(ptr).map_err(|e| pool_exception(Operation::Free, e))?;
+            Ok::<_, PyErr>(layout)
+        });
+        let layout = layout.map_err(|e| pool_exception(Operation::Free, e))??;
         // From here the view's Drop undoes the pin, whatever happens next.
         Ok(BlockView::new(
             Owner::Pool(pool.clone().unbind()),
@@ -208,8 +240,10 @@ impl BlockView {
         shape: Option<&Bound<'_, PyAny>>,
         readonly: bool,
     ) -> PyResult<Self> {
+        let request = Request::new(format, shape)?;
+        // An Address's block is fixed for its life (which the caller holds).
         let a = address.get();
-        let layout = Layout::new(a.byte_size(), format, shape)?;
+        let layout = request.fit(a.byte_size())?;
         Ok(BlockView::new(
             Owner::Address(address.clone().unbind()),
             a.block_addr(),
@@ -257,7 +291,7 @@ impl BlockView {
 
     #[getter]
     fn format(&self) -> &str {
-        // Built from a `&str` in `Layout::new`.
+        // Built from a `&str` in `Request::new`.
         self.format.to_str().unwrap_or("B")
     }
 
@@ -347,7 +381,10 @@ impl Drop for BlockView {
             // the last decref of a Py<BlockView> dropped elsewhere), so the
             // pool is accessed under the same discipline as every call.
             // The pin is ours; only a Rust-side `free_all` could have
-            // dropped it, and then there is nothing left to undo.
+            // dropped it, and then there is nothing left to undo. A view
+            // dropped by a custom allocator function of its own pool, while
+            // the pool is in mid-call, is refused: the block stays pinned
+            // (not freeable, never dangling) until the pool dies.
             let _ = pool
                 .get()
                 .core

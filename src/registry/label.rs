@@ -4,9 +4,11 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
-/// Describes, at report time, where a pool was made. The Python binding
-/// implements it to turn a code object and instruction offset into
-/// `file:line`, so creation stays cheap and the core stays Python-free.
+/// Describes, at report time, where a pool was made, for origins that cost
+/// more to describe than to capture. Reports call it on their own thread,
+/// after releasing the registry lock; it must not wait for anything a pool
+/// maker may hold (the Python binding describes its origins up front, so
+/// that a report never waits for the GIL).
 pub trait OriginSource: Send + Sync {
     /// A short human-readable place, e.g. `app/cache.py:42 in build`.
     fn describe(&self) -> String;

@@ -30,6 +30,7 @@ use std::cell::RefCell;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+mod fork;
 mod label;
 mod peak;
 mod peak_report;
@@ -40,8 +41,8 @@ pub use label::{Label, Origin, OriginSource};
 pub use peak::{flush_this_thread, reset_peak, TooManyTraces, Trace, TraceFigures, PEAK_STEP};
 pub use peak_report::{format_peak, peak, peak_report, PeakPool, PeakReport};
 use record::Meta;
-pub use record::PoolStats;
 pub(crate) use record::Record;
+pub use record::{PoolStats, StatsField};
 pub use report::{format_table, report};
 
 /// One live pool in a report.
@@ -79,8 +80,20 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 });
 
 fn registry() -> MutexGuard<'static, Registry> {
+    fork::install_handlers();
+    lock_registry()
+}
+
+fn lock_registry() -> MutexGuard<'static, Registry> {
     // Nothing panics while the lock is held with the registry half-updated.
     REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Marks a dropped pool's record dead without recycling it: its pool was
+/// unusable after a `fork` (see `fork.rs`) and is being leaked, its lock
+/// held for ever. The record leaves reports at once and is never reused.
+pub(crate) fn abandon(record: &'static Record) {
+    record.live.store(false, Release);
 }
 
 impl Registry {

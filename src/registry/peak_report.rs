@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Acquire;
 use super::label::Origin;
 use super::peak::{self, PEAK_STEP};
 use super::registry;
-use super::report::{aligned, human_bytes, text_or_dash};
+use super::report::{aligned, human_bytes, name_cell, origin_cell};
 
 /// One pool that held bytes at the peak snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,8 +127,8 @@ pub fn format_peak(report: &PeakReport) -> String {
                 p.blocks.to_string(),
                 if p.arena { "arena" } else { "heap" }.to_owned(),
                 if p.alive { "live" } else { "dropped" }.to_owned(),
-                text_or_dash(p.name.as_deref()),
-                text_or_dash(Some(&p.origin)),
+                name_cell(p.name.as_deref()),
+                origin_cell(&p.origin),
             ]
         })
         .collect();

@@ -20,10 +20,48 @@ pub(super) fn human_bytes(bytes: usize) -> String {
     }
 }
 
+/// Longest name shown in the table, in characters (`…` included).
+const NAME_WIDTH: usize = 40;
+/// Longest origin shown in the table, in characters (`…` included).
+const ORIGIN_WIDTH: usize = 60;
+
+/// `text` as one table cell: control characters written as `\xNN` (so a
+/// name cannot break a row or send terminal escapes), and cut to `limit`
+/// characters ending in `…` if longer. Reads at most `limit + 1` characters
+/// of `text`, so a huge name costs no more than a short one.
+fn cell(text: &str, limit: usize) -> String {
+    let mut shown = String::new();
+    let mut width = 0;
+    // Where the text would be cut if it turns out too long: the length that
+    // leaves room for `…` without splitting an escape.
+    let mut cut = None;
+    for ch in text.chars() {
+        let piece = if ch.is_control() { 4 } else { 1 };
+        if cut.is_none() && width + piece > limit - 1 {
+            cut = Some(shown.len());
+        }
+        if width + piece > limit {
+            shown.truncate(cut.unwrap_or(shown.len()));
+            shown.push('…');
+            return shown;
+        }
+        width += piece;
+        if ch.is_control() {
+            let _ = write!(shown, "\\x{:02x}", u32::from(ch));
+        } else {
+            shown.push(ch);
+        }
+    }
+    shown
+}
+
 /// The report as an aligned text table, for people: one row per pool (as
 /// given, normally most bytes first), byte counts in full so it also parses,
 /// then a total line. Columns: bytes, peak, blocks, allocs, frees, reallocs,
-/// mode (heap/arena), name (`-` if none), origin.
+/// mode (heap/arena), name (`-` if none), origin. Names are cut to 40
+/// characters and origins to 60 (the full values
+/// are in [`live_pools`]), so the table's size depends only on the number of
+/// pools.
 pub fn format_table(pools: &[PoolInfo]) -> String {
     let headers = [
         "bytes", "peak", "blocks", "allocs", "frees", "reallocs", "mode", "name", "origin",
@@ -40,8 +78,8 @@ pub fn format_table(pools: &[PoolInfo]) -> String {
                 s.total_frees.to_string(),
                 s.total_reallocs.to_string(),
                 if p.arena { "arena" } else { "heap" }.to_owned(),
-                text_or_dash(p.name.as_deref()),
-                text_or_dash(Some(&p.origin)),
+                name_cell(p.name.as_deref()),
+                origin_cell(&p.origin),
             ]
         })
         .collect();
@@ -57,11 +95,17 @@ pub fn format_table(pools: &[PoolInfo]) -> String {
     out
 }
 
-/// A name or origin cell: `-` when there is none.
-pub(super) fn text_or_dash(text: Option<&str>) -> String {
-    match text {
-        Some(text) if !text.is_empty() => text.to_owned(),
-        _ => "-".to_owned(),
+/// A name cell: `-` if there is none, else cut to [`NAME_WIDTH`].
+pub(super) fn name_cell(name: Option<&str>) -> String {
+    name.map_or_else(|| "-".to_owned(), |name| cell(name, NAME_WIDTH))
+}
+
+/// An origin cell: `-` if unknown, else cut to [`ORIGIN_WIDTH`].
+pub(super) fn origin_cell(origin: &str) -> String {
+    if origin.is_empty() {
+        "-".to_owned()
+    } else {
+        cell(origin, ORIGIN_WIDTH)
     }
 }
 
@@ -108,4 +152,33 @@ pub(super) fn aligned<const N: usize>(
 /// [`live_pools`]).
 pub fn report() -> String {
     format_table(&live_pools())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    #[test]
+    fn short_text_is_kept() {
+        assert_eq!(cell("pool", 40), "pool");
+        assert_eq!(cell(&"x".repeat(40), 40), "x".repeat(40));
+    }
+
+    #[test]
+    fn long_text_is_cut_with_an_ellipsis() {
+        let shown = cell(&"x".repeat(1 << 20), 40);
+        assert_eq!(shown, format!("{}…", "x".repeat(39)));
+        assert_eq!(shown.chars().count(), 40);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_never_split() {
+        assert_eq!(
+            cell("a\nb\x1b\t\u{7f}\u{85}", 40),
+            "a\\x0ab\\x1b\\x09\\x7f\\x85"
+        );
+        // 37 characters, then an escape that would cross the limit.
+        let shown = cell(&format!("{}\n{}", "y".repeat(37), "z".repeat(10)), 40);
+        assert_eq!(shown, format!("{}…", "y".repeat(37)));
+    }
 }
