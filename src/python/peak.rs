@@ -4,18 +4,49 @@
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBool, PyDict, PyList, PyString};
 
+use super::errors::py_string;
+use super::report::{out_of_memory, py_int};
+use crate::fallible::try_format;
 use crate::registry::{self, PeakPool, Trace, TraceFigures};
 
+/// A new dict, or the MemoryError that prevented it (pyo3's `PyDict::new`
+/// would panic).
+fn new_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    // SAFETY: the GIL is held (`py`).
+    let raw = unsafe { pyo3::ffi::PyDict_New() };
+    // SAFETY: a new reference, or NULL with an exception set, which is what
+    // `from_owned_ptr_or_err` takes.
+    Ok(unsafe { Bound::from_owned_ptr_or_err(py, raw) }?.cast_into::<PyDict>()?)
+}
+
+/// `dict[key] = value`, every object made fallibly.
+fn set<'py>(
+    dict: &Bound<'py, PyDict>,
+    key: &str,
+    value: PyResult<Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    dict.set_item(py_string(dict.py(), key)?, value?)
+}
+
 fn pool_dict<'py>(py: Python<'py>, pool: &PeakPool) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    dict.set_item("name", pool.name.as_deref())?;
-    dict.set_item("origin", pool.origin.as_str())?;
-    dict.set_item("bytes", pool.bytes)?;
-    dict.set_item("blocks", pool.blocks)?;
-    dict.set_item("arena", pool.arena)?;
-    dict.set_item("alive", pool.alive)?;
+    let dict = new_dict(py)?;
+    let name = match &pool.name {
+        Some(name) => py_string(py, name).map(Bound::into_any),
+        None => Ok(py.None().into_bound(py)),
+    };
+    let flag = |value: bool| Ok(PyBool::new(py, value).to_owned().into_any());
+    set(&dict, "name", name)?;
+    set(
+        &dict,
+        "origin",
+        py_string(py, &pool.origin).map(Bound::into_any),
+    )?;
+    set(&dict, "bytes", py_int(py, pool.bytes as u64))?;
+    set(&dict, "blocks", py_int(py, pool.blocks as u64))?;
+    set(&dict, "arena", flag(pool.arena))?;
+    set(&dict, "alive", flag(pool.alive))?;
     Ok(dict)
 }
 
@@ -26,22 +57,23 @@ fn pool_dict<'py>(py: Python<'py>, pool: &PeakPool) -> PyResult<Bound<'py, PyDic
 /// the peak), `step` (the precision: figures are exact to within this many
 /// bytes per thread) and `pools`, the pools that held bytes at the peak,
 /// most bytes first, each a dict of `name`, `origin`, `bytes`, `blocks`,
-/// `arena` and `alive` (dropped pools are listed too).
+/// `arena` and `alive` (dropped pools are listed too). Runs no Python code.
 #[pyfunction]
 pub(crate) fn peak(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    // The GIL stays held: nothing holding the registry lock waits for it.
-    let report = registry::peak();
-    let pools = report
-        .pools
-        .iter()
-        .map(|p| pool_dict(py, p))
-        .collect::<PyResult<Vec<_>>>()?;
-    let dict = PyDict::new(py);
-    dict.set_item("peak", report.peak)?;
-    dict.set_item("current", report.current)?;
-    dict.set_item("snapshot", report.snapshot)?;
-    dict.set_item("step", report.step)?;
-    dict.set_item("pools", PyList::new(py, pools)?)?;
+    let report = registry::try_peak().map_err(out_of_memory)?;
+    // SAFETY: the GIL is held (`py`).
+    let pools = unsafe { pyo3::ffi::PyList_New(0) };
+    // SAFETY: a new reference, or NULL with an exception set.
+    let pools = unsafe { Bound::from_owned_ptr_or_err(py, pools) }?.cast_into::<PyList>()?;
+    for pool in &report.pools {
+        pools.append(pool_dict(py, pool)?)?;
+    }
+    let dict = new_dict(py)?;
+    set(&dict, "peak", py_int(py, report.peak as u64))?;
+    set(&dict, "current", py_int(py, report.current as u64))?;
+    set(&dict, "snapshot", py_int(py, report.snapshot as u64))?;
+    set(&dict, "step", py_int(py, report.step as u64))?;
+    set(&dict, "pools", Ok(pools.into_any()))?;
     Ok(dict)
 }
 
@@ -90,7 +122,8 @@ impl PoolTrace {
         if slf.running.is_some() || slf.done.is_some() {
             return Err(PyRuntimeError::new_err("a PoolTrace can be entered once"));
         }
-        let trace = Trace::start().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let trace = Trace::start()
+            .map_err(|_| PyRuntimeError::new_err("too many pool-memory traces at once"))?;
         slf.running = Some(trace);
         Ok(slf)
     }
@@ -109,28 +142,30 @@ impl PoolTrace {
 
     /// Bytes allocated in pools (all threads) since the block started.
     #[getter]
-    fn allocated(&self) -> u64 {
-        self.figures().allocated
+    fn allocated<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py_int(py, self.figures().allocated)
     }
 
     /// Bytes freed in pools (all threads) since the block started.
     #[getter]
-    fn freed(&self) -> u64 {
-        self.figures().freed
+    fn freed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py_int(py, self.figures().freed)
     }
 
     /// How far the bytes held by pools rose above their value at the start.
     #[getter]
-    fn peak(&self) -> usize {
-        self.figures().peak
+    fn peak<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py_int(py, self.figures().peak as u64)
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
         let f = self.figures();
-        format!(
+        let text = try_format(format_args!(
             "PoolTrace(allocated={}, freed={}, peak={})",
             f.allocated, f.freed, f.peak
-        )
+        ))
+        .map_err(out_of_memory)?;
+        py_string(py, &text)
     }
 }
 

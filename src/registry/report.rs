@@ -1,22 +1,31 @@
 //! The live-pool report as a text table, for people.
+//!
+//! The table is written into any `fmt::Write` without allocating, so the C
+//! report fills the caller's buffer directly and, out of memory, both front
+//! doors fail cleanly instead of aborting.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
-use super::{live_pools, PoolInfo};
+use super::{live_pools, try_live_pools, PoolInfo};
+use crate::fallible::{OutOfMemory, TryString};
 
 /// `1536` -> `1.5 KiB`: the total line is for people.
-pub(super) fn human_bytes(bytes: usize) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+pub(super) struct HumanBytes(pub(super) usize);
+
+impl fmt::Display for HumanBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+        let mut value = self.0 as f64;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        if unit == 0 {
+            write!(f, "{} B", self.0)
+        } else {
+            write!(f, "{value:.1} {}", UNITS[unit])
+        }
     }
 }
 
@@ -25,126 +34,253 @@ const NAME_WIDTH: usize = 40;
 /// Longest origin shown in the table, in characters (`…` included).
 const ORIGIN_WIDTH: usize = 60;
 
-/// `text` as one table cell: control characters written as `\xNN` (so a
-/// name cannot break a row or send terminal escapes), and cut to `limit`
-/// characters ending in `…` if longer. Reads at most `limit + 1` characters
-/// of `text`, so a huge name costs no more than a short one.
-fn cell(text: &str, limit: usize) -> String {
-    let mut shown = String::new();
-    let mut width = 0;
-    // Where the text would be cut if it turns out too long: the length that
-    // leaves room for `…` without splitting an escape.
-    let mut cut = None;
-    for ch in text.chars() {
-        let piece = if ch.is_control() { 4 } else { 1 };
-        if cut.is_none() && width + piece > limit - 1 {
-            cut = Some(shown.len());
-        }
-        if width + piece > limit {
-            shown.truncate(cut.unwrap_or(shown.len()));
-            shown.push('…');
-            return shown;
-        }
-        width += piece;
-        if ch.is_control() {
-            let _ = write!(shown, "\\x{:02x}", u32::from(ch));
-        } else {
-            shown.push(ch);
-        }
-    }
-    shown
+/// A name or origin as one table cell: control characters written as
+/// `\xNN` (so a name cannot break a row or send terminal escapes), and cut
+/// to `limit` characters ending in `…` if longer. Reads at most `limit + 1`
+/// characters of `text`, so a huge name costs no more than a short one.
+#[derive(Clone, Copy)]
+pub(super) struct Shown<'a> {
+    text: &'a str,
+    limit: usize,
 }
 
-/// The report as an aligned text table, for people: one row per pool (as
-/// given, normally most bytes first), byte counts in full so it also parses,
-/// then a total line. Columns: bytes, peak, blocks, allocs, frees, reallocs,
-/// mode (heap/arena), name (`-` if none), origin. Names are cut to 40
-/// characters and origins to 60 (the full values
-/// are in [`live_pools`]), so the table's size depends only on the number of
-/// pools.
-pub fn format_table(pools: &[PoolInfo]) -> String {
-    let headers = [
-        "bytes", "peak", "blocks", "allocs", "frees", "reallocs", "mode", "name", "origin",
-    ];
-    let rows: Vec<[String; 9]> = pools
-        .iter()
-        .map(|p| {
-            let s = &p.stats;
-            [
-                s.size.to_string(),
-                s.peak_size.to_string(),
-                s.block_count.to_string(),
-                s.total_allocs.to_string(),
-                s.total_frees.to_string(),
-                s.total_reallocs.to_string(),
-                if p.arena { "arena" } else { "heap" }.to_owned(),
-                name_cell(p.name.as_deref()),
-                origin_cell(&p.origin),
-            ]
+impl Shown<'_> {
+    /// How many bytes of `text` are shown, their width in characters, and
+    /// whether `…` follows them.
+    fn layout(self) -> (usize, usize, bool) {
+        let mut width = 0;
+        // Where the text would be cut if it turns out too long: the length
+        // that leaves room for `…` without splitting an escape.
+        let mut cut = None;
+        for (at, ch) in self.text.char_indices() {
+            let piece = if ch.is_control() { 4 } else { 1 };
+            if cut.is_none() && width + piece > self.limit - 1 {
+                cut = Some((at, width));
+            }
+            if width + piece > self.limit {
+                let (end, width) = cut.unwrap_or((at, width));
+                return (end, width + 1, true);
+            }
+            width += piece;
+        }
+        (self.text.len(), width, false)
+    }
+}
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (end, _, cut) = self.layout();
+        for ch in self.text[..end].chars() {
+            if ch.is_control() {
+                write!(f, "\\x{:02x}", u32::from(ch))?;
+            } else {
+                f.write_char(ch)?;
+            }
+        }
+        if cut {
+            f.write_char('…')?;
+        }
+        Ok(())
+    }
+}
+
+/// One cell of the table.
+#[derive(Clone, Copy)]
+pub(super) enum Cell<'a> {
+    Number(u64),
+    /// Shown as it is (headers, the mode, `-`).
+    Plain(&'a str),
+    Shown(Shown<'a>),
+}
+
+impl<'a> Cell<'a> {
+    /// A pool's name, cut to [`NAME_WIDTH`]; `-` if it has none.
+    pub(super) fn name(name: Option<&'a str>) -> Self {
+        name.map_or(Cell::Plain("-"), |text| {
+            Cell::Shown(Shown {
+                text,
+                limit: NAME_WIDTH,
+            })
         })
-        .collect();
-    let mut out = aligned(&headers, &rows, 6);
+    }
+
+    /// A pool's origin, cut to [`ORIGIN_WIDTH`]; `-` if unknown.
+    pub(super) fn origin(origin: &'a str) -> Self {
+        match origin {
+            "" => Cell::Plain("-"),
+            text => Cell::Shown(Shown {
+                text,
+                limit: ORIGIN_WIDTH,
+            }),
+        }
+    }
+
+    /// A pool's mode.
+    pub(super) fn mode(arena: bool) -> Self {
+        Cell::Plain(if arena { "arena" } else { "heap" })
+    }
+}
+
+impl Cell<'_> {
+    /// Its width in characters.
+    fn width(self) -> usize {
+        match self {
+            Cell::Number(n) => n.checked_ilog10().map_or(1, |digits| digits as usize + 1),
+            Cell::Plain(text) => text.chars().count(),
+            Cell::Shown(shown) => shown.layout().1,
+        }
+    }
+}
+
+impl fmt::Display for Cell<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cell::Number(n) => write!(f, "{n}"),
+            Cell::Plain(text) => f.write_str(text),
+            Cell::Shown(shown) => write!(f, "{shown}"),
+        }
+    }
+}
+
+const HEADERS: [&str; 9] = [
+    "bytes", "peak", "blocks", "allocs", "frees", "reallocs", "mode", "name", "origin",
+];
+
+/// Columns before this one hold numbers, right-aligned.
+const FIRST_TEXT_COLUMN: usize = 6;
+
+fn row(p: &PoolInfo) -> [Cell<'_>; 9] {
+    let s = &p.stats;
+    [
+        Cell::Number(s.size as u64),
+        Cell::Number(s.peak_size as u64),
+        Cell::Number(s.block_count as u64),
+        Cell::Number(s.total_allocs),
+        Cell::Number(s.total_frees),
+        Cell::Number(s.total_reallocs),
+        Cell::mode(p.arena),
+        Cell::name(p.name.as_deref()),
+        Cell::origin(&p.origin),
+    ]
+}
+
+/// Counts a line's bytes and where its last non-blank character ends.
+#[derive(Default)]
+struct Measure {
+    len: usize,
+    end: usize,
+}
+
+impl fmt::Write for Measure {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some((at, ch)) = s.char_indices().rfind(|(_, ch)| !ch.is_whitespace()) {
+            self.end = self.len + at + ch.len_utf8();
+        }
+        self.len += s.len();
+        Ok(())
+    }
+}
+
+/// Passes on the first `left` bytes written to it (a character boundary).
+struct Prefix<'a, W> {
+    out: &'a mut W,
+    left: usize,
+}
+
+impl<W: fmt::Write> fmt::Write for Prefix<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.left);
+        self.left -= n;
+        self.out.write_str(&s[..n])
+    }
+}
+
+/// Writes the cells of a line, padded to `widths`; the first `numbers`
+/// right-aligned.
+fn write_cells<const N: usize>(
+    out: &mut impl fmt::Write,
+    widths: &[usize; N],
+    cells: &[Cell<'_>; N],
+    numbers: usize,
+) -> fmt::Result {
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            out.write_str("  ")?;
+        }
+        let pad = widths[i].saturating_sub(cell.width());
+        if i < numbers {
+            write!(out, "{:pad$}{cell}", "")?;
+        } else {
+            write!(out, "{cell}{:pad$}", "")?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes one line without its trailing blanks: measured first, then
+/// written up to its last non-blank character.
+fn write_line<const N: usize>(
+    out: &mut impl fmt::Write,
+    widths: &[usize; N],
+    cells: &[Cell<'_>; N],
+    numbers: usize,
+) -> fmt::Result {
+    let mut measure = Measure::default();
+    write_cells(&mut measure, widths, cells, numbers)?;
+    let mut prefix = Prefix {
+        out: &mut *out,
+        left: measure.end,
+    };
+    write_cells(&mut prefix, widths, cells, numbers)?;
+    out.write_char('\n')
+}
+
+/// Writes `headers`, then one aligned line per item (`row` gives its
+/// cells; the first `numbers` columns are right-aligned). Allocates nothing.
+pub(super) fn write_rows<'a, T, const N: usize>(
+    out: &mut impl fmt::Write,
+    headers: [&str; N],
+    numbers: usize,
+    items: &'a [T],
+    row: impl Fn(&'a T) -> [Cell<'a>; N],
+) -> fmt::Result {
+    let headers = headers.map(Cell::Plain);
+    let mut widths = headers.map(Cell::width);
+    for item in items {
+        for (width, cell) in widths.iter_mut().zip(row(item)) {
+            *width = (*width).max(cell.width());
+        }
+    }
+    write_line(out, &widths, &headers, numbers)?;
+    for item in items {
+        write_line(out, &widths, &row(item), numbers)?;
+    }
+    Ok(())
+}
+
+/// Writes the report as an aligned text table, for people: one row per pool
+/// (as given, normally most bytes first), byte counts in full so it also
+/// parses, then a total line. Columns: bytes, peak, blocks, allocs, frees,
+/// reallocs, mode (heap/arena), name (`-` if none), origin. Names are cut to
+/// 40 characters and origins to 60 (the full values are in [`live_pools`]),
+/// so the table's size depends only on the number of pools. Allocates
+/// nothing.
+pub fn write_table(pools: &[PoolInfo], out: &mut impl fmt::Write) -> fmt::Result {
+    write_rows(out, HEADERS, FIRST_TEXT_COLUMN, pools, row)?;
     let total: usize = pools.iter().map(|p| p.stats.size).sum();
-    let _ = writeln!(
+    writeln!(
         out,
         "{} live pool{}, {} in use ({total} bytes)",
         pools.len(),
         if pools.len() == 1 { "" } else { "s" },
-        human_bytes(total)
-    );
-    out
+        HumanBytes(total)
+    )
 }
 
-/// A name cell: `-` if there is none, else cut to [`NAME_WIDTH`].
-pub(super) fn name_cell(name: Option<&str>) -> String {
-    name.map_or_else(|| "-".to_owned(), |name| cell(name, NAME_WIDTH))
-}
-
-/// An origin cell: `-` if unknown, else cut to [`ORIGIN_WIDTH`].
-pub(super) fn origin_cell(origin: &str) -> String {
-    if origin.is_empty() {
-        "-".to_owned()
-    } else {
-        cell(origin, ORIGIN_WIDTH)
-    }
-}
-
-/// `rows` under `headers` in columns two spaces apart, the first `numeric`
-/// columns right-aligned, one line each (trailing spaces trimmed).
-pub(super) fn aligned<const N: usize>(
-    headers: &[&str; N],
-    rows: &[[String; N]],
-    numeric: usize,
-) -> String {
-    let mut widths = headers.map(str::len);
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
+/// [`write_table`] into a new `String`.
+pub fn format_table(pools: &[PoolInfo]) -> String {
     let mut out = String::new();
-    let mut line = |cells: &[&str]| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i > 0 {
-                text.push_str("  ");
-            }
-            let pad = widths[i].saturating_sub(cell.chars().count());
-            if i < numeric {
-                text.extend(std::iter::repeat_n(' ', pad));
-                text.push_str(cell);
-            } else {
-                text.push_str(cell);
-                text.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(headers);
-    for row in rows {
-        line(&row.each_ref().map(String::as_str));
-    }
+    let _ = write_table(pools, &mut out);
     out
 }
 
@@ -154,9 +290,21 @@ pub fn report() -> String {
     format_table(&live_pools())
 }
 
+/// [`report`], or `OutOfMemory` if the list or the text could not be built.
+pub fn try_report() -> Result<String, OutOfMemory> {
+    let pools = try_live_pools()?;
+    let mut out = TryString::default();
+    write_table(&pools, &mut out).map_err(|_| OutOfMemory)?;
+    Ok(out.0)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::cell;
+    use super::Shown;
+
+    fn cell(text: &str, limit: usize) -> String {
+        Shown { text, limit }.to_string()
+    }
 
     #[test]
     fn short_text_is_kept() {
@@ -180,5 +328,22 @@ mod tests {
         // 37 characters, then an escape that would cross the limit.
         let shown = cell(&format!("{}\n{}", "y".repeat(37), "z".repeat(10)), 40);
         assert_eq!(shown, format!("{}…", "y".repeat(37)));
+    }
+
+    #[test]
+    fn widths_match_what_is_written() {
+        for text in [
+            "pool",
+            "a\nb",
+            &"x".repeat(100),
+            &format!("{}\n{}", "y".repeat(37), "z"),
+        ] {
+            let shown = Shown { text, limit: 40 };
+            assert_eq!(
+                shown.layout().1,
+                shown.to_string().chars().count(),
+                "{text:?}"
+            );
+        }
     }
 }
