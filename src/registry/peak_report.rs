@@ -123,7 +123,10 @@ fn row(p: &PeakPool) -> [Cell<'_>; 6] {
     [
         Cell::Number(p.bytes as u64),
         Cell::Number(p.blocks as u64),
-        Cell::mode(p.arena),
+        Cell::Mode {
+            arena: p.arena,
+            limit: None,
+        },
         Cell::Plain(if p.alive { "live" } else { "dropped" }),
         Cell::name(p.name.as_deref()),
         Cell::origin(&p.origin),

@@ -82,6 +82,8 @@ pub(crate) struct Record {
     at_peak_bytes: AtomicUsize,
     at_peak_blocks: AtomicUsize,
     at_peak_epoch: AtomicU64,
+    /// The pool's limit on live bytes (0: none), for reports.
+    limit: AtomicUsize,
 }
 
 // SAFETY: the counters and `live` are atomics. `meta` is an UnsafeCell that
@@ -124,6 +126,7 @@ impl Record {
             at_peak_bytes: AtomicUsize::new(0),
             at_peak_blocks: AtomicUsize::new(0),
             at_peak_epoch: AtomicU64::new(0),
+            limit: AtomicUsize::new(0),
         }
     }
 
@@ -165,6 +168,7 @@ impl Record {
         self.allocs.store(0, Relaxed);
         self.frees.store(0, Relaxed);
         self.reallocs.store(0, Relaxed);
+        self.limit.store(0, Relaxed);
     }
 
     #[inline]
@@ -231,6 +235,15 @@ impl Record {
         let bytes = self.at_peak_bytes.load(Relaxed);
         (self.at_peak_epoch.load(Relaxed) == epoch && bytes > 0)
             .then(|| (bytes, self.at_peak_blocks.load(Relaxed)))
+    }
+
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Relaxed);
+    }
+
+    /// The pool's limit on live bytes (`None`: none).
+    pub(crate) fn limit(&self) -> Option<usize> {
+        Some(self.limit.load(Relaxed)).filter(|&limit| limit != 0)
     }
 
     pub(crate) fn reset_peak(&self) {

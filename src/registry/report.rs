@@ -88,9 +88,27 @@ impl fmt::Display for Shown<'_> {
 #[derive(Clone, Copy)]
 pub(super) enum Cell<'a> {
     Number(u64),
-    /// Shown as it is (headers, the mode, `-`).
+    /// Shown as it is (headers, `-`).
     Plain(&'a str),
     Shown(Shown<'a>),
+    /// `heap` or `arena`, then `,limit=N` for a pool with a limit.
+    Mode {
+        arena: bool,
+        limit: Option<usize>,
+    },
+}
+
+/// The width of `n` in decimal digits.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |digits| digits as usize + 1)
+}
+
+fn mode_name(arena: bool) -> &'static str {
+    if arena {
+        "arena"
+    } else {
+        "heap"
+    }
 }
 
 impl<'a> Cell<'a> {
@@ -114,20 +132,18 @@ impl<'a> Cell<'a> {
             }),
         }
     }
-
-    /// A pool's mode.
-    pub(super) fn mode(arena: bool) -> Self {
-        Cell::Plain(if arena { "arena" } else { "heap" })
-    }
 }
 
 impl Cell<'_> {
     /// Its width in characters.
     fn width(self) -> usize {
         match self {
-            Cell::Number(n) => n.checked_ilog10().map_or(1, |digits| digits as usize + 1),
+            Cell::Number(n) => digits(n),
             Cell::Plain(text) => text.chars().count(),
             Cell::Shown(shown) => shown.layout().1,
+            Cell::Mode { arena, limit } => {
+                mode_name(arena).len() + limit.map_or(0, |n| ",limit=".len() + digits(n as u64))
+            }
         }
     }
 }
@@ -138,6 +154,13 @@ impl fmt::Display for Cell<'_> {
             Cell::Number(n) => write!(f, "{n}"),
             Cell::Plain(text) => f.write_str(text),
             Cell::Shown(shown) => write!(f, "{shown}"),
+            Cell::Mode { arena, limit } => {
+                f.write_str(mode_name(*arena))?;
+                match limit {
+                    Some(limit) => write!(f, ",limit={limit}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -158,7 +181,10 @@ fn row(p: &PoolInfo) -> [Cell<'_>; 9] {
         Cell::Number(s.total_allocs),
         Cell::Number(s.total_frees),
         Cell::Number(s.total_reallocs),
-        Cell::mode(p.arena),
+        Cell::Mode {
+            arena: p.arena,
+            limit: p.limit,
+        },
         Cell::name(p.name.as_deref()),
         Cell::origin(&p.origin),
     ]
@@ -261,7 +287,7 @@ pub(super) fn write_rows<'a, T, const N: usize>(
 /// Writes the report as an aligned text table, for people: one row per pool
 /// (as given, normally most bytes first), byte counts in full so it also
 /// parses, then a total line. Columns: bytes, peak, blocks, allocs, frees,
-/// reallocs, mode (heap/arena), name (`-` if none), origin. Names are cut to
+/// reallocs, mode (heap/arena, then `,limit=N` for a pool with a limit), name (`-` if none), origin. Names are cut to
 /// 40 characters and origins to 60 (the full values are in [`live_pools`]),
 /// so the table's size depends only on the number of pools. Allocates
 /// nothing.
