@@ -10,6 +10,7 @@ mod debug;
 mod header;
 mod lifetimes;
 mod model;
+mod peak;
 mod pins;
 mod pool;
 mod registry;
