@@ -12,6 +12,7 @@ mod fork;
 mod header;
 mod lifetimes;
 mod model;
+mod peak;
 mod pins;
 mod pool;
 mod registry;
