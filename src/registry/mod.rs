@@ -370,3 +370,31 @@ pub fn live_count() -> usize {
     let reg = registry();
     reg.records.iter().filter(|r| r.live.load(Acquire)).count()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::registry;
+    use crate::Pool;
+
+    /// Records made so far (they are never freed, only reused).
+    fn records_made() -> usize {
+        registry().records.len()
+    }
+
+    /// Records of dropped pools are reused, whether the pools die on a
+    /// long-lived thread or with short-lived threads: making and dropping
+    /// pools for ever holds a bounded number of records. (Other tests make
+    /// pools meanwhile, hence the slack: a leak here is thousands.)
+    #[test]
+    fn making_and_dropping_pools_reuses_their_records() {
+        let before = records_made();
+        for _ in 0..20_000 {
+            drop(Pool::new());
+        }
+        for _ in 0..200 {
+            std::thread::spawn(|| drop(Pool::arena())).join().unwrap();
+        }
+        let grown = records_made() - before;
+        assert!(grown < 1024, "{grown} records made for 20,200 pools");
+    }
+}
