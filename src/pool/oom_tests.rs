@@ -173,3 +173,39 @@ fn many_pools_made_and_dropped_while_memory_runs_out() {
         pools.push(Pool::new());
     }
 }
+
+/// An arena realloc whose moved block is the first entry past the index's
+/// room (where its first segment grows, where a new segment starts) either
+/// succeeds or fails with `OutOfMemory`, whichever allocation fails, and
+/// leaves every block findable: the index's room is made before the move.
+#[test]
+fn arena_realloc_at_the_index_growth_points_fails_cleanly() {
+    for before in [15, 16, 255, 256] {
+        let run = |first: u64, count: u64| {
+            let mut pool = Pool::arena();
+            let blocks: Vec<_> = (0..before)
+                .map(|_| pool.alloc(1, 32).unwrap().as_ptr())
+                .collect();
+            let (result, made) = with_failures(first, count, || pool.realloc(blocks[0], 40));
+            match result {
+                Ok(moved) => {
+                    assert_eq!(pool.block_size(moved.as_ptr()), Some(40));
+                    assert_eq!(pool.block_size(blocks[0]), None);
+                }
+                Err(err) => {
+                    assert!(out_of_memory(Err::<(), _>(err)), "{before}: {err:?}");
+                    assert_eq!(pool.block_size(blocks[0]), Some(32));
+                }
+            }
+            for &block in &blocks[1..] {
+                assert_eq!(pool.block_size(block), Some(32), "{before} blocks");
+            }
+            check_consistent(&mut pool);
+            made
+        };
+        let total = run(0, 0);
+        for first in 1..=total {
+            run(first, 1);
+        }
+    }
+}
