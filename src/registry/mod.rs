@@ -373,7 +373,8 @@ pub fn live_count() -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::registry;
+    use super::{registry, release, take_free};
+    use crate::fallible::failing::with_failures;
     use crate::Pool;
 
     /// Records made so far (they are never freed, only reused).
@@ -396,5 +397,30 @@ mod tests {
         }
         let grown = records_made() - before;
         assert!(grown < 1024, "{grown} records made for 20,200 pools");
+    }
+
+    /// A thread refilling its list gets a record whenever one is free, even
+    /// if memory runs out while it fills its batch.
+    #[test]
+    fn a_free_record_is_handed_out_while_memory_runs_out() {
+        for first in 1..=3 {
+            // One record left on the shared list (other tests may add more).
+            let stash: Vec<_> = {
+                let mut reg = registry();
+                if reg.free.is_empty() {
+                    reg.grow().unwrap();
+                }
+                reg.free.split_off(1)
+            };
+            let taken = std::thread::spawn(move || {
+                let (taken, _) = with_failures(first, u64::MAX, take_free);
+                taken.inspect(|&record| release(record)).is_ok()
+            })
+            .join()
+            .unwrap();
+            // Never allocates: `free` has room for every record.
+            registry().free.extend(stash);
+            assert!(taken, "failing from allocation {first}");
+        }
     }
 }
