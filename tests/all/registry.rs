@@ -167,3 +167,11 @@ fn reports_race_safely_with_creation_and_drop_of_locked_pools() {
         "every dropped pool left the registry"
     );
 }
+
+#[test]
+fn a_changed_origin_is_what_reports_show() {
+    let mut pool = Pool::named("reg-origin");
+    pool.set_origin(Origin::Static("made by the loader"));
+    let [info] = find("reg-origin").try_into().unwrap();
+    assert_eq!(info.origin, "made by the loader");
+}
