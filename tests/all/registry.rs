@@ -174,4 +174,7 @@ fn a_changed_origin_is_what_reports_show() {
     pool.set_origin(Origin::Static("made by the loader"));
     let [info] = find("reg-origin").try_into().unwrap();
     assert_eq!(info.origin, "made by the loader");
+    // The same text as the origin describes itself.
+    assert_eq!(Origin::Static("made by the loader").describe(), info.origin);
+    assert_eq!(Origin::Text("cymem.c:12".into()).describe(), "cymem.c:12");
 }
