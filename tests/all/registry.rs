@@ -177,4 +177,8 @@ fn a_changed_origin_is_what_reports_show() {
     // The same text as the origin describes itself.
     assert_eq!(Origin::Static("made by the loader").describe(), info.origin);
     assert_eq!(Origin::Text("cymem.c:12".into()).describe(), "cymem.c:12");
+    assert_eq!(
+        format!("{:?}", Origin::Text("cymem.c:12".into())),
+        r#"Origin("cymem.c:12")"#
+    );
 }
