@@ -182,3 +182,26 @@ fn a_changed_origin_is_what_reports_show() {
         r#"Origin("cymem.c:12")"#
     );
 }
+
+/// The mode column is as wide as its widest cell (a limit makes it wider),
+/// so the columns after it line up.
+#[test]
+fn a_pool_with_a_limit_keeps_the_table_aligned() {
+    let info = |name: &str, arena, limit| PoolInfo {
+        name: Some(name.into()),
+        origin: String::new(),
+        arena,
+        stats: Default::default(),
+        limit,
+    };
+    let table = cymem_rs::registry::format_table(&[
+        info("first", false, None),
+        info("second", true, Some(1_000_000)),
+    ]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[2].contains("arena,limit=1000000"), "{table}");
+    let column = |line: &str, word: &str| line.find(word).unwrap();
+    let at = column(lines[0], "name");
+    assert_eq!(column(lines[1], "first"), at, "{table}");
+    assert_eq!(column(lines[2], "second"), at, "{table}");
+}
