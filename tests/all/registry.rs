@@ -183,8 +183,8 @@ fn a_changed_origin_is_what_reports_show() {
     );
 }
 
-/// The mode column is as wide as its widest cell (a limit makes it wider),
-/// so the columns after it line up.
+/// The mode column is exactly as wide as its widest cell (a limit makes
+/// it wider), so the columns after it line up.
 #[test]
 fn a_pool_with_a_limit_keeps_the_table_aligned() {
     let info = |name: &str, arena, limit| PoolInfo {
@@ -199,7 +199,8 @@ fn a_pool_with_a_limit_keeps_the_table_aligned() {
         info("second", true, Some(1_000_000)),
     ]);
     let lines: Vec<&str> = table.lines().collect();
-    assert!(lines[2].contains("arena,limit=1000000"), "{table}");
+    // No wider than that cell: two spaces, then the next column.
+    assert!(lines[2].contains("arena,limit=1000000  second"), "{table}");
     let column = |line: &str, word: &str| line.find(word).unwrap();
     let at = column(lines[0], "name");
     assert_eq!(column(lines[1], "first"), at, "{table}");
