@@ -184,7 +184,7 @@ fn a_changed_origin_is_what_reports_show() {
 }
 
 /// The mode column is exactly as wide as its widest cell (a limit makes
-/// it wider), so the columns after it line up.
+/// it wider), so the columns after it line up; no line ends in blanks.
 #[test]
 fn a_pool_with_a_limit_keeps_the_table_aligned() {
     let info = |name: &str, arena, limit| PoolInfo {
@@ -201,6 +201,11 @@ fn a_pool_with_a_limit_keeps_the_table_aligned() {
     let lines: Vec<&str> = table.lines().collect();
     // No wider than that cell: two spaces, then the next column.
     assert!(lines[2].contains("arena,limit=1000000  second"), "{table}");
+    // Whole lines without trailing blanks (the short origins are padded
+    // only up to their last character).
+    assert!(lines[0].ends_with("name    origin"), "{table}");
+    assert!(lines[1].ends_with("first   -"), "{table}");
+    assert!(lines[2].ends_with("second  -"), "{table}");
     let column = |line: &str, word: &str| line.find(word).unwrap();
     let at = column(lines[0], "name");
     assert_eq!(column(lines[1], "first"), at, "{table}");
