@@ -10,6 +10,7 @@ use crate::registry::{self, Label, Origin, PoolStats, Record};
 use allocator::Allocator;
 use arena_log::ArenaLog;
 use error::PoolError;
+use instrument::ArenaWatch;
 use pins::Pins;
 use table::{BlockTable, TableFull};
 
@@ -17,11 +18,13 @@ pub mod allocator;
 mod arena_log;
 pub mod debug;
 pub mod error;
+pub mod instrument;
 mod pins;
 pub mod shared;
 mod table;
 
 pub use debug::DebugOptions;
+pub use instrument::BlockObserver;
 
 /// The largest block C and Rust can address (`isize::MAX` bytes).
 const MAX_BLOCK: usize = isize::MAX as usize;
@@ -58,6 +61,21 @@ enum Source {
 struct Arena {
     bump: Bump<ARENA_ALIGN>,
     log: ArenaLog,
+    /// Describes the blocks to valgrind or ASan when they watch.
+    watch: ArenaWatch,
+}
+
+impl Arena {
+    fn new() -> Box<Arena> {
+        let mut arena = Box::new(Arena {
+            bump: Bump::with_min_align(),
+            log: ArenaLog::default(),
+            watch: ArenaWatch::OFF,
+        });
+        // In the box, where the watch stays.
+        arena.watch.start();
+        arena
+    }
 }
 
 /// A memory pool in cymem's sense: every block it hands out is released
@@ -81,6 +99,8 @@ pub struct Pool {
     pins: Pins,
     /// `Some` in debug mode (see `debug.rs`); boxed to keep the pool small.
     debug: Option<Box<debug::DebugState>>,
+    /// Told of every block (see [`Pool::set_observer`]).
+    observer: Option<&'static BlockObserver>,
 }
 
 impl Default for Pool {
@@ -129,6 +149,7 @@ impl Pool {
             stats: registry::register(label, false),
             pins: Pins::default(),
             debug: None,
+            observer: None,
         }
     }
 
@@ -136,13 +157,11 @@ impl Pool {
     pub fn arena_labelled(label: Label) -> Self {
         Pool {
             table: BlockTable::default(),
-            source: Source::Arena(Box::new(Arena {
-                bump: Bump::with_min_align(),
-                log: ArenaLog::default(),
-            })),
+            source: Source::Arena(Arena::new()),
             stats: registry::register(label, true),
             pins: Pins::default(),
             debug: None,
+            observer: None,
         }
     }
 
@@ -179,27 +198,31 @@ impl Pool {
         match &self.source {
             Source::Heap(allocator) => allocator.alloc_zeroed(bytes),
             Source::Arena(arena) => {
-                let layout = Layout::from_size_align(bytes, ARENA_ALIGN).ok()?;
-                let block = arena.bump.try_alloc_layout(layout).ok()?;
+                let layout = Layout::from_size_align(arena.watch.span(bytes), ARENA_ALIGN).ok()?;
+                let base = arena.bump.try_alloc_layout(layout).ok()?;
+                let block = arena.watch.block_made(base, bytes);
                 // SAFETY: `try_alloc_layout` returned a fresh allocation of
-                // `layout`, whose size is `bytes`, so all of it is writable.
+                // `span(bytes)` bytes, in which `block_made` placed the block
+                // of `bytes` bytes, so all of it is writable.
                 unsafe { block.as_ptr().write_bytes(0, bytes) };
                 Some(block)
             }
         }
     }
 
-    /// Gives a block back to the pool's source (a no-op for arenas, whose
-    /// chunks are released together).
+    /// Gives a block of `bytes` (as asked of `new_block`) back to the
+    /// pool's source. An arena keeps the space (its chunks are released
+    /// together) and only tells the memory checker, if one watches.
     ///
     /// # Safety
     /// `block` is a live block of this pool's source, no longer in the table.
-    unsafe fn release(&self, block: NonNull<u8>) {
-        if let Source::Heap(allocator) = &self.source {
+    unsafe fn release(&self, block: NonNull<u8>, bytes: usize) {
+        match &self.source {
             // SAFETY: for a heap pool the source is `allocator`; the
             // `# Safety` section makes `block` one of its live blocks, and
             // with it out of the table nothing releases it again.
-            unsafe { allocator.release(block) }
+            Source::Heap(allocator) => unsafe { allocator.release(block) },
+            Source::Arena(arena) => arena.watch.block_released(block, bytes),
         }
     }
 
@@ -216,6 +239,9 @@ impl Pool {
         };
         if added {
             self.stats.added(bytes);
+            if let Some(observer) = self.observer {
+                (observer.added)(addr, bytes);
+            }
         }
         Ok(added)
     }
@@ -227,6 +253,9 @@ impl Pool {
             Source::Arena(arena) => arena.log.remove(addr)?,
         };
         self.stats.removed(bytes);
+        if let Some(observer) = self.observer {
+            (observer.removed)(addr);
+        }
         Some(bytes)
     }
 
@@ -250,6 +279,24 @@ impl Pool {
             }
         }
         self.stats.resized(old_size, new_size);
+        if let Some(observer) = self.observer {
+            (observer.removed)(old_addr);
+            (observer.added)(new_addr, new_size);
+        }
+    }
+
+    /// Tells the observer, if any, that every live block is going.
+    fn all_removed(&self) {
+        if let Some(observer) = self.observer {
+            self.blocks().for_each(|(addr, _)| (observer.removed)(addr));
+        }
+    }
+
+    /// Installs (or with `None` removes) the observer told of every block
+    /// handed out and taken back from now on. Blocks live already are not
+    /// reported to it.
+    pub fn set_observer(&mut self, observer: Option<&'static BlockObserver>) {
+        self.observer = observer;
     }
 
     /// Makes sure `moved` cannot fail for want of memory.
@@ -336,7 +383,7 @@ impl Pool {
             Err(_) => {
                 // SAFETY: `block` came from `new_block` just now and `record`
                 // failed, so it is a live block of the source in no table.
-                unsafe { self.release(block) };
+                unsafe { self.release(block, bytes.max(1)) };
                 Err(PoolError::OutOfMemory { bytes })
             }
         }
@@ -358,7 +405,8 @@ impl Pool {
         let block = unsafe { NonNull::new_unchecked(ptr.cast()) };
         // SAFETY: `addr` was in the table, so it is a live block of our
         // source; `forget` removed it, which makes this its only release.
-        unsafe { self.release(block) };
+        // (A 0-byte block is backed by 1 byte.)
+        unsafe { self.release(block, bytes.max(1)) };
         Ok(bytes)
     }
 
@@ -434,11 +482,12 @@ impl Pool {
             // `# Safety` section makes `block` one of its live blocks of at
             // least `old` bytes.
             Source::Heap(allocator) => unsafe { allocator.grow_zeroed(block, old, new) },
-            Source::Arena(..) => {
+            Source::Arena(arena) => {
                 let fresh = self.new_block(new)?;
                 // SAFETY: distinct live blocks of `new` >= `old` bytes. The old
                 // block's space stays with the arena until it drops.
                 unsafe { fresh.as_ptr().copy_from_nonoverlapping(block.as_ptr(), old) };
+                arena.watch.block_released(block, old);
                 Some(fresh)
             }
         }
@@ -457,6 +506,7 @@ impl Pool {
         if self.debug.is_some() {
             return self.debug_free_all();
         }
+        self.all_removed();
         match &mut self.source {
             Source::Heap(allocator) => {
                 let allocator = *allocator;
@@ -471,6 +521,7 @@ impl Pool {
             }
             Source::Arena(arena) => {
                 // The blocks die with their chunks: forget them all at once.
+                arena.watch.all_released(arena.log.iter());
                 arena.bump.reset();
                 self.stats.cleared(arena.log.len());
                 arena.log.clear();
@@ -487,10 +538,16 @@ impl Drop for Pool {
             if let Err(err) = self.debug_release_everything() {
                 eprintln!("cymem_rs: {err} (found when the pool was dropped)");
             }
-        } else if matches!(self.source, Source::Heap(_)) && self.block_count() > 0 {
+        } else if self.block_count() > 0 {
             // An arena's chunks go with the Bump; only heap blocks need a
             // walk, and an empty pool (common for short-lived ones) none.
-            self.free_all();
+            match &self.source {
+                Source::Heap(_) => self.free_all(),
+                Source::Arena(_) => self.all_removed(),
+            }
+        }
+        if let Source::Arena(arena) = &self.source {
+            arena.watch.stop();
         }
         registry::release(self.stats);
     }
