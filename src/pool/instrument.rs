@@ -28,7 +28,7 @@ use std::ptr::NonNull;
 
 /// Bytes of red zone before and after an arena block while a checker
 /// watches (16 keeps blocks aligned like `malloc`'s).
-pub const RED_ZONE: usize = 16;
+const RED_ZONE: usize = 16;
 
 /// Told of every block a pool hands out and takes back, with the user's
 /// address and size (a debug pool's guards are not included). Installed on

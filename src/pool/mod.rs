@@ -18,7 +18,7 @@ pub mod allocator;
 mod arena_log;
 pub mod debug;
 pub mod error;
-pub mod instrument;
+mod instrument;
 mod pins;
 pub mod shared;
 mod table;

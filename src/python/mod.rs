@@ -9,6 +9,7 @@ mod capi;
 mod errors;
 mod pool;
 mod report;
+mod tracemalloc;
 mod view;
 
 use pyo3::prelude::*;
@@ -34,6 +35,7 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Default_Free", allocators::default_free(py)?.clone_ref(py))?;
     m.add("WARN_ZERO_ALLOC", false)?;
     m.add("ABI_VERSION", crate::ffi::CYMEM_RS_ABI_VERSION)?;
+    m.add("TRACEMALLOC_DOMAIN", tracemalloc::DOMAIN)?;
     m.add("_C_API", capi::capsule(py)?)?;
     m.add("_C_API_VERSION", capi::CAPSULE_VERSION)?;
     m.add(

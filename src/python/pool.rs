@@ -10,10 +10,11 @@ use pyo3::types::{PyDict, PyList, PyString};
 use pyo3::PyTraverseError;
 
 use super::allocators::{
-    allocator_for, default_allocator, default_free, default_malloc, PyFree, PyMalloc,
+    allocator_for, default_allocator, default_free, default_malloc, is_pymem, PyFree, PyMalloc,
 };
 use super::errors::{pool_exception, Operation};
 use super::report::{caller_origin, stats_object};
+use super::tracemalloc;
 use super::view::BlockView;
 use crate::ffi::CymemPool;
 use crate::pool::{DebugOptions, Pool as CorePool};
@@ -98,12 +99,12 @@ impl Pool {
                  it cannot use pymalloc/pyfree",
             ));
         }
-        let allocator = match (&pymalloc, &pyfree) {
-            (None, None) => default_allocator(),
+        let (allocator, pymem) = match (&pymalloc, &pyfree) {
+            (None, None) => (default_allocator(), true),
             (m, f) => {
                 let m = m.as_ref().map_or_else(|| default_malloc(py), Ok)?;
                 let f = f.as_ref().map_or_else(|| default_free(py), Ok)?;
-                allocator_for(m.get(), f.get())
+                (allocator_for(m.get(), f.get()), is_pymem(m.get(), f.get()))
             }
         };
         let label = Label {
@@ -118,6 +119,8 @@ impl Pool {
         if let Some(options) = debug_options(debug) {
             core.enable_debug(options);
         }
+        // tracemalloc sees PyMem's blocks already.
+        core.set_observer(tracemalloc::observer(arena || !pymem));
         Ok(Pool {
             core: new_core(core),
             pymalloc,

@@ -9,6 +9,7 @@ mod support;
 mod debug;
 mod header;
 mod model;
+mod observer;
 mod pins;
 mod pool;
 mod registry;
