@@ -14,6 +14,7 @@ from typing import TextIO
 
 from .cymem import (
     ABI_VERSION,
+    TRACEMALLOC_DOMAIN,
     Address,
     BlockView,
     Default_Free,
@@ -31,6 +32,7 @@ from .cymem import (
 
 __all__ = [
     "ABI_VERSION",
+    "TRACEMALLOC_DOMAIN",
     "Address",
     "BlockView",
     "Default_Free",
