@@ -6,6 +6,9 @@
 #[macro_use]
 mod support;
 
+// Only in AddressSanitizer builds (`make check-sanitizers`).
+#[cfg(cymem_rs_asan)]
+mod asan;
 mod debug;
 mod header;
 mod model;
