@@ -18,13 +18,19 @@
 //!   are poisoned, and a block is unpoisoned when it is handed out.
 //!
 //! Whether a checker watches is decided once per arena, when it is made:
-//! natively the watch is off, blocks get no red zone (arena blocks do not
-//! grow) and each hook costs one branch.
+//! natively (and under valgrind tools other than memcheck) the watch is off,
+//! blocks get no red zone (arena blocks do not grow) and each hook costs one
+//! branch.
 //!
 //! The other half, [`BlockObserver`], lets the Python binding report every
 //! block to tracemalloc while the core stays free of Python.
 
+use std::alloc::Layout;
 use std::ptr::NonNull;
+
+use bumpalo::Bump;
+
+use super::ARENA_ALIGN;
 
 /// Bytes of red zone before and after an arena block while a checker
 /// watches (16 keeps blocks aligned like `malloc`'s).
@@ -64,10 +70,10 @@ impl ArenaWatch {
         valgrind: false,
     };
 
-    /// Looks once whether valgrind or ASan watches, and if valgrind does,
+    /// Looks once whether memcheck or ASan watches, and if memcheck does,
     /// makes this arena a mempool. Call it where the watch will stay.
     pub(super) fn start(&mut self) {
-        self.valgrind = valgrind::running();
+        self.valgrind = valgrind::memcheck();
         if self.valgrind || asan::ENABLED {
             self.red_zone = RED_ZONE;
         }
@@ -88,25 +94,28 @@ impl ArenaWatch {
         self as *const ArenaWatch as usize
     }
 
-    /// Bytes to carve from the arena for a block of `bytes`: with room for
-    /// the red zones while a checker watches. (`bytes` is at most
-    /// `isize::MAX`, so this cannot overflow.)
+    /// Cuts a block of `bytes` (uninitialised) from `bump`, between red
+    /// zones announced to the checker while one watches.
     #[inline(always)]
-    pub(super) fn span(&self, bytes: usize) -> usize {
-        bytes + 2 * self.red_zone
-    }
-
-    /// Announces a block of `bytes` carved as `span(bytes)` bytes at `base`;
-    /// returns where the block starts (past its front red zone).
-    #[inline(always)]
-    pub(super) fn block_made(&self, base: NonNull<u8>, bytes: usize) -> NonNull<u8> {
-        if self.red_zone == 0 {
-            return base;
+    pub(super) fn carve(&self, bump: &Bump<ARENA_ALIGN>, bytes: usize) -> Option<NonNull<u8>> {
+        if self.red_zone != 0 {
+            return self.carve_watched(bump, bytes);
         }
-        self.announce(base, bytes)
+        let layout = Layout::from_size_align(bytes, ARENA_ALIGN).ok()?;
+        bump.try_alloc_layout(layout).ok()
     }
 
     #[cold]
+    #[inline(never)]
+    fn carve_watched(&self, bump: &Bump<ARENA_ALIGN>, bytes: usize) -> Option<NonNull<u8>> {
+        let span = bytes.checked_add(2 * self.red_zone)?;
+        let layout = Layout::from_size_align(span, ARENA_ALIGN).ok()?;
+        let base = bump.try_alloc_layout(layout).ok()?;
+        Some(self.announce(base, bytes))
+    }
+
+    /// Announces a block of `bytes` at `base` plus `red_zone`, between its
+    /// red zones; returns where it starts.
     #[inline(never)]
     fn announce(&self, base: NonNull<u8>, bytes: usize) -> NonNull<u8> {
         let start = base.as_ptr() as usize;
@@ -124,7 +133,7 @@ impl ArenaWatch {
         unsafe { NonNull::new_unchecked(block as *mut u8) }
     }
 
-    /// The block of `bytes` at `block` (from `block_made`) is released; its
+    /// The block of `bytes` at `block` (from `carve`) is released; its
     /// space stays with the arena and must not be touched again.
     #[inline(always)]
     pub(super) fn block_released(&self, block: NonNull<u8>, bytes: usize) {
@@ -161,15 +170,32 @@ impl ArenaWatch {
 
 /// valgrind's client requests (only memcheck's mempool ones are used).
 mod valgrind {
+    use std::sync::OnceLock;
+
     const RUNNING_ON_VALGRIND: usize = 0x1001;
+    /// memcheck's own request (its tool base, 'M' 'C', plus 4).
+    const CHECK_MEM_IS_ADDRESSABLE: usize = 0x4D43_0004;
     const CREATE_MEMPOOL: usize = 0x1303;
     const DESTROY_MEMPOOL: usize = 0x1304;
     const MEMPOOL_ALLOC: usize = 0x1305;
     const MEMPOOL_FREE: usize = 0x1306;
 
-    /// Whether the process runs under valgrind.
-    pub(super) fn running() -> bool {
-        request(0, [RUNNING_ON_VALGRIND, 0, 0, 0, 0, 0]) != 0
+    /// Whether the process runs under valgrind's memcheck. Other tools
+    /// (callgrind, massif, ...) check no memory: arenas stay native for them.
+    pub(super) fn memcheck() -> bool {
+        if request(0, [RUNNING_ON_VALGRIND, 0, 0, 0, 0, 0]) == 0 {
+            return false;
+        }
+        // Only memcheck answers its own requests (with 0 here, the probe
+        // being addressable); other tools give back the default. Asked once
+        // per process: the tool does not change, and DHAT warns of requests
+        // it does not know.
+        static MEMCHECK: OnceLock<bool> = OnceLock::new();
+        *MEMCHECK.get_or_init(|| {
+            let probe = 0u8;
+            let addr = &probe as *const u8 as usize;
+            request(usize::MAX, [CHECK_MEM_IS_ADDRESSABLE, addr, 1, 0, 0, 0]) != usize::MAX
+        })
     }
 
     /// Registers the pool `handle`; its blocks get `red_zone` bytes of

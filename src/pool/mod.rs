@@ -1,6 +1,5 @@
 //! The pool: hands out zeroed blocks, remembers each one, frees each exactly once.
 
-use std::alloc::Layout;
 use std::ffi::c_void;
 use std::ptr::NonNull;
 
@@ -198,12 +197,9 @@ impl Pool {
         match &self.source {
             Source::Heap(allocator) => allocator.alloc_zeroed(bytes),
             Source::Arena(arena) => {
-                let layout = Layout::from_size_align(arena.watch.span(bytes), ARENA_ALIGN).ok()?;
-                let base = arena.bump.try_alloc_layout(layout).ok()?;
-                let block = arena.watch.block_made(base, bytes);
-                // SAFETY: `try_alloc_layout` returned a fresh allocation of
-                // `span(bytes)` bytes, in which `block_made` placed the block
-                // of `bytes` bytes, so all of it is writable.
+                let block = arena.watch.carve(&arena.bump, bytes)?;
+                // SAFETY: `carve` returned a fresh block of `bytes` bytes cut
+                // from the arena, so all of it is writable.
                 unsafe { block.as_ptr().write_bytes(0, bytes) };
                 Some(block)
             }
