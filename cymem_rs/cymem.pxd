@@ -129,35 +129,52 @@ cdef extern from *:
 
     #define CYMEM_RS_CORE(pool) ((void *)((char *)(pool) + cymem_rs_core_offset))
 
+    /* alloc, free and realloc may run Python code (the zero-allocation
+       warning, a custom allocator function) that drops the last reference to
+       the pool: Cython passes attributes such as `self.mem` borrowed. Each
+       holds its own reference until it returns. */
     static inline void *cymem_rs_pool_alloc(PyObject *pool, size_t number, size_t elem_size) {
-        void *block;
+        void *block = NULL;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "alloc") < 0) return NULL;
+        Py_INCREF(pool);
         if (CYMEM_RS_UNLIKELY(number == 0 || elem_size == 0)
-            && cymem_rs_capi->warn_zero_alloc() < 0) return NULL;
+            && cymem_rs_capi->warn_zero_alloc() < 0) goto done;
         block = cymem_rs_capi->core_alloc(CYMEM_RS_CORE(pool), number, elem_size);
         if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(CYMEM_RS_OP_ALLOC);
+    done:
+        Py_DECREF(pool);
         return block;
     }
 
     static inline int cymem_rs_pool_free(PyObject *pool, void *ptr) {
+        int status;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "free") < 0) return -1;
-        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->core_free(CYMEM_RS_CORE(pool), ptr) != 0))
-            return cymem_rs_capi->raise_last_error(CYMEM_RS_OP_FREE);
-        return 0;
+        Py_INCREF(pool);
+        status = cymem_rs_capi->core_free(CYMEM_RS_CORE(pool), ptr);
+        if (CYMEM_RS_UNLIKELY(status != 0)) status = cymem_rs_capi->raise_last_error(CYMEM_RS_OP_FREE);
+        Py_DECREF(pool);
+        return status;
     }
 
     static inline void *cymem_rs_pool_realloc(PyObject *pool, void *ptr, size_t new_size) {
         void *block;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "realloc") < 0) return NULL;
+        Py_INCREF(pool);
         block = cymem_rs_capi->core_realloc(CYMEM_RS_CORE(pool), ptr, new_size);
         if (CYMEM_RS_UNLIKELY(block == NULL)) cymem_rs_capi->raise_last_error(CYMEM_RS_OP_REALLOC);
+        Py_DECREF(pool);
         return block;
     }
 
-    /* (size_t)-1 with an exception set on failure. */
+    /* (size_t)-1 with an exception set on failure (no pool holds that many
+       bytes: the core returns it when refusing a call made from inside one of
+       the pool's own calls). */
     static inline size_t cymem_rs_pool_size(PyObject *pool) {
+        size_t size;
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "size") < 0) return (size_t)-1;
-        return cymem_rs_capi->core_size(CYMEM_RS_CORE(pool));
+        size = cymem_rs_capi->core_size(CYMEM_RS_CORE(pool));
+        if (CYMEM_RS_UNLIKELY(size == (size_t)-1)) cymem_rs_capi->raise_last_error(CYMEM_RS_OP_CHECK);
+        return size;
     }
 
     /* Debug mode: 0, or -1 with MemoryCorruptionError set. */
@@ -171,13 +188,15 @@ cdef extern from *:
     /* The pool's counters into *out: 0, or -1 with an exception set. */
     static inline int cymem_rs_pool_stats(PyObject *pool, CymemRsPoolStats *out) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "stats") < 0) return -1;
-        cymem_rs_capi->pool_stats(CYMEM_RS_CORE(pool), out);
+        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_stats(CYMEM_RS_CORE(pool), out) != 0))
+            return cymem_rs_capi->raise_last_error(CYMEM_RS_OP_CHECK);
         return 0;
     }
 
     static inline int cymem_rs_pool_reset_peak(PyObject *pool) {
         if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "reset_peak") < 0) return -1;
-        cymem_rs_capi->pool_reset_peak(CYMEM_RS_CORE(pool));
+        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_reset_peak(CYMEM_RS_CORE(pool)) != 0))
+            return cymem_rs_capi->raise_last_error(CYMEM_RS_OP_CHECK);
         return 0;
     }
 

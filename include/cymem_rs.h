@@ -161,7 +161,8 @@ typedef struct {
 #define CYMEM_ERR_NOT_LARGER 5
 
 /**
- * A custom allocator returned a block that is still live in this pool.
+ * A custom allocator returned a block that is still live in this pool, or
+ * called back into its pool (that call is refused; the pool is unchanged).
  */
 #define CYMEM_ERR_BAD_ALLOCATOR 6
 
@@ -184,6 +185,14 @@ typedef struct {
  */
 #define CYMEM_ERR_NOT_PINNED 9
 
+/**
+ * In the child of `fork`: another thread was inside a call on this pool
+ * when the process forked, so the pool may be half updated. Every call on
+ * it fails with this status (at once, never waiting), and
+ * `cymem_pool_destroy` leaks its blocks instead of touching them.
+ */
+#define CYMEM_ERR_FORKED 10
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -194,7 +203,9 @@ extern "C" {
 uint32_t cymem_abi_version(void);
 
 /**
- * A new pool on the system allocator (`calloc`/`realloc`/`free`).
+ * A new pool on the system allocator (`calloc`/`realloc`/`free`). Every
+ * `cymem_pool_new*` returns NULL with `CYMEM_ERR_OUT_OF_MEMORY` recorded
+ * when the pool's own bookkeeping cannot be allocated.
  */
 CymemPool *cymem_pool_new(void);
 
@@ -450,8 +461,9 @@ CymemStatus cymem_pool_set_origin(CymemPool *pool, const char *file, unsigned in
  * entries of `out` and returns how many pools there are, which may be more
  * (call with `out` NULL and `capacity` 0 to count). Pools made or dropped
  * meanwhile may change the count between calls. A dropped pool is never
- * listed, and listing never keeps a pool alive. (Inside the Python
- * extension, describing Python pools' origins briefly takes the GIL.)
+ * listed, and listing never keeps a pool alive (nor takes the GIL inside
+ * the Python extension: Python pools' origins are already text). Out of
+ * memory, returns 0 with `CYMEM_ERR_OUT_OF_MEMORY` recorded.
  *
  * # Safety
  * `out` is NULL (then `capacity` must be 0) or valid for `capacity` entries.
@@ -463,6 +475,9 @@ size_t cymem_live_pools(CymemPoolInfo *out, size_t capacity);
  * bytes first, then a total line) into `buf` like `snprintf`: at most
  * `size - 1` bytes and a NUL. Returns the report's full length, so a result
  * >= `size` means it was truncated; `buf` may be NULL if `size` is 0.
+ *
+ * Out of memory, writes "" and returns 0 with `CYMEM_ERR_OUT_OF_MEMORY`
+ * recorded (a report is never empty).
  *
  * # Safety
  * `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.

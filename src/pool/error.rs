@@ -32,6 +32,17 @@ pub enum PoolError {
     BlockInUse { addr: usize, views: usize },
     /// `unpin` of a live block that is not pinned (more unpins than pins).
     NotPinned { addr: usize },
+    /// A call on a pool while another call on it is in progress: from a
+    /// custom allocator function of that call (the pool calls nothing else),
+    /// or, for a pool without a lock of its own (Python's, under the GIL),
+    /// from another thread that function let run. Refused; the pool is left
+    /// as it was.
+    Reentered,
+    /// In the child of a `fork`: another thread of the parent was inside a
+    /// call on this pool when the process forked, so its state may be half
+    /// updated and its lock is held by a thread the child does not have.
+    /// Every call on it fails; dropping it leaks its blocks.
+    Forked,
     /// Debug mode found a block's memory damaged. `addr` and `size` are the
     /// block as the user had it, `alloc_number` the n-th successful `alloc`
     /// of the pool that made it (from 1), `offset` the damaged byte nearest
@@ -90,9 +101,18 @@ impl fmt::Display for PoolError {
                 "block {addr:#x} is in use by {views} live view(s) or pin(s); \
                  release them before freeing or moving it"
             ),
+            PoolError::Reentered => f.write_str(
+                "the pool was called while one of its own calls was in progress (its \
+                 custom allocator called back into it, or let another thread call it); \
+                 the call was refused",
+            ),
             PoolError::NotPinned { addr } => write!(
                 f,
                 "block {addr:#x} is not pinned: every unpin must match an earlier pin"
+            ),
+            PoolError::Forked => f.write_str(
+                "the pool was in use by another thread when the process forked; \
+                 it cannot be used in the child (dropping it leaks its blocks)",
             ),
             PoolError::Corrupted {
                 addr,

@@ -152,8 +152,9 @@ impl ArenaWatch {
     }
 
     /// Every block of the arena is released at once (`free_all`, `clear`):
-    /// `live`, as `(address, bytes)`, are those not released one by one.
-    pub(super) fn all_released(&self, live: impl Iterator<Item = (usize, usize)>) {
+    /// `live`, as `(address, bytes)`, are those not released one by one,
+    /// each handed out `offset` bytes into its span (a debug pool's guard).
+    pub(super) fn all_released(&self, live: impl Iterator<Item = (usize, usize)>, offset: usize) {
         if self.red_zone == 0 {
             return;
         }
@@ -162,8 +163,11 @@ impl ArenaWatch {
             self.stop();
             valgrind::create_mempool(self.handle(), self.red_zone);
         } else {
-            // A 0-byte block is backed by 1 byte.
-            live.for_each(|(block, bytes)| asan::poison(block, bytes.max(1)));
+            live.for_each(|(block, bytes)| match offset {
+                // A 0-byte block is backed by 1 byte.
+                0 => asan::poison(block, bytes.max(1)),
+                _ => asan::poison(block - offset, bytes + 2 * offset),
+            });
         }
     }
 }

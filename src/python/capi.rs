@@ -17,11 +17,12 @@ use pyo3::types::PyCapsule;
 
 use super::address::Address;
 use super::allocators::{default_free, default_malloc, PyFree, PyMalloc};
-use super::errors::{exception, Operation};
+use super::errors::{exception_type, Operation};
 use super::pool::{warn_zero_alloc, Pool};
+use crate::error::PoolError;
 use crate::ffi::{
     block_or_null, cymem_last_error, cymem_last_error_message, cymem_pool_check,
-    cymem_pool_reset_peak, cymem_pool_stats, status, CymemFreeFn, CymemMallocFn, CymemPool,
+    cymem_pool_reset_peak, cymem_pool_stats, report, status, CymemFreeFn, CymemMallocFn, CymemPool,
     CymemStatus,
 };
 use crate::registry::PoolStats;
@@ -86,7 +87,7 @@ fn offset_in_object<T>(object: *mut PyObject, field: *const T) -> usize {
 fn build_table(py: Python<'_>) -> PyResult<CApi> {
     // Measure where pyo3 placed the fields, on real objects: pyo3 does not
     // promise a layout, so C is told rather than assuming.
-    let pool = Bound::new(py, Pool::new(py, None, None, false, None, None)?)?;
+    let pool = Bound::new(py, Pool::new(py, None, None, None, None, None)?)?;
     let address = Bound::new(py, Address::new(py, 1, 1)?)?;
     let malloc = default_malloc(py)?.bind(py);
     let free = default_free(py)?.bind(py);
@@ -136,6 +137,12 @@ unsafe fn cython_caller<'py>() -> Python<'py> {
     unsafe { Python::assume_attached() }
 }
 
+/// The C entry points below are called by Cython code holding the GIL but
+/// not through pyo3, so their `Python` token is not counted by pyo3: a `Py`
+/// dropped under it is queued until the next counted call into the module
+/// (millions of caught errors would pile up). They set exceptions with the C
+/// API and hold only `Bound` references, which are released at once.
+///
 /// # Safety
 /// Called from a thread attached to the interpreter.
 unsafe extern "C" fn raise_last_error(op: c_int) -> c_int {
@@ -151,16 +158,30 @@ unsafe extern "C" fn raise_last_error(op: c_int) -> c_int {
         // operation but free and realloc.
         _ => Operation::Check,
     };
-    // SAFETY: `cymem_last_error_message` returns a NUL-terminated string
-    // that lives in this thread's storage until the next failing call, and
-    // none happens while it is copied here.
-    let message = unsafe { CStr::from_ptr(cymem_last_error_message()) };
-    exception(
-        op,
-        cymem_last_error(),
-        message.to_string_lossy().into_owned(),
-    )
-    .restore(py);
+    let status = cymem_last_error();
+    // The message stays in this thread's error slot: no copy is made.
+    let message = cymem_last_error_message();
+    match exception_type(py, op, status) {
+        // SAFETY: `ty` is a live exception type; `message` is a NUL-terminated
+        // string in this thread's storage until the next failing call, and
+        // CPython copies it before any other call can fail.
+        Some(ty) => unsafe { pyo3::ffi::PyErr_SetString(ty.as_ptr(), message) },
+        None => {
+            // SAFETY: CPython's exception type statics are initialised before
+            // any extension module can be imported, and never change.
+            let runtime_error = unsafe { pyo3::ffi::PyExc_RuntimeError };
+            // SAFETY: as above; the format's `%d` and `%s` take a C int (the
+            // status) and that NUL-terminated string.
+            unsafe {
+                pyo3::ffi::PyErr_Format(
+                    runtime_error,
+                    c"cymem_rs error %d: %s".as_ptr(),
+                    status,
+                    message,
+                )
+            };
+        }
+    }
     -1
 }
 
@@ -171,6 +192,7 @@ unsafe extern "C" fn capi_warn_zero_alloc() -> c_int {
     let py = unsafe { cython_caller() };
     match warn_zero_alloc(py) {
         Ok(()) => 0,
+        // Raised by Python code (the warnings machinery): restoring it drops no `Py`.
         Err(err) => {
             err.restore(py);
             -1
@@ -184,20 +206,24 @@ unsafe extern "C" fn capi_warn_zero_alloc() -> c_int {
 /// Called from a thread attached to the interpreter.
 unsafe fn wrap_function<F, T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>(
     function: Option<F>,
-    what: &str,
+    null_message: &CStr,
     wrap: impl FnOnce(F) -> T,
 ) -> *mut PyObject {
     // SAFETY: the thread holds the GIL (`# Safety`): `WrapMalloc` and
     // `WrapFree` are called from GIL-holding Cython code.
     let py = unsafe { cython_caller() };
-    let made = match function {
-        Some(f) => Py::new(py, wrap(f)),
-        None => Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "{what}: the function pointer is NULL"
-        ))),
+    let Some(f) = function else {
+        // SAFETY: CPython's exception type statics are initialised before any
+        // extension module can be imported, and never change.
+        let type_error = unsafe { pyo3::ffi::PyExc_TypeError };
+        // SAFETY: the GIL is held (`# Safety`); a live exception type and a
+        // NUL-terminated message, which CPython copies.
+        unsafe { pyo3::ffi::PyErr_SetString(type_error, null_message.as_ptr()) };
+        return std::ptr::null_mut();
     };
-    match made {
+    match Py::new(py, wrap(f)) {
         Ok(object) => object.into_ptr(),
+        // Made from the exception CPython raised: restoring it drops no `Py`.
         Err(err) => {
             err.restore(py);
             std::ptr::null_mut()
@@ -209,26 +235,42 @@ unsafe fn wrap_function<F, T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>
 /// Called from a thread attached to the interpreter.
 unsafe extern "C" fn wrap_malloc(malloc: CymemMallocFn) -> *mut PyObject {
     // SAFETY: `WrapMalloc` in `cymem.pxd` calls this holding the GIL.
-    unsafe { wrap_function(malloc, "WrapMalloc", PyMalloc::wrap) }
+    unsafe {
+        wrap_function(
+            malloc,
+            c"WrapMalloc: the function pointer is NULL",
+            PyMalloc::wrap,
+        )
+    }
 }
 
 /// # Safety
 /// Called from a thread attached to the interpreter.
 unsafe extern "C" fn wrap_free(free: CymemFreeFn) -> *mut PyObject {
     // SAFETY: `WrapFree` in `cymem.pxd` calls this holding the GIL.
-    unsafe { wrap_function(free, "WrapFree", PyFree::wrap) }
+    unsafe {
+        wrap_function(
+            free,
+            c"WrapFree: the function pointer is NULL",
+            PyFree::wrap,
+        )
+    }
 }
 
-/// Runs `op` on the core inside a Pool object.
+/// Runs `op` on the core inside a Pool object (`PoolError::Reentered` if
+/// the call comes from inside one of the pool's own calls).
 ///
 /// # Safety
 /// `core` is the address of the `core` field of a live Pool object, which
 /// the caller holds a reference to for the whole call.
-unsafe fn with_core<R>(core: *const CymemPool, op: impl FnOnce(&mut crate::Pool) -> R) -> R {
+unsafe fn with_core<R>(
+    core: *const CymemPool,
+    op: impl FnOnce(&mut crate::Pool) -> Result<R, PoolError>,
+) -> Result<R, PoolError> {
     // SAFETY: `core` points to the `core` field of a Pool object kept alive
     // by the caller (`# Safety`): an initialised `CymemPool` that is only
-    // ever shared (`with` serialises access), valid for this call.
-    unsafe { &*core }.0.with(op)
+    // ever shared (`run` serialises access), valid for this call.
+    unsafe { &*core }.0.run(op)
 }
 
 /// # Safety
@@ -241,7 +283,7 @@ unsafe extern "C" fn core_alloc(
     // SAFETY: the Cython helper passes `CYMEM_RS_CORE(pool)` for a non-None
     // Pool it holds a reference to: the `core` field at the offset this
     // table reports.
-    unsafe { with_core(core, |p| block_or_null(p.alloc(number, elem_size))) }
+    block_or_null(unsafe { with_core(core, |p| p.alloc(number, elem_size)) })
 }
 
 /// # Safety
@@ -249,7 +291,7 @@ unsafe extern "C" fn core_alloc(
 unsafe extern "C" fn core_free(core: *mut CymemPool, ptr: *mut c_void) -> CymemStatus {
     // SAFETY: the Cython helper passes the core of a Pool it holds; `ptr` is
     // looked up in the pool's table before any memory is touched.
-    unsafe { with_core(core, |p| status(p.free(ptr))) }
+    status(unsafe { with_core(core, |p| p.free(ptr)) })
 }
 
 /// # Safety
@@ -261,12 +303,17 @@ unsafe extern "C" fn core_realloc(
 ) -> *mut c_void {
     // SAFETY: the Cython helper passes the core of a Pool it holds; `ptr` is
     // looked up in the pool's table before any memory is touched.
-    unsafe { with_core(core, |p| block_or_null(p.realloc(ptr, new_size))) }
+    block_or_null(unsafe { with_core(core, |p| p.realloc(ptr, new_size)) })
 }
 
+/// `usize::MAX` (never a pool's size) with the error recorded if refused.
+///
 /// # Safety
 /// `core` is the `core` field of a live Pool object (see `with_core`).
 unsafe extern "C" fn core_size(core: *const CymemPool) -> usize {
     // SAFETY: the Cython helper passes the core of a Pool it holds.
-    unsafe { with_core(core, |p| p.size()) }
+    unsafe { with_core(core, |p| Ok(p.size())) }.unwrap_or_else(|err| {
+        report(err);
+        usize::MAX
+    })
 }

@@ -12,10 +12,12 @@ use pyo3::PyTraverseError;
 use super::allocators::{
     allocator_for, default_allocator, default_free, default_malloc, is_pymem, PyFree, PyMalloc,
 };
-use super::errors::{pool_exception, Operation};
+use super::errors::{error, pool_exception, py_format, py_string, Operation};
 use super::report::{caller_origin, stats_object};
 use super::tracemalloc;
 use super::view::BlockView;
+use crate::error::PoolError;
+use crate::fallible::try_string;
 use crate::ffi::CymemPool;
 use crate::pool::{DebugOptions, Pool as CorePool};
 use crate::registry::Label;
@@ -49,18 +51,40 @@ pub struct Pool {
     pymalloc: Option<Py<PyMalloc>>,
     pyfree: Option<Py<PyFree>>,
     /// Made on the first `own_pyref` or `refs`: most pools never need it.
-    /// (A std OnceLock: `__traverse__` must read it without the interpreter.
-    /// Making the list never releases the GIL, so initialisations can't race.)
+    /// (A std OnceLock: `__traverse__` must read it without the interpreter.)
     refs: OnceLock<Py<PyList>>,
 }
 
 impl Pool {
-    fn with_core<R>(&self, f: impl FnOnce(&mut CorePool) -> R) -> R {
-        self.core.0.with(f)
+    /// Runs `f` on the core pool; RuntimeError if the pool is unusable in
+    /// this child of a `fork` (another thread was inside it at the fork), or
+    /// if a call on it is in progress (its custom allocator called back).
+    fn with_core<R>(&self, f: impl FnOnce(&mut CorePool) -> R) -> PyResult<R> {
+        self.core
+            .0
+            .with(f)
+            .map_err(|e| pool_exception(Operation::Free, e))
+    }
+
+    /// [`Pool::with_core`] for a core operation that can fail itself.
+    fn run_core<T>(
+        &self,
+        op: Operation,
+        f: impl FnOnce(&mut CorePool) -> Result<T, PoolError>,
+    ) -> PyResult<T> {
+        self.core.0.run(f).map_err(|e| pool_exception(op, e))
     }
 
     fn refs_list(&self, py: Python<'_>) -> &Py<PyList> {
-        self.refs.get_or_init(|| PyList::empty(py).unbind())
+        if let Some(refs) = self.refs.get() {
+            return refs;
+        }
+        // Making the list can start a garbage collection whose callbacks or
+        // finalizers call back into this pool and make a list first (inside
+        // `get_or_init` that would deadlock): the first list set is kept.
+        let list = PyList::empty(py).unbind();
+        let _ = self.refs.set(list);
+        self.refs.get().expect("set just above")
     }
 }
 
@@ -82,22 +106,29 @@ impl Pool {
     /// the pool dies (the space of freed blocks is not reused before then).
     /// `name` labels the pool in `cymem_rs.report()`. `debug=True` turns on
     /// debug mode (guard bytes, poisoned freed blocks); `None` follows the
-    /// environment variable `CYMEM_RS_DEBUG`.
+    /// environment variable `CYMEM_RS_DEBUG`. Both flags take the truth value
+    /// of any object, as Python's own flags do.
     #[new]
-    #[pyo3(signature = (pymalloc = None, pyfree = None, *, arena = false, name = None, debug = None))]
+    #[pyo3(
+        signature = (pymalloc = None, pyfree = None, *, arena = None, name = None, debug = None),
+        text_signature = "(pymalloc=None, pyfree=None, *, arena=False, name=None, debug=None)"
+    )]
     pub(crate) fn new(
         py: Python<'_>,
         pymalloc: Option<Py<PyMalloc>>,
         pyfree: Option<Py<PyFree>>,
-        arena: bool,
-        name: Option<String>,
-        debug: Option<bool>,
+        arena: Option<&Bound<'_, PyAny>>,
+        name: Option<&str>,
+        debug: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        // Truth values run Python code (`__bool__`): take them before anything else.
+        let arena = arena.map_or(Ok(false), Bound::is_truthy)?;
+        let debug = debug.map(Bound::is_truthy).transpose()?;
         if arena && (pymalloc.is_some() || pyfree.is_some()) {
-            return Err(PyValueError::new_err(
+            return Err(error::<PyValueError>(format_args!(
                 "an arena pool takes its chunks from the system allocator; \
-                 it cannot use pymalloc/pyfree",
-            ));
+                 it cannot use pymalloc/pyfree"
+            )));
         }
         let (allocator, pymem) = match (&pymalloc, &pyfree) {
             (None, None) => (default_allocator(), true),
@@ -108,16 +139,18 @@ impl Pool {
             }
         };
         let label = Label {
-            name,
+            name: name.map(owned_name).transpose()?,
             origin: caller_origin(py),
         };
+        let alloc_error = |err| pool_exception(Operation::Alloc, err);
         let mut core = if arena {
-            CorePool::arena_labelled(label)
+            CorePool::try_arena_labelled(label)
         } else {
-            CorePool::with_allocator_labelled(allocator, label)
-        };
+            CorePool::try_with_allocator_labelled(allocator, label)
+        }
+        .map_err(alloc_error)?;
         if let Some(options) = debug_options(debug) {
-            core.enable_debug(options);
+            core.try_enable_debug(options).map_err(alloc_error)?;
         }
         // tracemalloc sees PyMem's blocks already.
         core.set_observer(tracemalloc::observer(arena || !pymem));
@@ -131,26 +164,35 @@ impl Pool {
 
     /// Bytes in live blocks.
     #[getter]
-    fn size(&self) -> usize {
+    fn size(&self) -> PyResult<usize> {
         self.with_core(|pool| pool.size())
     }
 
     /// Whether blocks are bump-allocated (`Pool(arena=True)`).
     #[getter]
-    fn arena(&self) -> bool {
+    fn arena(&self) -> PyResult<bool> {
         self.with_core(|pool| pool.is_arena())
     }
 
     /// Number of live blocks.
     #[getter]
-    fn block_count(&self) -> usize {
+    fn block_count(&self) -> PyResult<usize> {
         self.with_core(|pool| pool.block_count())
     }
 
     /// A snapshot of the live blocks: {address: size}.
     #[getter]
     fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let blocks: Vec<(usize, usize)> = self.with_core(|pool| pool.blocks().collect());
+        let blocks = self.run_core(Operation::Alloc, |pool| {
+            let mut blocks = Vec::new();
+            blocks
+                .try_reserve_exact(pool.block_count())
+                .map_err(|_| PoolError::OutOfMemory {
+                    bytes: pool.block_count() * std::mem::size_of::<(usize, usize)>(),
+                })?;
+            blocks.extend(pool.blocks());
+            Ok(blocks)
+        })?;
         let dict = PyDict::new(py);
         for (addr, size) in blocks {
             dict.set_item(addr, size)?;
@@ -190,23 +232,22 @@ impl Pool {
         if number == 0 || elem_size == 0 {
             warn_zero_alloc(py)?;
         }
-        self.with_core(|pool| pool.alloc(number, elem_size))
+        self.run_core(Operation::Alloc, |pool| pool.alloc(number, elem_size))
             .map(|p| p.as_ptr() as usize)
-            .map_err(|e| pool_exception(Operation::Alloc, e))
     }
 
     /// Releases the block at `addr` (KeyError if the pool does not hold it).
     fn free(&self, addr: usize) -> PyResult<()> {
-        self.with_core(|pool| pool.free(addr as *mut c_void))
+        self.run_core(Operation::Free, |pool| pool.free(addr as *mut c_void))
             .map(drop)
-            .map_err(|e| pool_exception(Operation::Free, e))
     }
 
     /// Grows the block at `addr` to `new_size` bytes; returns its new address.
     fn realloc(&self, addr: usize, new_size: usize) -> PyResult<usize> {
-        self.with_core(|pool| pool.realloc(addr as *mut c_void, new_size))
-            .map(|p| p.as_ptr() as usize)
-            .map_err(|e| pool_exception(Operation::Realloc, e))
+        self.run_core(Operation::Realloc, |pool| {
+            pool.realloc(addr as *mut c_void, new_size)
+        })
+        .map(|p| p.as_ptr() as usize)
     }
 
     /// A zero-copy view of the live block at `addr` through the buffer
@@ -229,40 +270,41 @@ impl Pool {
     /// block_count, total_allocs, total_frees, total_reallocs).
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stats = self.with_core(|pool| pool.stats());
+        let stats = self.with_core(|pool| pool.stats())?;
         stats_object(py, &stats)
     }
 
     /// The most bytes live at once since the pool was made or `reset_peak()`.
     #[getter]
-    fn peak_size(&self) -> usize {
+    fn peak_size(&self) -> PyResult<usize> {
         self.with_core(|pool| pool.stats().peak_size)
     }
 
     /// Starts a new high-water mark from the bytes live now.
-    fn reset_peak(&self) {
+    fn reset_peak(&self) -> PyResult<()> {
         self.with_core(|pool| pool.reset_peak())
     }
 
     /// The pool's name in `cymem_rs.report()` (None if unnamed); settable.
     #[getter]
-    fn name(&self) -> Option<String> {
-        self.with_core(|pool| pool.name())
+    fn name<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
+        self.with_core(|pool| pool.with_name(|name| name.map(|n| py_string(py, n)).transpose()))?
     }
 
     #[setter]
-    fn set_name(&self, name: Option<String>) {
+    fn set_name(&self, name: Option<&str>) -> PyResult<()> {
+        let name = name.map(owned_name).transpose()?;
         self.with_core(|pool| pool.set_name(name))
     }
 
-    fn __repr__(&self) -> String {
-        let (size, blocks) = self.with_core(|pool| (pool.size(), pool.block_count()));
-        let kind = if self.with_core(|pool| pool.is_arena()) {
-            "arena "
-        } else {
-            ""
-        };
-        format!("<cymem_rs.Pool {kind}size={size} blocks={blocks}>")
+    fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        let (size, blocks, arena) =
+            self.with_core(|pool| (pool.size(), pool.block_count(), pool.is_arena()))?;
+        let kind = if arena { "arena " } else { "" };
+        py_format(
+            py,
+            format_args!("<cymem_rs.Pool {kind}size={size} blocks={blocks}>"),
+        )
     }
 
     /// Cython looks up a vtable on extern types that declare cdef methods;
@@ -282,7 +324,7 @@ impl Pool {
 
     /// Whether the pool is in debug mode (`Pool(debug=True)` or `CYMEM_RS_DEBUG=1`).
     #[getter]
-    fn debug(&self) -> bool {
+    fn debug(&self) -> PyResult<bool> {
         self.with_core(|pool| pool.is_debug())
     }
 
@@ -290,8 +332,7 @@ impl Pool {
     /// block still in quarantine; raises MemoryCorruptionError for the first
     /// damage found. Does nothing for a pool not in debug mode.
     fn check(&self) -> PyResult<()> {
-        self.with_core(|pool| pool.check())
-            .map_err(|e| pool_exception(Operation::Check, e))
+        self.run_core(Operation::Check, |pool| pool.check())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -308,6 +349,16 @@ impl Pool {
     }
 }
 
+/// A pool name given from Python, copied; MemoryError if it cannot be.
+fn owned_name(name: &str) -> PyResult<String> {
+    try_string(name).map_err(|_| {
+        pool_exception(
+            Operation::Alloc,
+            PoolError::OutOfMemory { bytes: name.len() },
+        )
+    })
+}
+
 /// Debug mode as asked (`None`: as `CYMEM_RS_DEBUG` says).
 fn debug_options(debug: Option<bool>) -> Option<DebugOptions> {
     match debug {
@@ -322,13 +373,21 @@ impl Drop for Pool {
     /// raise, so damage is reported as an unraisable MemoryCorruptionError
     /// (`sys.unraisablehook`; printed to stderr by default).
     fn drop(&mut self) {
-        if !self.with_core(|pool| pool.is_debug()) {
+        // A pool unusable after a `fork` is left alone (and leaked).
+        if !matches!(self.core.0.with(|pool| pool.is_debug()), Ok(true)) {
             return;
         }
-        if let Err(err) = self.with_core(|pool| pool.free_all_checked()) {
+        if let Err(err) = self.core.0.run(|pool| pool.free_all_checked()) {
             Python::attach(|py| {
-                let context = PyString::new(py, "cymem_rs.Pool being deallocated");
-                pool_exception(Operation::Free, err).write_unraisable(py, Some(context.as_any()));
+                // The last reference may be dropped by C code with an
+                // exception pending (Cython's inline calls): keep it.
+                let pending = PyErr::take(py);
+                let context = py_string(py, "cymem_rs.Pool being deallocated").ok();
+                pool_exception(Operation::Free, err)
+                    .write_unraisable(py, context.as_ref().map(|c| c.as_any()));
+                if let Some(pending) = pending {
+                    pending.restore(py);
+                }
             });
         }
     }

@@ -1,54 +1,85 @@
 //! Python side of statistics and the live-pool report: where a Python `Pool`
-//! was made (captured cheaply, formatted at report time), the `PoolStats` and
+//! was made (described once per creation site), the `PoolStats` and
 //! `PoolInfo` named tuples, and `live_pools()` / `format_report()`.
+//!
+//! Nothing here runs Python code once the module is imported: the tuples are
+//! filled through the C API, and origins are plain text by report time. A
+//! thread that runs Python code inside a Rust frame can be ended there by
+//! interpreter exit (CPython stops daemon threads that take the GIL back with
+//! `pthread_exit`), and a report from a C thread must not wait for the GIL.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, TryLockError};
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyType};
+use pyo3::types::{PyDict, PyList, PyString, PyType};
 use rustc_hash::FxBuildHasher;
 
+use super::errors::{exception, py_string, Operation};
+use crate::fallible::{try_box_or_back, try_format, try_string, OutOfMemory};
+use crate::ffi::CYMEM_ERR_OUT_OF_MEMORY;
 use crate::registry::PoolStats;
-use crate::registry::{self, Origin, OriginSource, PoolInfo};
+use crate::registry::{self, Origin, PoolInfo};
 
-/// The Python code that made a pool: its code object and where in it, turned
-/// into `file:line in function` only when a report asks.
+/// A Python creation site: its code object and where in it, with the text
+/// reports show (`file:line in function`), made once when the site is first
+/// seen.
 struct PyOrigin {
     code: Py<PyAny>,
-    /// 3.11+: the instruction's byte offset (the line is computed at report
-    /// time: `PyFrame_GetLineNumber` walks the line table, too slow for
-    /// `Pool()`). Older Pythons: the line itself.
+    /// 3.11+: the instruction's byte offset; older Pythons: the line.
     at: c_int,
-}
-
-impl OriginSource for PyOrigin {
-    fn describe(&self) -> String {
-        // SAFETY: a plain query, callable from any thread at any time.
-        if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
-            return "Python".to_owned();
-        }
-        Python::attach(|py| self.format(py)).unwrap_or_else(|_| "Python".to_owned())
-    }
+    text: Box<str>,
 }
 
 impl PyOrigin {
-    fn format(&self, py: Python<'_>) -> PyResult<String> {
-        let code = self.code.bind(py);
-        let file: String = code.getattr("co_filename")?.extract()?;
-        let function: String = code.getattr("co_name")?.extract()?;
-        #[cfg(Py_3_11)]
-        // SAFETY: `code` is a live code object (we hold a reference) and the
-        // GIL is held; `at` is an offset PyFrame_GetLasti gave for it.
-        let line = unsafe { pyo3::ffi::PyCode_Addr2Line(code.as_ptr().cast(), self.at) };
-        #[cfg(not(Py_3_11))]
-        let line = self.at;
-        Ok(format!("{file}:{line} in {function}"))
+    fn new(code: Bound<'_, PyAny>, at: c_int) -> Result<Self, OutOfMemory> {
+        Ok(PyOrigin {
+            text: describe(&code, at)?,
+            code: code.unbind(),
+            at,
+        })
     }
+}
+
+/// `file:line in function` for an instruction of a code object (`Python` if
+/// it cannot be read), or `OutOfMemory`. C-level attribute reads only (a
+/// code object's fields are plain members), and the text is copied once.
+fn describe(code: &Bound<'_, PyAny>, at: c_int) -> Result<Box<str>, OutOfMemory> {
+    let text = match parts(code, at) {
+        Ok((file, line, function)) => match (file.to_str(), function.to_str()) {
+            (Ok(file), Ok(function)) => try_format(format_args!("{file}:{line} in {function}"))?,
+            _ => try_string("Python")?,
+        },
+        Err(_) => try_string("Python")?,
+    };
+    // Exactly sized: boxing it does not reallocate.
+    Ok(text.into_boxed_str())
+}
+
+/// The code's file name, the line, and the function name.
+fn parts<'py>(
+    code: &Bound<'py, PyAny>,
+    at: c_int,
+) -> PyResult<(Bound<'py, PyString>, c_int, Bound<'py, PyString>)> {
+    let py = code.py();
+    let file = code
+        .getattr(intern!(py, "co_filename"))?
+        .cast_into::<PyString>()?;
+    let function = code
+        .getattr(intern!(py, "co_name"))?
+        .cast_into::<PyString>()?;
+    #[cfg(Py_3_11)]
+    // SAFETY: `code` is a live code object (we hold a reference) and the GIL
+    // is held; `at` is an offset PyFrame_GetLasti gave for it.
+    let line = unsafe { pyo3::ffi::PyCode_Addr2Line(code.as_ptr().cast(), at) };
+    #[cfg(not(Py_3_11))]
+    let line = at;
+    Ok((file, line, function))
 }
 
 thread_local! {
@@ -59,38 +90,43 @@ thread_local! {
 
 /// At most this many creation sites are interned (kept for the life of the
 /// process, with their code objects): enough for every `Pool()` line of a
-/// program; beyond it (code generated at run time), origins are refcounted.
+/// program; beyond it (code generated at run time), each pool's origin is
+/// described when the pool is made.
 const MAX_INTERNED: usize = 4096;
 
 /// Every interned creation site, by (code object, offset): each site is
 /// interned once even when several alternate, and the map keeps them
-/// reachable (leak checkers see them as held, not lost).
+/// reachable (leak checkers see them as held, not lost). Only ever
+/// `try_lock`ed: a site not interned is only slower, so nobody waits here,
+/// and a child of `fork` never inherits a lock it would wait for.
 static INTERNED: Mutex<Option<InternedSites>> = Mutex::new(None);
 
 /// (code object address, offset) -> its interned origin.
 type InternedSites = HashMap<(usize, c_int), &'static PyOrigin, FxBuildHasher>;
 
-/// The interned origin of a site not seen on this thread just before, or the
-/// origin itself when the table is full.
-fn intern(code: Bound<'_, PyAny>, at: c_int) -> Result<&'static PyOrigin, PyOrigin> {
+/// The interned origin of a site not seen on this thread just before, or
+/// `None` when the table is full or busy (on another thread) or there is no
+/// memory to add the site.
+fn intern(code: &Bound<'_, PyAny>, at: c_int) -> Option<&'static PyOrigin> {
     let key = (code.as_ptr() as usize, at);
-    let mut interned = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut interned = match INTERNED.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => return None,
+    };
     let map = interned.get_or_insert_with(HashMap::default);
     if let Some(&origin) = map.get(&key) {
-        return Ok(origin);
+        return Some(origin);
     }
-    let origin = PyOrigin {
-        code: code.unbind(),
-        at,
-    };
-    if map.len() >= MAX_INTERNED {
-        return Err(origin);
+    if map.len() >= MAX_INTERNED || map.try_reserve(1).is_err() {
+        return None;
     }
     // Interned origins hold their code object, so its address (the key) is
     // never reused by another code object.
-    let origin: &'static PyOrigin = Box::leak(Box::new(origin));
+    let origin = try_box_or_back(PyOrigin::new(code.clone(), at).ok()?).ok()?;
+    let origin: &'static PyOrigin = Box::leak(origin);
     map.insert(key, origin);
-    Ok(origin)
+    Some(origin)
 }
 
 /// Whether `Pool()` records where it was called (see `track_origins`).
@@ -129,14 +165,15 @@ pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
     // Same code object (an interned origin holds it, so its address is not
     // reused) and same place.
     if let Some(origin) = last.filter(|o| o.at == at && o.code.as_ptr() == code.as_ptr()) {
-        return Origin::Interned(origin);
+        return Origin::Static(&origin.text);
     }
-    match intern(code, at) {
-        Ok(interned) => {
+    match intern(&code, at) {
+        Some(interned) => {
             let _ = LAST_ORIGIN.try_with(|last| last.set(Some(interned)));
-            Origin::Interned(interned)
+            Origin::Static(&interned.text)
         }
-        Err(origin) => Origin::Source(Arc::new(origin)),
+        // Out of memory, the pool's origin stays unknown.
+        None => describe(&code, at).map_or(Origin::Static("Python"), Origin::Text),
     }
 }
 
@@ -146,6 +183,7 @@ fn named_tuple<'py>(
     name: &str,
     fields: &[&str],
 ) -> PyResult<&'py Bound<'py, PyType>> {
+    // Runs Python code (collections.namedtuple) once, at module import.
     cell.get_or_try_init(py, || {
         let make = py.import("collections")?.getattr("namedtuple")?;
         let kwargs = PyDict::new(py);
@@ -161,72 +199,131 @@ fn named_tuple<'py>(
 static POOL_STATS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static POOL_INFO: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-const STATS_FIELDS: [&str; 6] = [
-    "size",
-    "peak_size",
-    "block_count",
-    "total_allocs",
-    "total_frees",
-    "total_reallocs",
-];
+fn stats_fields() -> impl Iterator<Item = &'static str> {
+    PoolStats::FIELDS.iter().map(|(name, _)| *name)
+}
 
 /// `PoolStats(size, peak_size, block_count, total_allocs, total_frees, total_reallocs)`.
 pub(crate) fn pool_stats_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    named_tuple(py, &POOL_STATS, "PoolStats", &STATS_FIELDS)
+    // Made at import: later calls allocate nothing.
+    if let Some(made) = POOL_STATS.get(py) {
+        return Ok(made.bind(py));
+    }
+    let fields: Vec<&str> = stats_fields().collect();
+    named_tuple(py, &POOL_STATS, "PoolStats", &fields)
 }
 
 /// `PoolInfo(name, size, ..., total_reallocs, arena, origin)`.
 pub(crate) fn pool_info_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    let mut fields = vec!["name"];
-    fields.extend(STATS_FIELDS);
-    fields.extend(["arena", "origin"]);
+    if let Some(made) = POOL_INFO.get(py) {
+        return Ok(made.bind(py));
+    }
+    let fields: Vec<&str> = std::iter::once("name")
+        .chain(stats_fields())
+        .chain(["arena", "origin"])
+        .collect();
     named_tuple(py, &POOL_INFO, "PoolInfo", &fields)
 }
 
-fn stats_values(s: &PoolStats) -> (usize, usize, usize, u64, u64, u64) {
-    (
-        s.size,
-        s.peak_size,
-        s.block_count,
-        s.total_allocs,
-        s.total_frees,
-        s.total_reallocs,
-    )
+/// An instance of the named tuple `kind` holding the `len` `values`, made
+/// the way `tuple.__new__` makes one of a subclass, without running the
+/// class's Python-level `__new__`.
+fn fill<'py>(
+    kind: &Bound<'py, PyType>,
+    len: usize,
+    values: impl Iterator<Item = PyResult<Bound<'py, PyAny>>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = kind.py();
+    let len = len as pyo3::ffi::Py_ssize_t;
+    // SAFETY: `kind` is a live type object (a namedtuple class, a subclass of
+    // tuple with the default allocator) and the GIL is held.
+    let raw = unsafe { pyo3::ffi::PyType_GenericAlloc(kind.as_type_ptr(), len) };
+    // SAFETY: `raw` is a new reference or NULL with an exception set, as
+    // PyType_GenericAlloc returns, and the GIL is held.
+    let tuple = unsafe { Bound::from_owned_ptr_or_err(py, raw) }?;
+    for (i, value) in values.take(len as usize).enumerate() {
+        let value = value?;
+        // SAFETY: `tuple` is a new tuple-subclass object with `len` empty
+        // slots, referenced only here (PyTuple_SetItem requires that), and
+        // `i < len`; SetItem takes over the reference `into_ptr` hands it.
+        if unsafe { pyo3::ffi::PyTuple_SetItem(tuple.as_ptr(), i as _, value.into_ptr()) } < 0 {
+            return Err(PyErr::fetch(py));
+        }
+    }
+    Ok(tuple)
+}
+
+/// A Python int, or the MemoryError that prevented it (pyo3's conversion
+/// would panic).
+fn py_int(py: Python<'_>, value: u64) -> PyResult<Bound<'_, PyAny>> {
+    // SAFETY: the GIL is held (`py`).
+    let raw = unsafe { pyo3::ffi::PyLong_FromUnsignedLongLong(value) };
+    // SAFETY: a new reference, or NULL with an exception set, which is what
+    // `from_owned_ptr_or_err` takes.
+    unsafe { Bound::from_owned_ptr_or_err(py, raw) }
+}
+
+fn stats_values<'py>(
+    py: Python<'py>,
+    s: &PoolStats,
+) -> impl Iterator<Item = PyResult<Bound<'py, PyAny>>> + 'py {
+    let s = *s;
+    PoolStats::FIELDS
+        .iter()
+        .map(move |(_, value)| py_int(py, value(&s)))
 }
 
 pub(crate) fn stats_object<'py>(py: Python<'py>, s: &PoolStats) -> PyResult<Bound<'py, PyAny>> {
-    pool_stats_type(py)?.call1(stats_values(s))
+    let len = PoolStats::FIELDS.len();
+    fill(pool_stats_type(py)?, len, stats_values(py, s))
 }
 
 fn info_object<'py>(py: Python<'py>, p: &PoolInfo) -> PyResult<Bound<'py, PyAny>> {
-    let s = &p.stats;
-    let values = (
-        p.name.as_deref(),
-        s.size,
-        s.peak_size,
-        s.block_count,
-        s.total_allocs,
-        s.total_frees,
-        s.total_reallocs,
-        p.arena,
-        p.origin.as_str(),
-    );
-    pool_info_type(py)?.call1(values)
+    let name = match &p.name {
+        Some(name) => py_string(py, name).map(Bound::into_any),
+        None => Ok(py.None().into_bound(py)),
+    };
+    let arena = pyo3::types::PyBool::new(py, p.arena).to_owned().into_any();
+    let values = std::iter::once(name)
+        .chain(stats_values(py, &p.stats))
+        .chain([Ok(arena)])
+        .chain(std::iter::once_with(|| {
+            py_string(py, &p.origin).map(Bound::into_any)
+        }));
+    fill(pool_info_type(py)?, PoolStats::FIELDS.len() + 3, values)
 }
 
 /// The pools alive now (Python, Cython and C pools of this module), most
 /// bytes first, as `PoolInfo` named tuples. Holds no reference to any pool.
 #[pyfunction]
-pub(crate) fn live_pools(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyAny>>> {
-    // The GIL stays held: nothing holding the registry lock waits for it.
-    let pools = registry::live_pools();
-    pools.iter().map(|p| info_object(py, p)).collect()
+pub(crate) fn live_pools(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let pools = registry::try_live_pools().map_err(out_of_memory)?;
+    // SAFETY: the GIL is held (`py`). (pyo3's `PyList::empty` would panic
+    // where this returns NULL.)
+    let list = unsafe { pyo3::ffi::PyList_New(0) };
+    // SAFETY: PyList_New returns a new reference, or NULL with an exception
+    // set, which is what `from_owned_ptr_or_err` takes.
+    let list = unsafe { Bound::from_owned_ptr_or_err(py, list) }?.cast_into::<PyList>()?;
+    for pool in &pools {
+        list.append(info_object(py, pool)?)?;
+    }
+    Ok(list)
 }
 
 /// The live-pool report as an aligned text table (the same text as the C
 /// function `cymem_report`): bytes, peak, blocks, allocs, frees, reallocs,
 /// mode, name, origin; most bytes first; then a total line.
 #[pyfunction]
-pub(crate) fn format_report() -> String {
-    registry::report()
+pub(crate) fn format_report(py: Python<'_>) -> PyResult<Bound<'_, PyString>> {
+    let text = registry::try_report().map_err(out_of_memory)?;
+    py_string(py, &text)
+}
+
+/// MemoryError for a list or report that could not be built.
+fn out_of_memory(_: OutOfMemory) -> PyErr {
+    exception(
+        Operation::Alloc,
+        CYMEM_ERR_OUT_OF_MEMORY,
+        "out of memory: the list of live pools could not be built",
+    )
 }

@@ -14,12 +14,12 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyList, PyString, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::address::Address;
 use super::buffer::{get_buffer, Export, Exporter};
-use super::errors::{pool_exception, Operation};
+use super::errors::{error, pool_exception, py_format, Operation};
 use super::pool::Pool;
 use crate::error::PoolError;
 
@@ -65,7 +65,7 @@ fn item_size(format: &str) -> PyResult<usize> {
         [b'@', code] => (true, *code),
         [b'=' | b'<' | b'>' | b'!', code] => (false, *code),
         _ => {
-            return Err(PyValueError::new_err(format!(
+            return Err(error::<PyValueError>(format_args!(
                 "unsupported view format {format:?}: give one struct-module item code \
                  (b B h H i I l L q Q n N f d e ? c), optionally after @ = < > or !"
             )))
@@ -82,12 +82,12 @@ fn item_size(format: &str) -> PyResult<usize> {
         b'l' | b'L' => 4,
         b'n' | b'N' if native => std::mem::size_of::<isize>(),
         b'n' | b'N' => {
-            return Err(PyValueError::new_err(format!(
+            return Err(error::<PyValueError>(format_args!(
                 "view format {format:?}: 'n' and 'N' exist only in native mode (no prefix or @)"
             )))
         }
         _ => {
-            return Err(PyValueError::new_err(format!(
+            return Err(error::<PyValueError>(format_args!(
                 "unsupported view format {format:?}: unknown item code {:?}",
                 code as char
             )))
@@ -103,17 +103,17 @@ fn requested_shape(shape: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isiz
         return Ok(None);
     };
     let dims: Vec<isize> = if let Ok(n) = shape.extract::<isize>() {
-        vec![n]
+        dims_of([Ok(n)], 1)?
     } else if shape.is_instance_of::<PyTuple>() || shape.is_instance_of::<PyList>() {
-        shape
-            .try_iter()?
-            .map(|d| {
-                d?.extract::<isize>()
-                    .map_err(|_| PyTypeError::new_err("view shape: every dimension must be an int"))
+        let dims = shape.try_iter()?.map(|d| {
+            d?.extract::<isize>().map_err(|_| {
+                error::<PyTypeError>(format_args!("view shape: every dimension must be an int"))
             })
-            .collect::<PyResult<_>>()?
+        });
+        // (A hint only, so an absurd length reserves nothing absurd.)
+        dims_of(dims, shape.len()?.min(64))?
     } else {
-        return Err(PyTypeError::new_err(format!(
+        return Err(error::<PyTypeError>(format_args!(
             "view shape must be None, an int or a tuple of ints, not {}",
             shape.get_type().name()?
         )));
@@ -122,29 +122,88 @@ fn requested_shape(shape: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isiz
     #[allow(clippy::unnecessary_cast)]
     let max_ndim = ffi::PyBUF_MAX_NDIM as usize;
     if dims.len() > max_ndim {
-        return Err(PyValueError::new_err(format!(
+        return Err(error::<PyValueError>(format_args!(
             "view shape has {} dimensions; the buffer protocol allows at most {max_ndim}",
             dims.len(),
         )));
     }
     if let Some(d) = dims.iter().find(|&&d| d < 0) {
-        return Err(PyValueError::new_err(format!(
+        return Err(error::<PyValueError>(format_args!(
             "view shape {dims:?}: dimension {d} is negative"
         )));
     }
     Ok(Some(dims))
 }
 
-impl Layout {
-    fn new(block_size: usize, format: &str, shape: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+/// `format` as a C string; MemoryError if it cannot be allocated.
+fn c_format(format: &str) -> PyResult<CString> {
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(format.len() + 1)
+        .map_err(|_| out_of_memory(1))?;
+    bytes.extend_from_slice(format.as_bytes());
+    // With room for the NUL, `CString::new` does not reallocate.
+    CString::new(bytes).map_err(|_| error::<PyValueError>(format_args!("bad format")))
+}
+
+/// The dimensions in a vector of exactly their number (so boxing it does
+/// not reallocate); MemoryError if it cannot be allocated.
+fn dims_of(
+    dims: impl IntoIterator<Item = PyResult<isize>>,
+    expected: usize,
+) -> PyResult<Vec<isize>> {
+    let mut out = Vec::new();
+    for dim in dims {
+        out.try_reserve_exact(expected.max(out.len() + 1) - out.len())
+            .map_err(|_| out_of_memory(expected))?;
+        out.push(dim?);
+    }
+    Ok(out)
+}
+
+/// MemoryError for a view's bookkeeping of `dims` dimensions.
+fn out_of_memory(dims: usize) -> PyErr {
+    let bytes = dims.saturating_mul(std::mem::size_of::<isize>());
+    pool_exception(Operation::Alloc, PoolError::OutOfMemory { bytes })
+}
+
+/// A view's item format and dimensions as asked for, converted from their
+/// Python objects but not yet checked against a block: converting runs
+/// Python code (`__index__` of the dimensions), which may change the pool,
+/// so the block is read only afterwards (see `Request::fit`).
+struct Request {
+    format: CString,
+    itemsize: usize,
+    /// `None`: as many items as fit.
+    dims: Option<Vec<isize>>,
+}
+
+impl Request {
+    fn new(format: &str, shape: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let itemsize = item_size(format)?;
-        let shape: Vec<isize> = match requested_shape(shape)? {
+        Ok(Request {
+            // No NUL inside: `item_size` accepted only the characters above.
+            format: c_format(format)?,
+            itemsize,
+            dims: requested_shape(shape)?,
+        })
+    }
+
+    /// The layout over a block of `block_size` bytes, or ValueError if it
+    /// does not fit. Runs no Python code.
+    fn fit(self, block_size: usize) -> PyResult<Layout> {
+        let Request {
+            format,
+            itemsize,
+            dims,
+        } = self;
+        let shape: Vec<isize> = match dims {
             // Fits: a block's size is at most isize::MAX.
-            None => vec![(block_size / itemsize) as isize],
+            None => dims_of([Ok((block_size / itemsize) as isize)], 1)?,
             Some(dims) => dims,
         };
         let too_big = || {
-            PyValueError::new_err(format!(
+            error::<PyValueError>(format_args!(
                 "view shape {shape:?} of {format:?} items ({itemsize} bytes each) does not \
                  fit in the block's {block_size} bytes"
             ))
@@ -157,15 +216,14 @@ impl Layout {
         // C order: the last index moves fastest. A 0 dimension counts as 1,
         // as numpy does, so with one the other dimensions could still be
         // huge: refuse strides that overflow.
-        let mut strides = vec![0isize; shape.len()];
+        let mut strides = dims_of(shape.iter().map(|_| Ok(0)), shape.len())?;
         let mut step = itemsize as isize;
         for (stride, &dim) in strides.iter_mut().zip(&shape).rev() {
             *stride = step;
             step = step.checked_mul(dim.max(1)).ok_or_else(too_big)?;
         }
         Ok(Layout {
-            // No NUL inside: `item_size` accepted only the characters above.
-            format: CString::new(format).map_err(|_| PyValueError::new_err("bad format"))?,
+            format,
             itemsize,
             shape: shape.into_boxed_slice(),
             strides: strides.into_boxed_slice(),
@@ -184,14 +242,20 @@ impl BlockView {
         shape: Option<&Bound<'_, PyAny>>,
         readonly: bool,
     ) -> PyResult<Self> {
-        let core = &pool.get().core.0;
-        let block_size = core
-            .with(|p| p.block_size(addr as *const c_void))
-            .ok_or(PoolError::UnknownPointer { addr })
-            .map_err(|e| pool_exception(Operation::Free, e))?;
-        let layout = Layout::new(block_size, format, shape)?;
-        core.with(|p| p.pin(addr as *const c_void))
-            .map_err(|e| pool_exception(Operation::Free, e))?;
+        // Every Python conversion first: it may free or replace the block.
+        let request = Request::new(format, shape)?;
+        // Then the block as it is now, checked and pinned in one step.
+        let layout = pool.get().core.0.with(|p| {
+            let ptr = addr as *const c_void;
+            let block_size = p
+                .block_size(ptr)
+                .ok_or(PoolError::UnknownPointer { addr })
+                .map_err(|e| pool_exception(Operation::Free, e))?;
+            let layout = request.fit(block_size)?;
+            p.pin(ptr).map_err(|e| pool_exception(Operation::Free, e))?;
+            Ok::<_, PyErr>(layout)
+        });
+        let layout = layout.map_err(|e| pool_exception(Operation::Free, e))??;
         // From here the view's Drop undoes the pin, whatever happens next.
         Ok(BlockView::new(
             Owner::Pool(pool.clone().unbind()),
@@ -208,8 +272,10 @@ impl BlockView {
         shape: Option<&Bound<'_, PyAny>>,
         readonly: bool,
     ) -> PyResult<Self> {
+        let request = Request::new(format, shape)?;
+        // An Address's block is fixed for its life (which the caller holds).
         let a = address.get();
-        let layout = Layout::new(a.byte_size(), format, shape)?;
+        let layout = request.fit(a.byte_size())?;
         Ok(BlockView::new(
             Owner::Address(address.clone().unbind()),
             a.block_addr(),
@@ -257,7 +323,7 @@ impl BlockView {
 
     #[getter]
     fn format(&self) -> &str {
-        // Built from a `&str` in `Layout::new`.
+        // Built from a `&str` in `Request::new`.
         self.format.to_str().unwrap_or("B")
     }
 
@@ -299,18 +365,21 @@ impl BlockView {
         unsafe { get_buffer(slf, view, flags) }
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+    fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
         let owner = match &self.owner {
             Owner::Pool(_) => "Pool",
             Owner::Address(_) => "Address",
         };
         let shape = self.shape(py)?.repr()?;
-        Ok(format!(
-            "<cymem_rs.BlockView of {owner} block {:#x} format={:?} shape={shape}{}>",
-            self.addr,
-            self.format(),
-            if self.readonly { " readonly" } else { "" }
-        ))
+        py_format(
+            py,
+            format_args!(
+                "<cymem_rs.BlockView of {owner} block {:#x} format={:?} shape={shape}{}>",
+                self.addr,
+                self.format(),
+                if self.readonly { " readonly" } else { "" }
+            ),
+        )
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -347,7 +416,10 @@ impl Drop for BlockView {
             // the last decref of a Py<BlockView> dropped elsewhere), so the
             // pool is accessed under the same discipline as every call.
             // The pin is ours; only a Rust-side `free_all` could have
-            // dropped it, and then there is nothing left to undo.
+            // dropped it, and then there is nothing left to undo. A view
+            // dropped by a custom allocator function of its own pool, while
+            // the pool is in mid-call, is refused: the block stays pinned
+            // (not freeable, never dangling) until the pool dies.
             let _ = pool
                 .get()
                 .core

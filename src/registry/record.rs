@@ -3,6 +3,9 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+
+use crate::error::PoolError;
 
 use super::label::Origin;
 
@@ -25,6 +28,22 @@ pub struct PoolStats {
     pub total_reallocs: u64,
 }
 
+/// A [`PoolStats`] field: its name and how to read it.
+pub type StatsField = (&'static str, fn(&PoolStats) -> u64);
+
+impl PoolStats {
+    /// Every field's name and value, in declaration order: the one list the
+    /// Python `PoolStats` and `PoolInfo` types are built from.
+    pub const FIELDS: [StatsField; 6] = [
+        ("size", |s| s.size as u64),
+        ("peak_size", |s| s.peak_size as u64),
+        ("block_count", |s| s.block_count as u64),
+        ("total_allocs", |s| s.total_allocs),
+        ("total_frees", |s| s.total_frees),
+        ("total_reallocs", |s| s.total_reallocs),
+    ];
+}
+
 /// A pool's record: its counters and report label, shared with reports.
 /// Aligned to a cache line so two pools used by two threads never write the
 /// same line.
@@ -41,6 +60,13 @@ pub(crate) struct Record {
     /// - while live, it is read and changed only under the registry lock;
     /// - after the pool drops, nobody touches it until it is handed out again.
     pub(super) meta: UnsafeCell<Meta>,
+    /// The pool's lock, for pools shared between threads (see
+    /// [`Record::lock_pool`]). Kept here, where the registry can find every
+    /// one of them at `fork`.
+    lock: Mutex<()>,
+    /// Set in the child of a `fork` when `lock` was held at that moment, by
+    /// a thread the child does not have: the pool is unusable there.
+    forked: AtomicBool,
     size: AtomicUsize,
     peak: AtomicUsize,
     allocs: AtomicU64,
@@ -65,7 +91,7 @@ impl fmt::Debug for Record {
 /// A record's label (see [`Record::meta`] for who may touch it).
 #[derive(Default)]
 pub(super) struct Meta {
-    pub(super) name: Option<Box<str>>,
+    pub(super) name: Option<String>,
     pub(super) origin: Origin,
     pub(super) arena: bool,
 }
@@ -78,6 +104,8 @@ impl Record {
         Record {
             live: AtomicBool::new(false),
             meta: UnsafeCell::new(Meta::default()),
+            lock: Mutex::new(()),
+            forked: AtomicBool::new(false),
             size: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             allocs: AtomicU64::new(0),
@@ -86,7 +114,39 @@ impl Record {
         }
     }
 
+    /// Takes the pool's lock, waiting for another thread if need be; in the
+    /// child of a `fork`, fails at once if the lock was held at the fork.
+    /// (The fork check costs nothing until the lock is found taken.)
+    #[inline]
+    pub(crate) fn lock_pool(&self) -> Result<MutexGuard<'_, ()>, PoolError> {
+        // Pool methods never panic while holding the lock, so a poisoned lock
+        // still guards a consistent pool.
+        match self.lock.try_lock() {
+            Ok(guard) => Ok(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Ok(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) if self.forked.load(Relaxed) => Err(PoolError::Forked),
+            Err(TryLockError::WouldBlock) => {
+                Ok(self.lock.lock().unwrap_or_else(PoisonError::into_inner))
+            }
+        }
+    }
+
+    /// Whether the pool is unusable in this child of a `fork` (its lock was
+    /// held at the fork and still is).
+    pub(crate) fn is_forked(&self) -> bool {
+        self.forked.load(Relaxed) && matches!(self.lock.try_lock(), Err(TryLockError::WouldBlock))
+    }
+
+    /// In the child of a `fork`, with no other thread running: marks the
+    /// record if its pool's lock was held at the fork.
+    pub(super) fn mark_if_locked_at_fork(&self) {
+        if matches!(self.lock.try_lock(), Err(TryLockError::WouldBlock)) {
+            self.forked.store(true, Relaxed);
+        }
+    }
+
     pub(super) fn clear(&self) {
+        self.forked.store(false, Relaxed);
         self.size.store(0, Relaxed);
         self.peak.store(0, Relaxed);
         self.allocs.store(0, Relaxed);
@@ -156,5 +216,33 @@ impl Record {
             total_frees: frees,
             total_reallocs: self.reallocs.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PoolStats;
+
+    /// `FIELDS` names every field once, in order, with its own value.
+    #[test]
+    fn fields_list_every_counter_in_order() {
+        let stats = PoolStats {
+            size: 1,
+            peak_size: 2,
+            block_count: 3,
+            total_allocs: 4,
+            total_frees: 5,
+            total_reallocs: 6,
+        };
+        let listed: Vec<(&str, u64)> = PoolStats::FIELDS
+            .iter()
+            .map(|(name, value)| (*name, value(&stats)))
+            .collect();
+        let debug = format!("{stats:?}");
+        for (i, (name, value)) in listed.iter().enumerate() {
+            assert_eq!(*value, i as u64 + 1);
+            assert!(debug.contains(&format!("{name}: {value}")), "{debug}");
+        }
+        assert_eq!(listed.len(), debug.matches(':').count());
     }
 }

@@ -131,7 +131,8 @@ fn reports_race_safely_with_creation_and_drop_of_locked_pools() {
                         if round % 2 == 0 {
                             p.free_all();
                         }
-                    });
+                    })
+                    .unwrap();
                     drop(pool);
                 }
             })

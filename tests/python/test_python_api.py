@@ -1,6 +1,7 @@
 """cymem_rs from Python: the surface cymem users touch, and its errors."""
 
 import gc
+import os
 import pickle
 import tracemalloc
 import warnings
@@ -249,3 +250,69 @@ def test_arena_free_does_not_reuse_space_but_keeps_accounting():
     assert pool.size == 64 and pool.block_count == 1
     with pytest.raises(KeyError):
         pool.free(a)
+
+
+class _Truthy:
+    """An object whose truth value is its own choice (as `__bool__` says)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __bool__(self):
+        return self.value
+
+
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        (1, True),
+        (0, False),
+        ("yes", True),
+        ("", False),
+        ([0], True),
+        ([], False),
+        (_Truthy(True), True),
+        (_Truthy(False), False),
+        (True, True),
+        (False, False),
+    ],
+)
+def test_arena_and_debug_take_the_truth_value_of_any_object(flag, expected):
+    assert Pool(arena=flag).arena is expected
+    assert Pool(debug=flag).debug is expected
+
+
+def test_debug_none_follows_the_environment_and_false_overrides_it():
+    # The variable is read once per process: ask a fresh one.
+    import subprocess
+    import sys
+
+    code = (
+        "from cymem_rs import Pool; "
+        "print(Pool(debug=None).debug, Pool(debug=0).debug, Pool(debug=[1]).debug)"
+    )
+    for value, follows in (("1", True), ("0", False)):
+        env = {**os.environ, "CYMEM_RS_DEBUG": value}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.split() == [str(follows), "False", "True"]
+
+
+def test_arena_and_debug_truth_value_errors_propagate():
+    class Undecided:
+        def __bool__(self):
+            raise ZeroDivisionError("no truth value")
+
+    with pytest.raises(ZeroDivisionError):
+        Pool(arena=Undecided())
+    with pytest.raises(ZeroDivisionError):
+        Pool(debug=Undecided())
+
+
+def test_pool_signature_shows_the_flag_defaults():
+    import inspect
+
+    assert str(inspect.signature(Pool)) == (
+        "(pymalloc=None, pyfree=None, *, arena=False, name=None, debug=None)"
+    )
