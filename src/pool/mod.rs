@@ -19,6 +19,7 @@ mod arena_log;
 pub mod debug;
 pub mod error;
 mod instrument;
+mod lifetimes;
 #[cfg(test)]
 mod oom_tests;
 mod pins;
@@ -27,6 +28,7 @@ mod table;
 
 pub use debug::DebugOptions;
 pub use instrument::BlockObserver;
+pub use lifetimes::{CleanupFn, Mark};
 
 /// The largest block C and Rust can address (`isize::MAX` bytes).
 const MAX_BLOCK: usize = isize::MAX as usize;
@@ -103,6 +105,9 @@ pub struct Pool {
     debug: Option<Box<debug::DebugState>>,
     /// Told of every block (see [`Pool::set_observer`]).
     observer: Option<&'static BlockObserver>,
+    /// `Some` once a limit, scope or cleanup is used (see `lifetimes.rs`);
+    /// boxed, and `None` keeps the block paths on their fast branch.
+    lifetimes: Option<Box<lifetimes::Lifetimes>>,
 }
 
 impl Default for Pool {
@@ -169,6 +174,7 @@ impl Pool {
             pins: Pins::default(),
             debug: None,
             observer: None,
+            lifetimes: None,
         })
     }
 
@@ -190,6 +196,7 @@ impl Pool {
             pins: Pins::default(),
             debug: None,
             observer: None,
+            lifetimes: None,
         })
     }
 
@@ -418,7 +425,23 @@ impl Pool {
     ///
     /// A 0-byte request still returns a unique non-NULL pointer (counted as 0
     /// bytes): Cython code relies on it, as it did with cymem.
+    ///
+    /// Fails with `LimitExceeded` if the block would take the live bytes
+    /// past the pool's [limit](Pool::set_limit).
     pub fn alloc(&mut self, number: usize, elem_size: usize) -> Result<NonNull<c_void>, PoolError> {
+        if self.lifetimes.is_some() {
+            return self.alloc_with_lifetimes(number, elem_size);
+        }
+        self.alloc_block(number, elem_size)
+    }
+
+    /// `alloc` apart from limits and scopes.
+    #[inline(always)]
+    fn alloc_block(
+        &mut self,
+        number: usize,
+        elem_size: usize,
+    ) -> Result<NonNull<c_void>, PoolError> {
         if self.debug.is_some() {
             return self.debug_alloc(number, elem_size);
         }
@@ -445,6 +468,15 @@ impl Pool {
     /// Releases a live block. Fails, touching no memory, if `ptr` is not one
     /// (a foreign pointer, NULL, or a block already freed). Returns its size.
     pub fn free(&mut self, ptr: *mut c_void) -> Result<usize, PoolError> {
+        if self.lifetimes.is_some() {
+            return self.free_with_lifetimes(ptr);
+        }
+        self.free_block(ptr)
+    }
+
+    /// `free` apart from scopes.
+    #[inline(always)]
+    fn free_block(&mut self, ptr: *mut c_void) -> Result<usize, PoolError> {
         let addr = ptr as usize;
         self.pins.check_unpinned(addr)?;
         if self.debug.is_some() {
@@ -467,8 +499,23 @@ impl Pool {
     /// is zeroed, and the old block is released. The returned pointer replaces
     /// `ptr`. cymem's rule: `new_size` must be larger than the block.
     ///
-    /// On error the block is left exactly as it was.
+    /// On error the block is left exactly as it was. Fails with
+    /// `LimitExceeded` if the growth would take the live bytes past the
+    /// pool's limit. A block keeps its scope (if any) under its new address.
     pub fn realloc(
+        &mut self,
+        ptr: *mut c_void,
+        new_size: usize,
+    ) -> Result<NonNull<c_void>, PoolError> {
+        if self.lifetimes.is_some() {
+            return self.realloc_with_lifetimes(ptr, new_size);
+        }
+        self.realloc_block(ptr, new_size)
+    }
+
+    /// `realloc` apart from limits and scopes.
+    #[inline(always)]
+    fn realloc_block(
         &mut self,
         ptr: *mut c_void,
         new_size: usize,
@@ -554,8 +601,11 @@ impl Pool {
     ///
     /// In debug mode damage found here is reported by the next
     /// [`Pool::check`] (or use [`Pool::free_all_checked`]).
+    ///
+    /// Unlike [`Pool::clear`], runs no cleanup.
     pub fn free_all(&mut self) {
         self.pins.clear();
+        self.forget_scoped_blocks();
         if self.debug.is_some() {
             return self.debug_free_all();
         }
@@ -572,6 +622,8 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        // Cleanups first, while the blocks they may read are still live.
+        self.run_cleanups_at_drop();
         if self.debug.is_some() {
             // Nobody can be told but the process: say it on stderr. (Python
             // pools and `cymem_pool_destroy_checked` check before this.)

@@ -9,6 +9,7 @@ mod capi;
 mod errors;
 mod pool;
 mod report;
+mod scope;
 mod tracemalloc;
 mod view;
 
@@ -28,6 +29,7 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyMalloc>()?;
     m.add_class::<PyFree>()?;
     m.add_class::<BlockView>()?;
+    m.add_class::<scope::Scope>()?;
     m.add(
         "Default_Malloc",
         allocators::default_malloc(py)?.clone_ref(py),

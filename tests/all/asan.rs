@@ -1,7 +1,7 @@
 //! Arena pools under AddressSanitizer (`make check-sanitizers` builds with
 //! `--cfg cymem_rs_asan`, which makes the pool poison arena red zones and
-//! released blocks): an overrun past an arena block and a read after `free`
-//! are reported by ASan. Each bug runs in a child process (this test binary
+//! released blocks): an overrun past an arena block and a read after `free`,
+//! `clear` or a scope's end are reported by ASan. Each bug runs in a child process (this test binary
 //! again, running one of the ignored `bugs::` tests), which ASan must stop
 //! with its report.
 
@@ -42,6 +42,18 @@ fn a_read_after_free_of_an_arena_block_is_caught() {
         "{report}"
     );
     assert!(report.contains("asan::bugs::use_after_free"), "{report}");
+}
+
+#[test]
+fn a_read_after_clear_and_after_a_scope_is_caught() {
+    for bug in ["read_after_clear", "read_after_scope"] {
+        let report = child_stderr(bug);
+        assert!(
+            report.contains("ERROR: AddressSanitizer: use-after-poison"),
+            "{report}"
+        );
+        assert!(report.contains(&format!("asan::bugs::{bug}")), "{report}");
+    }
 }
 
 /// The deliberate bugs; each does nothing unless its parent test asked.
@@ -94,5 +106,37 @@ mod bugs {
         // the read itself touches allocated memory.)
         let byte = unsafe { block.read_volatile() };
         println!("read {byte} after free");
+    }
+
+    #[test]
+    #[ignore = "a deliberate bug, run by the parent test under ASan"]
+    fn read_after_clear() {
+        if !asked("read_after_clear") {
+            return;
+        }
+        let mut pool = Pool::arena();
+        let block = middle_block(&mut pool);
+        pool.clear().unwrap();
+        // SAFETY: none: `clear` released the block, the bug ASan must
+        // report. (The arena keeps its last chunk, so the read itself
+        // touches allocated memory.)
+        let byte = unsafe { block.read_volatile() };
+        println!("read {byte} after clear");
+    }
+
+    #[test]
+    #[ignore = "a deliberate bug, run by the parent test under ASan"]
+    fn read_after_scope() {
+        if !asked("read_after_scope") {
+            return;
+        }
+        let mut pool = Pool::arena();
+        let mark = pool.mark().unwrap();
+        let block = middle_block(&mut pool);
+        pool.release_to(mark).unwrap();
+        // SAFETY: none: the scope's end released the block, the bug ASan
+        // must report. (The arena keeps the space until the pool ends.)
+        let byte = unsafe { block.read_volatile() };
+        println!("read {byte} after the scope");
     }
 }

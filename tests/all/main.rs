@@ -11,6 +11,7 @@ mod support;
 mod asan;
 mod debug;
 mod header;
+mod lifetimes;
 mod model;
 mod observer;
 mod pins;

@@ -66,6 +66,17 @@ fn every_block_event_is_reported(make: fn() -> Pool) {
     assert_seen_is_live(&pool);
     pool.free_all();
     assert!(seen().is_empty(), "free_all took every block back");
+    // A scope's end and `clear` take their blocks back too.
+    let kept = pool.alloc(1, 32).unwrap().as_ptr();
+    let mark = pool.mark().unwrap();
+    for n in 1..=4 {
+        pool.alloc(n, 10).unwrap();
+    }
+    assert_eq!(seen().len(), 5);
+    pool.release_to(mark).unwrap();
+    assert_eq!(seen().keys().copied().collect::<Vec<_>>(), [kept as usize]);
+    pool.clear().unwrap();
+    assert!(seen().is_empty(), "clear took every block back");
     for n in 1..=5 {
         pool.alloc(n, 100).unwrap();
     }

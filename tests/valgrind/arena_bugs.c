@@ -3,6 +3,7 @@
  *
  *   arena_bugs overrun          reads one byte past a 24-byte arena block
  *   arena_bugs use-after-free   reads a 24-byte arena block after freeing it
+ *   arena_bugs use-after-clear  reads one after cymem_pool_clear()
  *   arena_bugs leaked-pool      drops the only pointer to an arena pool that
  *                               holds a 4321-byte block
  *
@@ -57,6 +58,17 @@ static int use_after_free(void) {
     return 0;
 }
 
+static int use_after_clear(void) {
+    CymemPool *pool;
+    uint8_t *block = arena_block(&pool);
+    if (block == NULL) return 1;
+    if (cymem_pool_clear(pool) != CYMEM_OK) return 1;
+    sink = block[8];
+    printf("BUG: read byte 8 of a %d-byte arena block after clear\n", BLOCK_BYTES);
+    cymem_pool_destroy(&pool);
+    return 0;
+}
+
 static int leaked_pool(void) {
     CymemPool *pool = cymem_pool_new_arena();
     uint8_t *block = cymem_pool_alloc(pool, 1, LEAKED_BYTES);
@@ -72,7 +84,8 @@ static int leaked_pool(void) {
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "overrun") == 0) return overrun();
     if (argc == 2 && strcmp(argv[1], "use-after-free") == 0) return use_after_free();
+    if (argc == 2 && strcmp(argv[1], "use-after-clear") == 0) return use_after_clear();
     if (argc == 2 && strcmp(argv[1], "leaked-pool") == 0) return leaked_pool();
-    fprintf(stderr, "usage: %s overrun|use-after-free|leaked-pool\n", argv[0]);
+    fprintf(stderr, "usage: %s overrun|use-after-free|use-after-clear|leaked-pool\n", argv[0]);
     return 2;
 }

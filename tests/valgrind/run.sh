@@ -18,7 +18,8 @@
 #               alive, which valgrind cannot be relied on to flag) PASSES only
 #               if the workload's own checks fail; arena-* (from C,
 #               arena_bugs.c, and from Cython: an overrun past an arena block,
-#               a read after freeing one, a leaked arena pool) PASS only if
+#               a read after freeing one (and, from C, after clearing the
+#               pool), a leaked arena pool) PASS only if
 #               valgrind reports the bug with the block's allocation stack.
 #               So every CI run proves the checks still bite.
 #
@@ -228,6 +229,8 @@ arena_selftest selftest/arena-overrun-c "Invalid read of size 1" "$OVERRUN"$'\no
     -- -- "$OUT/c/arena_bugs" overrun
 arena_selftest selftest/arena-use-after-free-c "Invalid read of size 1" $'use_after_free (arena_bugs.c' \
     -- -- "$OUT/c/arena_bugs" use-after-free
+arena_selftest selftest/arena-use-after-clear-c "Invalid read of size 1" $'use_after_clear (arena_bugs.c' \
+    -- -- "$OUT/c/arena_bugs" use-after-clear
 arena_selftest selftest/arena-leaked-pool-c "4,321 bytes in 1 blocks are indirectly lost" \
     "$LEAKED"$'\nleaked_pool (arena_bugs.c' -- --show-leak-kinds=definite,indirect -- "$OUT/c/arena_bugs" leaked-pool
 arena_selftest selftest/arena-overrun "Invalid read of size 1" "$OVERRUN"$'\nselftest_invalid_read' \
