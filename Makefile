@@ -22,7 +22,7 @@ WHEELS   := $(BUILD)/wheels
 # Python builds use their own target dir so they don't flip the plain C
 # library's features back and forth in target/$(PROFILE).
 export CARGO_TARGET_DIR_PY := $(CURDIR)/target/wheels
-PY_TOOLS := maturin==1.16.0 "cython==3.3.1" pytest setuptools ruff==0.17.5 cymem==2.0.16 numpy==2.4.6
+PY_TOOLS := maturin==1.16.0 "cython==3.3.1" pytest setuptools ruff==0.17.5 cymem==2.0.16 numpy==2.4.6 ipython==9.18.1
 # What `make lint` checks and `make fmt` fixes.
 PY_PATHS := cymem_rs tests examples benches
 # pytest over a folder of tests/, from tests/ so the source tree's package

@@ -7,6 +7,7 @@ mod allocators;
 mod buffer;
 mod capi;
 mod errors;
+mod peak;
 mod pool;
 mod report;
 mod scope;
@@ -49,5 +50,9 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(report::live_pools, m)?)?;
     m.add_function(wrap_pyfunction!(report::format_report, m)?)?;
     m.add_function(wrap_pyfunction!(report::track_origins, m)?)?;
+    m.add_class::<peak::PoolTrace>()?;
+    m.add_function(wrap_pyfunction!(peak::peak, m)?)?;
+    m.add_function(wrap_pyfunction!(peak::reset_peak, m)?)?;
+    m.add_function(wrap_pyfunction!(peak::trace, m)?)?;
     Ok(())
 }

@@ -14,6 +14,7 @@ mod header;
 mod lifetimes;
 mod model;
 mod observer;
+mod peak;
 mod pins;
 mod pool;
 mod registry;
