@@ -10,11 +10,12 @@ use pyo3::types::{PyDict, PyList, PyString};
 use pyo3::PyTraverseError;
 
 use super::allocators::{
-    allocator_for, default_allocator, default_free, default_malloc, PyFree, PyMalloc,
+    allocator_for, default_allocator, default_free, default_malloc, is_pymem, PyFree, PyMalloc,
 };
 use super::errors::{error, pool_exception, py_format, py_string, Operation};
 use super::report::{caller_origin, stats_object};
 use super::scope::{python_cleanup, python_cleanup_data, run_python_cleanup, Scope};
+use super::tracemalloc;
 use super::view::BlockView;
 use crate::error::PoolError;
 use crate::fallible::try_string;
@@ -132,12 +133,12 @@ impl Pool {
                  it cannot use pymalloc/pyfree"
             )));
         }
-        let allocator = match (&pymalloc, &pyfree) {
-            (None, None) => default_allocator(),
+        let (allocator, pymem) = match (&pymalloc, &pyfree) {
+            (None, None) => (default_allocator(), true),
             (m, f) => {
                 let m = m.as_ref().map_or_else(|| default_malloc(py), Ok)?;
                 let f = f.as_ref().map_or_else(|| default_free(py), Ok)?;
-                allocator_for(m.get(), f.get())
+                (allocator_for(m.get(), f.get()), is_pymem(m.get(), f.get()))
             }
         };
         let label = Label {
@@ -155,6 +156,8 @@ impl Pool {
             core.try_enable_debug(options).map_err(alloc_error)?;
         }
         core.set_limit(limit).map_err(alloc_error)?;
+        // tracemalloc sees PyMem's blocks already.
+        core.set_observer(tracemalloc::observer(arena || !pymem));
         Ok(Pool {
             core: new_core(core),
             pymalloc,
