@@ -26,6 +26,7 @@ pub use view::BlockView;
 fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Pool>()?;
+    pool::install_finalizer(py);
     m.add_class::<Address>()?;
     m.add_class::<PyMalloc>()?;
     m.add_class::<PyFree>()?;
