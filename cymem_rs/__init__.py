@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from .cymem import (
     ABI_VERSION,
+    TRACEMALLOC_DOMAIN,
     Address,
     BlockView,
     Default_Free,
@@ -35,6 +36,7 @@ from .cymem import (
 
 __all__ = [
     "ABI_VERSION",
+    "TRACEMALLOC_DOMAIN",
     "Address",
     "BlockView",
     "Default_Free",

@@ -6,6 +6,9 @@ from typing import Any, NamedTuple, TypedDict, final
 
 WARN_ZERO_ALLOC: bool
 ABI_VERSION: int
+# The tracemalloc domain of pool blocks PyMem does not allocate (arena pools,
+# WrapMalloc allocators); see docs/debugging-memory.md.
+TRACEMALLOC_DOMAIN: int
 _C_API: Any
 _C_API_VERSION: int
 

@@ -11,6 +11,7 @@ mod peak;
 mod pool;
 mod report;
 mod scope;
+mod tracemalloc;
 mod view;
 
 use pyo3::prelude::*;
@@ -25,6 +26,7 @@ pub use view::BlockView;
 fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Pool>()?;
+    pool::install_finalizer(py);
     m.add_class::<Address>()?;
     m.add_class::<PyMalloc>()?;
     m.add_class::<PyFree>()?;
@@ -37,6 +39,7 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Default_Free", allocators::default_free(py)?.clone_ref(py))?;
     m.add("WARN_ZERO_ALLOC", false)?;
     m.add("ABI_VERSION", crate::ffi::CYMEM_RS_ABI_VERSION)?;
+    m.add("TRACEMALLOC_DOMAIN", tracemalloc::DOMAIN)?;
     m.add("_C_API", capi::capsule(py)?)?;
     m.add("_C_API_VERSION", capi::CAPSULE_VERSION)?;
     m.add(

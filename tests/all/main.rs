@@ -7,11 +7,15 @@
 mod support;
 
 mod arena;
+// Only in AddressSanitizer builds (`make check-sanitizers`).
+#[cfg(cymem_rs_asan)]
+mod asan;
 mod debug;
 mod fork;
 mod header;
 mod lifetimes;
 mod model;
+mod observer;
 mod peak;
 mod pins;
 mod pool;
