@@ -203,6 +203,7 @@ fn a_pool_with_a_limit_keeps_the_table_aligned() {
     assert!(lines[2].contains("arena,limit=1000000  second"), "{table}");
     // Whole lines without trailing blanks (the short origins are padded
     // only up to their last character).
+    assert!(lines[0].starts_with("bytes  peak"), "{table}");
     assert!(lines[0].ends_with("name    origin"), "{table}");
     assert!(lines[1].ends_with("first   -"), "{table}");
     assert!(lines[2].ends_with("second  -"), "{table}");
