@@ -174,6 +174,9 @@ fn a_changed_origin_is_what_reports_show() {
     pool.set_origin(Origin::Static("made by the loader"));
     let [info] = find("reg-origin").try_into().unwrap();
     assert_eq!(info.origin, "made by the loader");
+    let report = cymem_rs::registry::try_report().unwrap();
+    let row = report.lines().find(|l| l.contains("reg-origin")).unwrap();
+    assert!(row.ends_with(" made by the loader"), "{report}");
     // The same text as the origin describes itself.
     assert_eq!(Origin::Static("made by the loader").describe(), info.origin);
     assert_eq!(Origin::Text("cymem.c:12".into()).describe(), "cymem.c:12");
@@ -203,7 +206,10 @@ fn a_pool_with_a_limit_keeps_the_table_aligned() {
     assert!(lines[2].contains("arena,limit=1000000  second"), "{table}");
     // Whole lines without trailing blanks (the short origins are padded
     // only up to their last character).
+    // Numbers to the right of their column, text to the left.
     assert!(lines[0].starts_with("bytes  peak"), "{table}");
+    assert!(lines[1].starts_with("    0     0"), "{table}");
+    assert!(lines[1].contains("  heap                 first"), "{table}");
     assert!(lines[0].ends_with("name    origin"), "{table}");
     assert!(lines[1].ends_with("first   -"), "{table}");
     assert!(lines[2].ends_with("second  -"), "{table}");
