@@ -202,12 +202,17 @@ header: ## Regenerate include/cymem_rs.h from src/ffi.rs with cbindgen
 
 # The layering rule: only src/lib.rs may mention the `python` feature; the
 # binding's modules are switched on there, never from inside the core.
-lint: $(VENV)/.tools ## rustfmt, clippy (with and without `python`), ruff, the feature-layering rule
+# stubtest compares the installed package with its stubs (from build/, so the
+# source folder cymem_rs/ does not shadow it); actionlint checks the GitHub
+# workflows, which cannot run here.
+lint: install | $(BUILD) ## rustfmt, clippy (with and without `python`), ruff, stubtest, actionlint, the feature-layering rule
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --features python -- -D warnings
 	$(VENV)/bin/ruff check $(PY_PATHS)
 	$(VENV)/bin/ruff format --check $(PY_PATHS)
+	cd $(BUILD) && ../$(VPY) -m mypy.stubtest cymem_rs
+	$(VENV)/bin/actionlint .github/workflows/*.yml
 	@if grep -rnE 'feature *= *"python"' src | grep -v '^src/lib.rs:'; then \
 		echo 'feature = "python" may appear only in src/lib.rs'; exit 1; fi
 

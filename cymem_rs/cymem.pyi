@@ -1,11 +1,36 @@
 """Type stubs for the `cymem_rs.cymem` extension module (Rust, pyo3)."""
 
+import sys
 from typing import Any, NamedTuple, final
+
+from typing_extensions import Self, disjoint_base
+
+__all__ = [
+    "Pool",
+    "Address",
+    "PyMalloc",
+    "PyFree",
+    "BlockView",
+    "Default_Malloc",
+    "Default_Free",
+    "WARN_ZERO_ALLOC",
+    "ABI_VERSION",
+    "_C_API",
+    "_C_API_VERSION",
+    "_POOL_LOCK",
+    "MemoryCorruptionError",
+    "PoolStats",
+    "PoolInfo",
+    "live_pools",
+    "format_report",
+    "track_origins",
+]
 
 WARN_ZERO_ALLOC: bool
 ABI_VERSION: int
 _C_API: Any
 _C_API_VERSION: int
+_POOL_LOCK: bool
 
 @final
 class PyMalloc:
@@ -51,18 +76,22 @@ def track_origins(enabled: bool) -> bool:
     """Whether new pools remember the Python line that made them (default
     True); returns the previous setting."""
 
+@disjoint_base
 class Pool:
     """A memory pool: every block is zeroed, and freed when the Pool dies."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         pymalloc: PyMalloc | None = None,
         pyfree: PyFree | None = None,
         *,
         arena: bool = False,
         name: str | None = None,
         debug: bool | None = None,
-    ) -> None: ...
+    ) -> Self: ...
+    @property
+    def arena(self) -> bool:
+        """Whether the pool is an arena pool (`Pool(arena=True)`)."""
     @property
     def debug(self) -> bool:
         """Whether the pool is in debug mode (`debug=True` or `CYMEM_RS_DEBUG=1`)."""
@@ -124,7 +153,7 @@ class MemoryCorruptionError(RuntimeError):
 class Address:
     """One zeroed block of `number * elem_size` bytes, freed with the object."""
 
-    def __init__(self, number: int, elem_size: int) -> None: ...
+    def __new__(cls, number: int, elem_size: int) -> Self: ...
     @property
     def addr(self) -> int: ...
     @property
@@ -136,8 +165,10 @@ class Address:
         readonly: bool = False,
     ) -> BlockView:
         """A zero-copy view of the block; it keeps this Address alive."""
-    def __buffer__(self, flags: int, /) -> memoryview:
-        """The block as writable bytes: `memoryview(address)`."""
+    # The buffer protocol is a C slot; Python names it `__buffer__` from 3.12.
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview:
+            """The block as writable bytes: `memoryview(address)`."""
 
 @final
 class BlockView:
@@ -166,4 +197,5 @@ class BlockView:
     def strides(self) -> tuple[int, ...]: ...
     @property
     def readonly(self) -> bool: ...
-    def __buffer__(self, flags: int, /) -> memoryview: ...
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview: ...
