@@ -6,23 +6,23 @@ from typing import Any, NamedTuple, final
 from typing_extensions import Self, disjoint_base
 
 __all__ = [
-    "Pool",
-    "Address",
-    "PyMalloc",
-    "PyFree",
-    "BlockView",
-    "Default_Malloc",
-    "Default_Free",
-    "WARN_ZERO_ALLOC",
     "ABI_VERSION",
+    "WARN_ZERO_ALLOC",
     "_C_API",
     "_C_API_VERSION",
     "_POOL_LOCK",
+    "Address",
+    "BlockView",
+    "Default_Free",
+    "Default_Malloc",
     "MemoryCorruptionError",
-    "PoolStats",
+    "Pool",
     "PoolInfo",
-    "live_pools",
+    "PoolStats",
+    "PyFree",
+    "PyMalloc",
     "format_report",
+    "live_pools",
     "track_origins",
 ]
 

@@ -31,8 +31,8 @@ def test_threads_sharing_one_pool_keep_its_accounting():
                 addr = pool.alloc(3, 8)
                 assert pool.size >= 24
                 pool.free(addr)
-        except Exception as e:  # reported below; a thread's exception is otherwise lost
-            errors.append(e)
+        except (AssertionError, KeyError, MemoryError, RuntimeError) as e:
+            errors.append(e)  # a thread's exception is otherwise only printed
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
