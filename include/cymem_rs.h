@@ -203,7 +203,9 @@ extern "C" {
 uint32_t cymem_abi_version(void);
 
 /**
- * A new pool on the system allocator (`calloc`/`realloc`/`free`).
+ * A new pool on the system allocator (`calloc`/`realloc`/`free`). Every
+ * `cymem_pool_new*` returns NULL with `CYMEM_ERR_OUT_OF_MEMORY` recorded
+ * when the pool's own bookkeeping cannot be allocated.
  */
 CymemPool *cymem_pool_new(void);
 
@@ -460,7 +462,8 @@ CymemStatus cymem_pool_set_origin(CymemPool *pool, const char *file, unsigned in
  * (call with `out` NULL and `capacity` 0 to count). Pools made or dropped
  * meanwhile may change the count between calls. A dropped pool is never
  * listed, and listing never keeps a pool alive (nor takes the GIL inside
- * the Python extension: Python pools' origins are already text).
+ * the Python extension: Python pools' origins are already text). Out of
+ * memory, returns 0 with `CYMEM_ERR_OUT_OF_MEMORY` recorded.
  *
  * # Safety
  * `out` is NULL (then `capacity` must be 0) or valid for `capacity` entries.
@@ -472,6 +475,9 @@ size_t cymem_live_pools(CymemPoolInfo *out, size_t capacity);
  * bytes first, then a total line) into `buf` like `snprintf`: at most
  * `size - 1` bytes and a NUL. Returns the report's full length, so a result
  * >= `size` means it was truncated; `buf` may be NULL if `size` is 0.
+ *
+ * Out of memory, writes "" and returns 0 with `CYMEM_ERR_OUT_OF_MEMORY`
+ * recorded (a report is never empty).
  *
  * # Safety
  * `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.

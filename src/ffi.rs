@@ -11,11 +11,13 @@
 //!   by a lock inside the pool).
 
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use std::fmt::{self, Write as _};
 use std::ptr::{self, NonNull};
 
 use crate::allocator::Allocator;
 use crate::error::PoolError;
+use crate::fallible::{try_box, try_format, FixedText, OutOfMemory, TryString};
 use crate::pool::{DebugOptions, Pool};
 use crate::registry::{self, Label, Origin, PoolInfo, PoolStats};
 use crate::shared::SharedPool;
@@ -90,35 +92,58 @@ impl From<PoolError> for CymemStatus {
     }
 }
 
+/// Room for the longest message (a corruption report, about 200 bytes) and
+/// its NUL; a longer one would be cut at a character boundary.
+const MESSAGE_CAPACITY: usize = 320;
+
+/// This thread's last error. The message is formatted in place: reporting an
+/// error never allocates, so running out of memory is reported too.
 struct LastError {
     status: CymemStatus,
-    message: CString,
+    /// NUL-terminated UTF-8.
+    message: [u8; MESSAGE_CAPACITY],
 }
 
 thread_local! {
-    static LAST_ERROR: RefCell<LastError> = RefCell::new(LastError {
-        status: CYMEM_OK,
-        message: CString::default(),
-    });
+    static LAST_ERROR: RefCell<LastError> = const {
+        RefCell::new(LastError {
+            status: CYMEM_OK,
+            message: [0; MESSAGE_CAPACITY],
+        })
+    };
 }
 
-fn set_last_error(status: CymemStatus, message: String) -> CymemStatus {
-    // Our messages hold no NUL bytes; fall back to the static text if one did.
-    let message = CString::new(message).unwrap_or_else(|_| static_message(status).to_owned());
+fn set_last_error(status: CymemStatus, message: fmt::Arguments<'_>) -> CymemStatus {
     // `try_with`: during thread teardown (atexit, TLS destructors) the slot
     // is gone; the status code is still returned, only the detail is lost.
-    let _ = LAST_ERROR.try_with(|last| *last.borrow_mut() = LastError { status, message });
+    let _ = LAST_ERROR.try_with(|last| {
+        let mut last = last.borrow_mut();
+        last.status = status;
+        let mut text = FixedText::new(&mut last.message[..MESSAGE_CAPACITY - 1]);
+        // Writing into a fixed buffer cannot fail; it cuts what does not fit.
+        let _ = text.write_fmt(message);
+        let end = text.len();
+        last.message[end] = 0;
+    });
     status
 }
 
 pub(crate) fn report(err: PoolError) -> CymemStatus {
-    set_last_error(err.into(), err.to_string())
+    set_last_error(err.into(), format_args!("{err}"))
 }
 
 fn null_argument(function: &str, argument: &str) -> CymemStatus {
     set_last_error(
         CYMEM_ERR_NULL_ARGUMENT,
-        format!("{function}: `{argument}` must not be NULL"),
+        format_args!("{function}: `{argument}` must not be NULL"),
+    )
+}
+
+/// Records that the library's own bookkeeping could not be allocated.
+fn out_of_memory(_: OutOfMemory) -> CymemStatus {
+    set_last_error(
+        CYMEM_ERR_OUT_OF_MEMORY,
+        format_args!("out of memory: the pool's bookkeeping could not be allocated"),
     )
 }
 
@@ -270,14 +295,26 @@ unsafe fn take_handle(slot: &mut *mut CymemPool) -> Option<Box<CymemPool>> {
 }
 
 /// A pool on the system allocator, as the plain and named C constructors make.
-fn system_pool(name: Option<String>) -> Pool {
-    Pool::with_allocator_labelled(Allocator::system(), c_label(name))
+fn system_pool(name: Option<String>) -> Result<Pool, PoolError> {
+    Pool::try_with_allocator_labelled(Allocator::system(), c_label(name))
 }
 
-fn into_handle(pool: Pool) -> *mut CymemPool {
-    let pool = debug_if_env(pool);
-    // C callers may share a handle between threads: it gets its own lock.
-    Box::into_raw(Box::new(CymemPool(SharedPool::locked(pool))))
+/// The handle of a new pool (a debug pool if `CYMEM_RS_DEBUG` says so), or
+/// NULL with the error recorded.
+fn into_handle(pool: Result<Pool, PoolError>) -> *mut CymemPool {
+    let made = pool.and_then(debug_if_env).and_then(|pool| {
+        // C callers may share a handle between threads: it gets its own lock.
+        try_box(CymemPool(SharedPool::locked(pool))).map_err(|_| PoolError::OutOfMemory {
+            bytes: std::mem::size_of::<CymemPool>(),
+        })
+    });
+    match made {
+        Ok(handle) => Box::into_raw(handle),
+        Err(err) => {
+            report(err);
+            ptr::null_mut()
+        }
+    }
 }
 
 /// The ABI version of the loaded library (compare with `CYMEM_RS_ABI_VERSION`).
@@ -286,7 +323,9 @@ pub extern "C" fn cymem_abi_version() -> u32 {
     CYMEM_RS_ABI_VERSION
 }
 
-/// A new pool on the system allocator (`calloc`/`realloc`/`free`).
+/// A new pool on the system allocator (`calloc`/`realloc`/`free`). Every
+/// `cymem_pool_new*` returns NULL with `CYMEM_ERR_OUT_OF_MEMORY` recorded
+/// when the pool's own bookkeeping cannot be allocated.
 #[no_mangle]
 pub extern "C" fn cymem_pool_new() -> *mut CymemPool {
     into_handle(system_pool(None))
@@ -299,7 +338,7 @@ pub extern "C" fn cymem_pool_new() -> *mut CymemPool {
 /// moved block is only reused after the pool is destroyed.
 #[no_mangle]
 pub extern "C" fn cymem_pool_new_arena() -> *mut CymemPool {
-    into_handle(Pool::arena_labelled(c_label(None)))
+    into_handle(Pool::try_arena_labelled(c_label(None)))
 }
 
 /// A new pool whose blocks come from `malloc_fn` and go back to `free_fn`.
@@ -317,7 +356,7 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator(
     // every thread that uses the pool while it lives (`# Safety`), which is
     // all `c_allocator` asks.
     match unsafe { c_allocator(malloc_fn, free_fn, "cymem_pool_new_with_allocator") } {
-        Some(allocator) => into_handle(Pool::with_allocator_labelled(allocator, c_label(None))),
+        Some(allocator) => into_handle(Pool::try_with_allocator_labelled(allocator, c_label(None))),
         None => ptr::null_mut(),
     }
 }
@@ -457,8 +496,8 @@ pub extern "C" fn cymem_last_error_message() -> *const c_char {
             if last.status == CYMEM_OK {
                 static_message(CYMEM_OK).as_ptr()
             } else {
-                // The CString lives in thread-local storage until replaced.
-                last.message.as_ptr()
+                // The text lives in thread-local storage until replaced.
+                last.message.as_ptr().cast::<c_char>()
             }
         })
         .unwrap_or_else(|_| static_message(CYMEM_OK).as_ptr())
@@ -516,11 +555,18 @@ pub unsafe extern "C" fn cymem_pool_pin_count(pool: *const CymemPool, ptr: *cons
 
 /// Every `cymem_pool_new*` pool is a debug pool when `CYMEM_RS_DEBUG=1` is set
 /// (read once per process).
-fn debug_if_env(pool: Pool) -> Pool {
+fn debug_if_env(pool: Pool) -> Result<Pool, PoolError> {
     match DebugOptions::from_env() {
-        Some(options) if !pool.is_debug() => pool.with_debug(options),
-        _ => pool,
+        Some(options) if !pool.is_debug() => debug(Ok(pool), options),
+        _ => Ok(pool),
     }
+}
+
+/// `pool` in debug mode.
+fn debug(pool: Result<Pool, PoolError>, options: DebugOptions) -> Result<Pool, PoolError> {
+    let mut pool = pool?;
+    pool.try_enable_debug(options)?;
+    Ok(pool)
 }
 
 /// A new debug pool on the system allocator: each block has guard bytes
@@ -531,13 +577,16 @@ fn debug_if_env(pool: Pool) -> Pool {
 /// makes every `cymem_pool_new*` pool a debug pool.)
 #[no_mangle]
 pub extern "C" fn cymem_pool_new_debug() -> *mut CymemPool {
-    into_handle(system_pool(None).with_debug(DebugOptions::default()))
+    into_handle(debug(system_pool(None), DebugOptions::default()))
 }
 
 /// A new debug arena pool (see `cymem_pool_new_debug` and `cymem_pool_new_arena`).
 #[no_mangle]
 pub extern "C" fn cymem_pool_new_arena_debug() -> *mut CymemPool {
-    into_handle(Pool::arena_labelled(c_label(None)).with_debug(DebugOptions::default()))
+    into_handle(debug(
+        Pool::try_arena_labelled(c_label(None)),
+        DebugOptions::default(),
+    ))
 }
 
 /// A new debug pool on a custom allocator (see `cymem_pool_new_debug` and
@@ -556,10 +605,10 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator_debug(
     // every thread that uses the pool while it lives (`# Safety`), which is
     // all `c_allocator` asks.
     match unsafe { c_allocator(malloc_fn, free_fn, FUNCTION) } {
-        Some(allocator) => into_handle(
-            Pool::with_allocator_labelled(allocator, c_label(None))
-                .with_debug(DebugOptions::default()),
-        ),
+        Some(allocator) => into_handle(debug(
+            Pool::try_with_allocator_labelled(allocator, c_label(None)),
+            DebugOptions::default(),
+        )),
         None => ptr::null_mut(),
     }
 }
@@ -628,43 +677,103 @@ fn c_label(name: Option<String>) -> Label {
     }
 }
 
-/// A C string as text (invalid UTF-8 replaced), `None` for NULL.
+/// A C string as text (invalid UTF-8 replaced), `None` for NULL;
+/// `OutOfMemory` if the copy could not be allocated.
 ///
 /// # Safety
 /// `text` is NULL or a NUL-terminated string.
-unsafe fn optional_text(text: *const c_char) -> Option<String> {
-    (!text.is_null()).then(|| {
-        // SAFETY: `text` is not NULL, so it is a NUL-terminated string
-        // (`# Safety`), read here only.
-        unsafe { CStr::from_ptr(text) }
-            .to_string_lossy()
-            .into_owned()
-    })
+unsafe fn optional_text(text: *const c_char) -> Result<Option<String>, OutOfMemory> {
+    if text.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: `text` is not NULL, so it is a NUL-terminated string
+    // (`# Safety`), read here only.
+    let bytes = unsafe { CStr::from_ptr(text) }.to_bytes();
+    let mut out = TryString::default();
+    for chunk in bytes.utf8_chunks() {
+        out.write_str(chunk.valid()).map_err(|_| OutOfMemory)?;
+        if !chunk.invalid().is_empty() {
+            out.write_char(char::REPLACEMENT_CHARACTER)
+                .map_err(|_| OutOfMemory)?;
+        }
+    }
+    Ok(Some(out.0))
 }
 
-/// Copies `text` into `buf` (`size` bytes) like `snprintf`: at most `size - 1`
-/// bytes, cut at a UTF-8 character boundary, then a NUL (nothing is written if
-/// `size` is 0). Returns the full length of `text`.
+/// Text written into a C buffer of `size` bytes like `snprintf`: at most
+/// `size - 1` bytes, cut at a UTF-8 character boundary, then a NUL (nothing
+/// is written if `size` is 0), while `total` counts the full length.
+struct CBuffer {
+    buf: *mut c_char,
+    size: usize,
+    /// Bytes written to `buf`.
+    written: usize,
+    /// Once a piece did not fit, nothing more is written.
+    full: bool,
+    total: usize,
+}
+
+impl CBuffer {
+    /// # Safety
+    /// `buf` is NULL (then `size` must be 0) or valid for `size` bytes of
+    /// writes, for as long as the `CBuffer` is used.
+    unsafe fn new(buf: *mut c_char, size: usize) -> Self {
+        let size = if buf.is_null() { 0 } else { size };
+        CBuffer {
+            buf,
+            size,
+            written: 0,
+            full: size == 0,
+            total: 0,
+        }
+    }
+
+    /// Ends the text with its NUL; the full length.
+    fn finish(self) -> usize {
+        if self.size > 0 {
+            // SAFETY: `written` <= `size - 1` (see `write_str`), so the byte
+            // is inside the caller's buffer, writable (`new`'s contract).
+            let end = unsafe { self.buf.add(self.written) };
+            // SAFETY: `end` is that writable byte.
+            unsafe { end.write(0) };
+        }
+        self.total
+    }
+}
+
+impl fmt::Write for CBuffer {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.total += text.len();
+        if self.full {
+            return Ok(());
+        }
+        let room = self.size - 1 - self.written;
+        let mut n = text.len().min(room);
+        while !text.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.full = n < text.len();
+        // SAFETY: `written` < `size`: inside the caller's buffer.
+        let at = unsafe { self.buf.add(self.written) };
+        // SAFETY: `written + n` <= `size - 1` bytes of the buffer are
+        // writable (`new`'s contract); `text` is a Rust string the C buffer
+        // cannot overlap.
+        unsafe { ptr::copy_nonoverlapping(text.as_ptr(), at.cast::<u8>(), n) };
+        self.written += n;
+        Ok(())
+    }
+}
+
+/// Copies `text` into `buf` (`size` bytes) like `snprintf` (see [`CBuffer`]).
+/// Returns the full length of `text`.
 ///
 /// # Safety
 /// `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
 unsafe fn copy_truncated(text: &str, buf: *mut c_char, size: usize) -> usize {
-    if buf.is_null() || size == 0 {
-        return text.len();
-    }
-    let mut n = text.len().min(size - 1);
-    while !text.is_char_boundary(n) {
-        n -= 1;
-    }
-    // SAFETY: `buf` is not NULL, so it is writable for `size` > `n` bytes
-    // (`# Safety`); the source is `n` bytes of `text`, a Rust string the C
-    // buffer cannot overlap.
-    unsafe { ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n) };
-    // SAFETY: byte `n` < `size` is inside the same buffer.
-    let end = unsafe { buf.add(n) };
-    // SAFETY: `end` is that writable byte.
-    unsafe { end.write(0) };
-    text.len()
+    // SAFETY: as `CBuffer::new` asks (`# Safety`).
+    let mut out = unsafe { CBuffer::new(buf, size) };
+    let _ = out.write_str(text);
+    out.finish()
 }
 
 /// Size of `CymemPoolInfo.name`, NUL included (longer names are truncated).
@@ -749,8 +858,13 @@ pub unsafe extern "C" fn cymem_pool_reset_peak(pool: *mut CymemPool) -> CymemSta
 #[no_mangle]
 pub unsafe extern "C" fn cymem_pool_new_named(name: *const c_char) -> *mut CymemPool {
     // SAFETY: `name` is NULL or a NUL-terminated string (`# Safety`).
-    let name = unsafe { optional_text(name) };
-    into_handle(system_pool(name))
+    match unsafe { optional_text(name) } {
+        Ok(name) => into_handle(system_pool(name)),
+        Err(err) => {
+            out_of_memory(err);
+            ptr::null_mut()
+        }
+    }
 }
 
 /// Renames a pool (the string is copied; NULL: unnamed).
@@ -763,7 +877,10 @@ pub unsafe extern "C" fn cymem_pool_set_name(
     name: *const c_char,
 ) -> CymemStatus {
     // SAFETY: `name` is NULL or a NUL-terminated string (`# Safety`).
-    let name = unsafe { optional_text(name) };
+    let name = match unsafe { optional_text(name) } {
+        Ok(name) => name,
+        Err(err) => return out_of_memory(err),
+    };
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe {
         status_call(pool, "cymem_pool_set_name", |p| {
@@ -786,14 +903,13 @@ pub unsafe extern "C" fn cymem_pool_name(
     buf: *mut c_char,
     size: usize,
 ) -> usize {
-    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
-    let Some(name) = (unsafe { with_handle(pool, "cymem_pool_name", None, |p| Some(p.name())) })
-    else {
-        return 0;
+    let copy = |name: Option<&str>| {
+        // SAFETY: `buf` is valid for `size` bytes of writes, or NULL with
+        // `size` 0 (`# Safety`), as `copy_truncated` needs.
+        unsafe { copy_truncated(name.unwrap_or(""), buf, size) }
     };
-    // SAFETY: `buf` is valid for `size` bytes of writes, or NULL with `size`
-    // 0 (`# Safety`), as `copy_truncated` needs.
-    unsafe { copy_truncated(&name.unwrap_or_default(), buf, size) }
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe { with_handle(pool, "cymem_pool_name", 0, |p| p.with_name(copy)) }
 }
 
 /// Records where the pool was made, shown as "file:line" in reports (the
@@ -810,8 +926,13 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
 ) -> CymemStatus {
     // SAFETY: `file` is NULL or a NUL-terminated string (`# Safety`).
     let origin = match unsafe { optional_text(file) } {
-        Some(file) => Origin::Text(format!("{file}:{line}").into()),
-        None => Origin::Static("C"),
+        Ok(Some(file)) => match try_format(format_args!("{file}:{line}")) {
+            // Exactly sized: boxing it does not reallocate.
+            Ok(text) => Origin::Text(text.into_boxed_str()),
+            Err(err) => return out_of_memory(err),
+        },
+        Ok(None) => Origin::Static("C"),
+        Err(err) => return out_of_memory(err),
     };
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe {
@@ -828,13 +949,20 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
 /// (call with `out` NULL and `capacity` 0 to count). Pools made or dropped
 /// meanwhile may change the count between calls. A dropped pool is never
 /// listed, and listing never keeps a pool alive (nor takes the GIL inside
-/// the Python extension: Python pools' origins are already text).
+/// the Python extension: Python pools' origins are already text). Out of
+/// memory, returns 0 with `CYMEM_ERR_OUT_OF_MEMORY` recorded.
 ///
 /// # Safety
 /// `out` is NULL (then `capacity` must be 0) or valid for `capacity` entries.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_live_pools(out: *mut CymemPoolInfo, capacity: usize) -> usize {
-    let pools = registry::live_pools();
+    let pools = match registry::try_live_pools() {
+        Ok(pools) => pools,
+        Err(err) => {
+            out_of_memory(err);
+            return 0;
+        }
+    };
     if !out.is_null() {
         for (i, info) in pools.iter().take(capacity).enumerate() {
             // SAFETY: `out` is not NULL, so it is valid for `capacity` entries
@@ -852,12 +980,26 @@ pub unsafe extern "C" fn cymem_live_pools(out: *mut CymemPoolInfo, capacity: usi
 /// `size - 1` bytes and a NUL. Returns the report's full length, so a result
 /// >= `size` means it was truncated; `buf` may be NULL if `size` is 0.
 ///
+/// Out of memory, writes "" and returns 0 with `CYMEM_ERR_OUT_OF_MEMORY`
+/// recorded (a report is never empty).
+///
 /// # Safety
 /// `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
 #[no_mangle]
 pub unsafe extern "C" fn cymem_report(buf: *mut c_char, size: usize) -> usize {
-    let text = registry::report();
     // SAFETY: `buf` is valid for `size` bytes of writes, or NULL with `size`
-    // 0 (`# Safety`), as `copy_truncated` needs.
-    unsafe { copy_truncated(&text, buf, size) }
+    // 0 (`# Safety`), as `CBuffer::new` needs.
+    let mut out = unsafe { CBuffer::new(buf, size) };
+    match registry::try_live_pools() {
+        // The table goes straight into the caller's buffer.
+        Ok(pools) => {
+            let _ = registry::write_table(&pools, &mut out);
+            out.finish()
+        }
+        Err(err) => {
+            out.finish();
+            out_of_memory(err);
+            0
+        }
+    }
 }

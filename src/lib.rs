@@ -12,6 +12,7 @@
 //! - `python` (feature `python`): the pyo3 binding behind the `cymem_rs`
 //!   Python package and its Cython declarations.
 
+pub mod fallible;
 pub mod ffi;
 pub mod pool;
 pub mod registry;

@@ -16,14 +16,15 @@
 //! source without widening their visibility.
 
 use std::collections::VecDeque;
-use std::ffi::c_void;
+use std::ffi::{c_void, OsStr};
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 
 use rustc_hash::FxHashMap;
 
 use super::error::{Corruption, PoolError};
-use super::{block_bytes, Pool, MAX_BLOCK};
+use super::{block_bytes, no_room_for, Pool, MAX_BLOCK};
+use crate::fallible::try_box;
 
 /// Bytes of guard before and after each block: 16 keeps the block aligned
 /// like `malloc`'s (and like arena blocks).
@@ -58,19 +59,59 @@ impl Default for DebugOptions {
 
 impl DebugOptions {
     /// Default options if `CYMEM_RS_DEBUG` asks for debug mode (`1`, `true`,
-    /// `yes`, `on`, any case), read once per process; `None` otherwise.
+    /// `yes`, `on`, any case), read once per process; `None` otherwise. Any
+    /// value but those and `0`, `false`, `no`, `off` or empty leaves debug
+    /// mode off and writes one warning to stderr.
     pub fn from_env() -> Option<DebugOptions> {
         static ENABLED: OnceLock<bool> = OnceLock::new();
         let enabled = *ENABLED.get_or_init(|| {
-            std::env::var(DEBUG_ENV_VAR).is_ok_and(|value| {
-                matches!(
-                    value.trim().to_ascii_lowercase().as_str(),
-                    "1" | "true" | "yes" | "on"
-                )
+            let value = std::env::var_os(DEBUG_ENV_VAR);
+            let value = value.as_deref().map_or(&[][..], OsStr::as_encoded_bytes);
+            debug_flag(value).unwrap_or_else(|()| {
+                warn_unknown_flag(value);
+                false
             })
         });
         enabled.then(DebugOptions::default)
     }
+}
+
+/// The meaning of a `CYMEM_RS_DEBUG` value (surrounding blanks and case
+/// ignored): `Err` for a value that is neither on nor off.
+fn debug_flag(value: &[u8]) -> Result<bool, ()> {
+    const ON: [&[u8]; 4] = [b"1", b"true", b"yes", b"on"];
+    const OFF: [&[u8]; 5] = [b"", b"0", b"false", b"no", b"off"];
+    let value = value.trim_ascii();
+    let is = |words: &[&[u8]]| words.iter().any(|w| w.eq_ignore_ascii_case(value));
+    if is(&ON) {
+        Ok(true)
+    } else if is(&OFF) {
+        Ok(false)
+    } else {
+        Err(())
+    }
+}
+
+/// Says on stderr (the environment is read before any Python code could be
+/// told) that a `CYMEM_RS_DEBUG` value means nothing, and which ones do.
+fn warn_unknown_flag(value: &[u8]) {
+    const SHOWN: usize = 60;
+    let mut cut = value.len().min(SHOWN);
+    let text = loop {
+        match std::str::from_utf8(&value[..cut]) {
+            Ok(text) => break text,
+            Err(err) if err.valid_up_to() > 0 || err.error_len().is_none() => {
+                cut = err.valid_up_to()
+            }
+            Err(_) => break "(not UTF-8)",
+        }
+    };
+    let more = if cut < value.len() { "..." } else { "" };
+    eprintln!(
+        "cymem_rs: ignoring {DEBUG_ENV_VAR}={text:?}{more}: debug mode stays off \
+         (accepted: 1, true, yes, on to turn it on; 0, false, no, off or empty \
+         to leave it off; any case)"
+    );
 }
 
 /// A freed block waiting in quarantine.
@@ -211,11 +252,24 @@ impl Pool {
         self
     }
 
-    /// [`Pool::with_debug`] in place (no move of the pool).
+    /// [`Pool::with_debug`] in place (no move of the pool). Out of memory it
+    /// aborts, as `Box::new` does: see [`Pool::try_enable_debug`].
     ///
     /// # Panics
     /// As [`Pool::with_debug`].
     pub fn enable_debug(&mut self, options: DebugOptions) {
+        if let Err(err) = self.try_enable_debug(options) {
+            let layout = std::alloc::Layout::new::<DebugState>();
+            debug_assert!(matches!(err, PoolError::OutOfMemory { .. }));
+            std::alloc::handle_alloc_error(layout);
+        }
+    }
+
+    /// [`Pool::enable_debug`], or `OutOfMemory` (the pool unchanged).
+    ///
+    /// # Panics
+    /// As [`Pool::with_debug`].
+    pub fn try_enable_debug(&mut self, options: DebugOptions) -> Result<(), PoolError> {
         assert!(
             self.block_count() == 0,
             "Pool::with_debug needs a pool without blocks"
@@ -223,8 +277,12 @@ impl Pool {
         match self.debug.as_deref_mut() {
             // Already a debug pool: its quarantine and numbering go on.
             Some(state) => state.options = options,
-            None => self.debug = Some(Box::new(DebugState::new(options))),
+            None => {
+                let state = try_box(DebugState::new(options)).map_err(no_room_for::<DebugState>)?;
+                self.debug = Some(state);
+            }
         }
+        Ok(())
     }
 
     /// Whether this pool is in debug mode.
@@ -334,6 +392,11 @@ impl Pool {
             .checked_add(2 * GUARD)
             .filter(|&s| s <= MAX_BLOCK)
             .ok_or(PoolError::OutOfMemory { bytes })?;
+        // Room for the block's number first: recording it cannot fail later.
+        self.state()
+            .numbers
+            .try_reserve(1)
+            .map_err(|_| PoolError::OutOfMemory { bytes })?;
         let base = self
             .new_block(span)
             .ok_or(PoolError::OutOfMemory { bytes })?;
@@ -416,6 +479,10 @@ impl Pool {
         }
         self.reserve_move(new_size)
             .map_err(|_| PoolError::OutOfMemory { bytes: new_size })?;
+        self.state()
+            .numbers
+            .try_reserve(1)
+            .map_err(|_| PoolError::OutOfMemory { bytes: new_size })?;
         let base = self
             .new_block(span)
             .ok_or(PoolError::OutOfMemory { bytes: new_size })?;
@@ -449,13 +516,17 @@ impl Pool {
 
     /// Poisons a block that just left the index and queues it; evicts the
     /// oldest blocks over the limits. The first damage found among evicted
-    /// blocks (each released anyway).
+    /// blocks (each released anyway). With no memory for the queue, the
+    /// block is released at once, as with a quarantine of 0 blocks.
     fn quarantine(&mut self, block: Freed) -> Option<PoolError> {
         // SAFETY: callers pass a block they just removed from the index; its
         // span is still allocated (it is released only when it leaves the
         // quarantine) and nothing else refers to it.
         unsafe { ((block.addr - GUARD) as *mut u8).write_bytes(POISON_BYTE, block.span()) };
         let state = self.state();
+        if state.quarantine.try_reserve(1).is_err() {
+            return self.release_freed(block);
+        }
         state.quarantine.push_back(block);
         state.quarantine_bytes += block.span();
         let mut first = None;
@@ -500,37 +571,48 @@ impl Pool {
 
     /// `free_all` of a debug pool: checks and releases every live and
     /// quarantined block once; the first damage found.
+    ///
+    /// Allocates nothing (it runs when a pool drops, maybe out of memory):
+    /// one read-only pass finds the first damage, then the index is emptied.
     #[cold]
     #[inline(never)]
     pub(super) fn debug_release_everything(&mut self) -> Result<(), PoolError> {
         let mut first = self.state().pending.take();
-        let live: Vec<(usize, usize)> = self.blocks().collect();
-        for (addr, size) in live {
-            if first.is_none() {
+        if first.is_none() {
+            first = self.blocks().find_map(|(addr, size)| {
                 // SAFETY: `addr` comes from the index of this debug pool: a
                 // live block allocated with both guards.
-                if let Some(found) = unsafe { inspect_live(addr, size) } {
-                    let number = self.state().numbers.get(&addr).copied().unwrap_or(0);
-                    first = Some(corrupted(addr, size, number, found));
-                }
-            }
-            self.forget(addr);
-            // SAFETY: `addr` was handed out by this pool and `forget` just
-            // removed it from the index, so this is its one release.
-            unsafe { self.release_span(addr) };
+                let found = unsafe { inspect_live(addr, size) }?;
+                let number = self.allocation_number(addr as *const c_void).unwrap_or(0);
+                Some(corrupted(addr, size, number, found))
+            });
         }
-        let state = self.state();
-        state.numbers.clear();
-        let freed: Vec<Freed> = state.quarantine.drain(..).collect();
-        state.quarantine_bytes = 0;
-        for block in freed {
+        self.state().numbers.clear();
+        while let Some(block) = self.state().quarantine.pop_front() {
             let damage = self.release_freed(block);
             first = first.or(damage);
         }
-        // The index is empty; the plain path now resets an arena's chunks.
-        let state = self.debug.take();
-        self.free_all();
-        self.debug = state;
+        self.state().quarantine_bytes = 0;
+        self.release_all(GUARD);
         first.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::debug_flag;
+
+    #[test]
+    fn debug_flag_values() {
+        for on in ["1", "true", "TRUE", "Yes", "on", " On\n"] {
+            assert_eq!(debug_flag(on.as_bytes()), Ok(true), "{on:?}");
+        }
+        for off in ["", "  ", "0", "false", "False", "NO", "off"] {
+            assert_eq!(debug_flag(off.as_bytes()), Ok(false), "{off:?}");
+        }
+        for bad in ["2", "enable", "y", "tru", "1 1", "\u{e9}", "o\u{308}n"] {
+            assert_eq!(debug_flag(bad.as_bytes()), Err(()), "{bad:?}");
+        }
+        assert_eq!(debug_flag(b"\xff"), Err(()));
     }
 }

@@ -6,6 +6,7 @@ use std::ptr::NonNull;
 
 use bumpalo::Bump;
 
+use crate::fallible::{try_box, OutOfMemory};
 use crate::registry::{self, Label, Origin, PoolStats, Record};
 use allocator::Allocator;
 use arena_log::ArenaLog;
@@ -17,6 +18,8 @@ pub mod allocator;
 mod arena_log;
 pub mod debug;
 pub mod error;
+#[cfg(test)]
+mod oom_tests;
 mod pins;
 pub mod shared;
 mod table;
@@ -37,6 +40,19 @@ pub fn block_bytes(number: usize, elem_size: usize) -> Result<usize, PoolError> 
 
 /// Arena blocks are aligned like `malloc`'s (`max_align_t`).
 const ARENA_ALIGN: usize = 16;
+
+/// The error for bookkeeping of `T` that could not be allocated.
+fn no_room_for<T>(_: OutOfMemory) -> PoolError {
+    PoolError::OutOfMemory {
+        bytes: std::mem::size_of::<T>(),
+    }
+}
+
+/// What the infallible constructors do when memory runs out: what `Box::new`
+/// does (abort, or the process's allocation error handler).
+fn constructed(pool: Result<Pool, PoolError>) -> Pool {
+    pool.unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<Record>()))
+}
 
 /// Where a pool's blocks come from.
 #[derive(Debug)]
@@ -122,33 +138,58 @@ impl Pool {
     }
 
     /// [`Pool::with_allocator`] with a name and origin for live-pool reports.
+    /// Out of memory it aborts, as `Box::new` does: see
+    /// [`Pool::try_with_allocator_labelled`].
     pub fn with_allocator_labelled(allocator: Allocator, label: Label) -> Self {
-        Pool {
-            table: BlockTable::default(),
-            source: Source::Heap(allocator),
-            stats: registry::register(label, false),
-            pins: Pins::default(),
-            debug: None,
-        }
+        constructed(Pool::try_with_allocator_labelled(allocator, label))
     }
 
-    /// [`Pool::arena`] with a name and origin for live-pool reports.
+    /// [`Pool::arena`] with a name and origin for live-pool reports. Out of
+    /// memory it aborts: see [`Pool::try_arena_labelled`].
     pub fn arena_labelled(label: Label) -> Self {
-        Pool {
+        constructed(Pool::try_arena_labelled(label))
+    }
+
+    /// [`Pool::with_allocator_labelled`], or `OutOfMemory` if the pool's
+    /// record could not be allocated.
+    pub fn try_with_allocator_labelled(
+        allocator: Allocator,
+        label: Label,
+    ) -> Result<Self, PoolError> {
+        Ok(Pool {
             table: BlockTable::default(),
-            source: Source::Arena(Box::new(Arena {
-                bump: Bump::with_min_align(),
-                log: ArenaLog::default(),
-            })),
-            stats: registry::register(label, true),
+            source: Source::Heap(allocator),
+            stats: registry::register(label, false).map_err(no_room_for::<Record>)?,
             pins: Pins::default(),
             debug: None,
-        }
+        })
+    }
+
+    /// [`Pool::arena_labelled`], or `OutOfMemory`.
+    pub fn try_arena_labelled(label: Label) -> Result<Self, PoolError> {
+        let arena = try_box(Arena {
+            bump: Bump::with_min_align(),
+            log: ArenaLog::default(),
+        })
+        .map_err(no_room_for::<Arena>)?;
+        Ok(Pool {
+            table: BlockTable::default(),
+            source: Source::Arena(arena),
+            stats: registry::register(label, true).map_err(no_room_for::<Record>)?,
+            pins: Pins::default(),
+            debug: None,
+        })
     }
 
     /// The pool's name in live-pool reports.
     pub fn name(&self) -> Option<String> {
-        registry::name(self.stats)
+        self.with_name(|name| name.map(str::to_owned))
+    }
+
+    /// Calls `f` with the pool's name, without copying it. `f` must not make
+    /// or drop pools (the registry is locked meanwhile).
+    pub fn with_name<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
+        registry::with_name(self.stats, f)
     }
 
     /// Renames the pool (`None`: unnamed).
@@ -260,11 +301,31 @@ impl Pool {
         }
     }
 
-    /// Empties the index, calling `release` with each block's address, and
-    /// counts them as freed.
-    fn forget_all(&mut self, release: impl FnMut(usize)) {
-        self.stats.cleared(self.table.len());
-        self.table.drain(release);
+    /// Empties the index and releases every block, counting them as freed.
+    /// The source's block of a user address `addr` starts at `addr - offset`
+    /// (debug pools hand out addresses past a guard). Allocates nothing.
+    fn release_all(&mut self, offset: usize) {
+        match &mut self.source {
+            Source::Heap(allocator) => {
+                let allocator = *allocator;
+                self.stats.cleared(self.table.len());
+                self.table.drain(|addr| {
+                    // SAFETY: a table entry's source block starts `offset`
+                    // bytes before it, inside one allocation: never NULL.
+                    let block = unsafe { NonNull::new_unchecked((addr - offset) as *mut u8) };
+                    // SAFETY: every table entry is a live block of
+                    // `allocator`; `drain` removes each as it goes, so each
+                    // is released once.
+                    unsafe { allocator.release(block) }
+                });
+            }
+            Source::Arena(arena) => {
+                // The blocks die with their chunks: forget them all at once.
+                arena.bump.reset();
+                self.stats.cleared(arena.log.len());
+                arena.log.clear();
+            }
+        }
     }
 
     /// Bytes in live blocks.
@@ -457,25 +518,7 @@ impl Pool {
         if self.debug.is_some() {
             return self.debug_free_all();
         }
-        match &mut self.source {
-            Source::Heap(allocator) => {
-                let allocator = *allocator;
-                self.forget_all(|addr| {
-                    // SAFETY: the table holds only non-NULL block addresses.
-                    let block = unsafe { NonNull::new_unchecked(addr as *mut u8) };
-                    // SAFETY: every table entry is a live block of
-                    // `allocator`; `forget_all` removes each as it goes, so
-                    // each is released once.
-                    unsafe { allocator.release(block) }
-                });
-            }
-            Source::Arena(arena) => {
-                // The blocks die with their chunks: forget them all at once.
-                arena.bump.reset();
-                self.stats.cleared(arena.log.len());
-                arena.log.clear();
-            }
-        }
+        self.release_all(0);
     }
 }
 

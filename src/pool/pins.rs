@@ -8,6 +8,7 @@ use rustc_hash::FxBuildHasher;
 
 use super::error::PoolError;
 use super::Pool;
+use crate::fallible::try_box;
 
 /// Pin counts of the blocks that must not be freed or moved (live zero-copy
 /// views, or C code sharing a block). Empty for almost every pool, so the
@@ -61,10 +62,17 @@ impl Pool {
         if self.lookup(addr).is_none() {
             return Err(PoolError::UnknownPointer { addr });
         }
-        let map = self.pins.0.get_or_insert_with(Box::default);
-        map.try_reserve(1).map_err(|_| PoolError::OutOfMemory {
+        let out_of_memory = PoolError::OutOfMemory {
             bytes: std::mem::size_of::<(usize, usize)>(),
-        })?;
+        };
+        let map = match &mut self.pins.0 {
+            Some(map) => map,
+            None => self
+                .pins
+                .0
+                .insert(try_box(HashMap::default()).map_err(|_| out_of_memory)?),
+        };
+        map.try_reserve(1).map_err(|_| out_of_memory)?;
         // A count cannot overflow: each pin stands for a live object or a
         // caller's pending unpin, far fewer than `usize::MAX`.
         *map.entry(addr).or_insert(0) += 1;

@@ -20,6 +20,8 @@ use std::collections::HashMap;
 
 use rustc_hash::FxBuildHasher;
 
+use crate::fallible::try_box;
+
 /// In `sizes`: "the size is in `large`".
 const SIZE_IN_LARGE: u16 = u16::MAX;
 /// An empty slot. A block's address is never 0.
@@ -147,10 +149,13 @@ impl BlockTable {
     /// Makes sure a big block's size can be recorded without allocating, so
     /// a later `replace` cannot fail.
     pub(crate) fn reserve_large(&mut self) -> Result<(), TableFull> {
-        self.large
-            .get_or_insert_with(Box::default)
-            .try_reserve(1)
-            .map_err(|_| TableFull)
+        let large = match &mut self.large {
+            Some(large) => large,
+            None => self
+                .large
+                .insert(try_box(HashMap::default()).map_err(|_| TableFull)?),
+        };
+        large.try_reserve(1).map_err(|_| TableFull)
     }
 
     /// Keeps the load at or below 0.8 after one more entry.

@@ -5,10 +5,11 @@ use std::ptr::NonNull;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 use super::allocators::default_allocator;
 use super::buffer::{get_buffer, Export, Exporter};
-use super::errors::{pool_exception, Operation};
+use super::errors::{pool_exception, py_format, Operation};
 use super::view::BlockView;
 use crate::allocator::Allocator;
 use crate::error::PoolError;
@@ -70,8 +71,9 @@ impl Address {
         self.size
     }
 
-    fn __repr__(&self) -> String {
-        format!("<cymem_rs.Address {:#x} size={}>", self.addr(), self.size)
+    fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        let (addr, size) = (self.addr(), self.size);
+        py_format(py, format_args!("<cymem_rs.Address {addr:#x} size={size}>"))
     }
 
     /// A typed, shaped zero-copy view of the block (see `Pool.view`); it

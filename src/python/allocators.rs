@@ -3,6 +3,9 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyString;
+
+use super::errors::py_format;
 
 use crate::allocator::{Allocator, FreeFn, MallocFn};
 
@@ -28,15 +31,17 @@ pub struct PyFree {
 
 #[pymethods]
 impl PyMalloc {
-    fn __repr__(&self) -> String {
-        format!("<cymem_rs.PyMalloc {:p}>", self.malloc as *const ())
+    fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        let function = self.malloc as *const ();
+        py_format(py, format_args!("<cymem_rs.PyMalloc {function:p}>"))
     }
 }
 
 #[pymethods]
 impl PyFree {
-    fn __repr__(&self) -> String {
-        format!("<cymem_rs.PyFree {:p}>", self.free as *const ())
+    fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        let function = self.free as *const ();
+        py_format(py, format_args!("<cymem_rs.PyFree {function:p}>"))
     }
 }
 

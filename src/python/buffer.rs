@@ -5,6 +5,8 @@
 use std::ffi::{c_int, c_void, CStr};
 
 use pyo3::exceptions::PyBufferError;
+
+use super::errors::error;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::PyClass;
@@ -48,9 +50,9 @@ pub(crate) unsafe fn get_buffer<T: Exporter>(
     // SAFETY: a non-NULL `view` is a `Py_buffer` that `PyObject_GetBuffer`
     // hands to this exporter alone to fill (`# Safety`).
     let Some(v) = (unsafe { view.as_mut() }) else {
-        return Err(PyBufferError::new_err(
-            "buffer request with a NULL Py_buffer",
-        ));
+        return Err(error::<PyBufferError>(format_args!(
+            "buffer request with a NULL Py_buffer"
+        )));
     };
     let export = slf.get().export();
     let wants = |flag: c_int| flags & flag == flag;
@@ -67,7 +69,7 @@ pub(crate) unsafe fn get_buffer<T: Exporter>(
     };
     if let Some(reason) = refusal {
         v.obj = std::ptr::null_mut();
-        return Err(PyBufferError::new_err(reason));
+        return Err(error::<PyBufferError>(format_args!("{reason}")));
     }
     // The pointers stored below stay valid while `v.obj`, a new reference
     // to the exporter, lives (the `Exporter` contract).

@@ -1,12 +1,21 @@
 //! cymem's exceptions for the pool's errors: one mapping for Python calls and
 //! for Cython calls through the C API.
+//!
+//! Raising never touches the Rust heap: messages are formatted into a buffer
+//! on the stack and the exception is made through the C API, so when memory
+//! runs out the caller gets a MemoryError (CPython keeps spare MemoryError
+//! instances), never an abort.
+
+use std::fmt::{self, Write as _};
 
 use pyo3::exceptions::{
     PyBufferError, PyKeyError, PyMemoryError, PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::{PyString, PyType};
+use pyo3::{ffi, PyErr, PyTypeInfo};
 
+use crate::fallible::{try_format, FixedText};
 use crate::ffi::{CYMEM_ERR_CORRUPTED, CYMEM_ERR_FORKED};
 
 pyo3::create_exception!(
@@ -25,6 +34,27 @@ use crate::ffi::{
     CYMEM_ERR_SIZE_OVERFLOW, CYMEM_ERR_UNKNOWN_POINTER,
 };
 
+/// Room for any message of the library (the longest, a view shape of 64
+/// dimensions, is about 400 bytes); longer text is cut at a character boundary.
+const MESSAGE_CAPACITY: usize = 512;
+
+/// `message` formatted into `buf`, cut to fit.
+fn format_in<'a>(buf: &'a mut [u8; MESSAGE_CAPACITY], message: fmt::Arguments<'_>) -> &'a str {
+    let mut text = FixedText::new(buf);
+    let _ = text.write_fmt(message);
+    let len = text.len();
+    // `FixedText` writes whole characters only.
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+}
+
+/// The exception `E(message)`, made without touching the Rust heap (unlike
+/// `E::new_err`, which boxes its arguments): out of memory, a MemoryError.
+pub(crate) fn error<E: PyTypeInfo>(message: fmt::Arguments<'_>) -> PyErr {
+    let mut buf = [0u8; MESSAGE_CAPACITY];
+    let text = format_in(&mut buf, message);
+    Python::attach(|py| new_exception(py, E::type_object(py), text))
+}
+
 /// Which pool operation failed: cymem raises KeyError for an unknown block in
 /// `free` but ValueError in `realloc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +64,53 @@ pub(crate) enum Operation {
     Realloc,
     /// Debug mode's `check`.
     Check,
+}
+
+/// A Python `str` of `text`, or the error (MemoryError) that prevented it.
+/// (pyo3's `PyString::new` panics when CPython runs out of memory.)
+pub(crate) fn py_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
+    let len = text.len() as ffi::Py_ssize_t;
+    // SAFETY: the GIL is held (`py`); the pointer and length describe
+    // `text`'s UTF-8 bytes (a `str` is never longer than `isize::MAX`).
+    let made = unsafe { ffi::PyUnicode_FromStringAndSize(text.as_ptr().cast(), len) };
+    // SAFETY: PyUnicode_FromStringAndSize returns a new reference, or NULL
+    // with an exception set, which is what `from_owned_ptr_or_err` takes.
+    let made = unsafe { Bound::from_owned_ptr_or_err(py, made) }?;
+    Ok(made.cast_into::<PyString>()?)
+}
+
+/// A Python `str` of formatted text (a repr); MemoryError if the text or
+/// the string cannot be allocated.
+pub(crate) fn py_format<'py>(
+    py: Python<'py>,
+    text: fmt::Arguments<'_>,
+) -> PyResult<Bound<'py, PyString>> {
+    match try_format(text) {
+        Ok(text) => py_string(py, &text),
+        Err(_) => Err(exception(
+            Operation::Alloc,
+            CYMEM_ERR_OUT_OF_MEMORY,
+            "out of memory: no room for the text",
+        )),
+    }
+}
+
+/// `kind(message)` as a raised-ready error. If making it fails (out of
+/// memory), the error of that failure instead: a MemoryError.
+fn new_exception(py: Python<'_>, kind: Bound<'_, PyType>, message: &str) -> PyErr {
+    let made = py_string(py, message).and_then(|text| {
+        let end = std::ptr::null_mut::<ffi::PyObject>();
+        // SAFETY: the GIL is held (`py`); `kind` and `text` are live objects
+        // and the argument list ends with NULL.
+        let value = unsafe { ffi::PyObject_CallFunctionObjArgs(kind.as_ptr(), text.as_ptr(), end) };
+        // SAFETY: a call returns a new reference, or NULL with an exception
+        // set, which is what `from_owned_ptr_or_err` takes.
+        unsafe { Bound::from_owned_ptr_or_err(py, value) }
+    });
+    match made {
+        Ok(value) => PyErr::from_value(value),
+        Err(err) => err,
+    }
 }
 
 /// The Python exception type for a status code, as cymem raises it:
@@ -64,15 +141,17 @@ pub(crate) fn exception_type(
     })
 }
 
-/// The Python exception for a status code and its message (see `exception_type`).
-pub(crate) fn exception(op: Operation, status: CymemStatus, message: String) -> PyErr {
+/// The Python exception for a status code and its message (see
+/// `exception_type`), made without touching the Rust heap.
+pub(crate) fn exception(op: Operation, status: CymemStatus, message: &str) -> PyErr {
     Python::attach(|py| match exception_type(py, op, status) {
-        Some(ty) => PyErr::from_type(ty, message),
-        None => PyRuntimeError::new_err(format!("cymem_rs error {status}: {message}")),
+        Some(kind) => new_exception(py, kind, message),
+        None => error::<PyRuntimeError>(format_args!("cymem_rs error {status}: {message}")),
     })
 }
 
 /// The Python exception for a pool error.
 pub(crate) fn pool_exception(op: Operation, err: PoolError) -> PyErr {
-    exception(op, err.into(), err.to_string())
+    let mut buf = [0u8; MESSAGE_CAPACITY];
+    exception(op, err.into(), format_in(&mut buf, format_args!("{err}")))
 }

@@ -12,10 +12,11 @@ use pyo3::PyTraverseError;
 use super::allocators::{
     allocator_for, default_allocator, default_free, default_malloc, PyFree, PyMalloc,
 };
-use super::errors::{pool_exception, Operation};
+use super::errors::{error, pool_exception, py_format, py_string, Operation};
 use super::report::{caller_origin, stats_object};
 use super::view::BlockView;
 use crate::error::PoolError;
+use crate::fallible::try_string;
 use crate::ffi::CymemPool;
 use crate::pool::{DebugOptions, Pool as CorePool};
 use crate::registry::Label;
@@ -116,17 +117,17 @@ impl Pool {
         pymalloc: Option<Py<PyMalloc>>,
         pyfree: Option<Py<PyFree>>,
         arena: Option<&Bound<'_, PyAny>>,
-        name: Option<String>,
+        name: Option<&str>,
         debug: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         // Truth values run Python code (`__bool__`): take them before anything else.
         let arena = arena.map_or(Ok(false), Bound::is_truthy)?;
         let debug = debug.map(Bound::is_truthy).transpose()?;
         if arena && (pymalloc.is_some() || pyfree.is_some()) {
-            return Err(PyValueError::new_err(
+            return Err(error::<PyValueError>(format_args!(
                 "an arena pool takes its chunks from the system allocator; \
-                 it cannot use pymalloc/pyfree",
-            ));
+                 it cannot use pymalloc/pyfree"
+            )));
         }
         let allocator = match (&pymalloc, &pyfree) {
             (None, None) => default_allocator(),
@@ -137,16 +138,18 @@ impl Pool {
             }
         };
         let label = Label {
-            name,
+            name: name.map(owned_name).transpose()?,
             origin: caller_origin(py),
         };
+        let alloc_error = |err| pool_exception(Operation::Alloc, err);
         let mut core = if arena {
-            CorePool::arena_labelled(label)
+            CorePool::try_arena_labelled(label)
         } else {
-            CorePool::with_allocator_labelled(allocator, label)
-        };
+            CorePool::try_with_allocator_labelled(allocator, label)
+        }
+        .map_err(alloc_error)?;
         if let Some(options) = debug_options(debug) {
-            core.enable_debug(options);
+            core.try_enable_debug(options).map_err(alloc_error)?;
         }
         Ok(Pool {
             core: new_core(core),
@@ -177,7 +180,16 @@ impl Pool {
     /// A snapshot of the live blocks: {address: size}.
     #[getter]
     fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let blocks: Vec<(usize, usize)> = self.with_core(|pool| pool.blocks().collect())?;
+        let blocks = self.run_core(Operation::Alloc, |pool| {
+            let mut blocks = Vec::new();
+            blocks
+                .try_reserve_exact(pool.block_count())
+                .map_err(|_| PoolError::OutOfMemory {
+                    bytes: pool.block_count() * std::mem::size_of::<(usize, usize)>(),
+                })?;
+            blocks.extend(pool.blocks());
+            Ok(blocks)
+        })?;
         let dict = PyDict::new(py);
         for (addr, size) in blocks {
             dict.set_item(addr, size)?;
@@ -272,20 +284,24 @@ impl Pool {
 
     /// The pool's name in `cymem_rs.report()` (None if unnamed); settable.
     #[getter]
-    fn name(&self) -> PyResult<Option<String>> {
-        self.with_core(|pool| pool.name())
+    fn name<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
+        self.with_core(|pool| pool.with_name(|name| name.map(|n| py_string(py, n)).transpose()))?
     }
 
     #[setter]
-    fn set_name(&self, name: Option<String>) -> PyResult<()> {
+    fn set_name(&self, name: Option<&str>) -> PyResult<()> {
+        let name = name.map(owned_name).transpose()?;
         self.with_core(|pool| pool.set_name(name))
     }
 
-    fn __repr__(&self) -> PyResult<String> {
+    fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
         let (size, blocks, arena) =
             self.with_core(|pool| (pool.size(), pool.block_count(), pool.is_arena()))?;
         let kind = if arena { "arena " } else { "" };
-        Ok(format!("<cymem_rs.Pool {kind}size={size} blocks={blocks}>"))
+        py_format(
+            py,
+            format_args!("<cymem_rs.Pool {kind}size={size} blocks={blocks}>"),
+        )
     }
 
     /// Cython looks up a vtable on extern types that declare cdef methods;
@@ -330,6 +346,16 @@ impl Pool {
     }
 }
 
+/// A pool name given from Python, copied; MemoryError if it cannot be.
+fn owned_name(name: &str) -> PyResult<String> {
+    try_string(name).map_err(|_| {
+        pool_exception(
+            Operation::Alloc,
+            PoolError::OutOfMemory { bytes: name.len() },
+        )
+    })
+}
+
 /// Debug mode as asked (`None`: as `CYMEM_RS_DEBUG` says).
 fn debug_options(debug: Option<bool>) -> Option<DebugOptions> {
     match debug {
@@ -353,8 +379,9 @@ impl Drop for Pool {
                 // The last reference may be dropped by C code with an
                 // exception pending (Cython's inline calls): keep it.
                 let pending = PyErr::take(py);
-                let context = PyString::new(py, "cymem_rs.Pool being deallocated");
-                pool_exception(Operation::Free, err).write_unraisable(py, Some(context.as_any()));
+                let context = py_string(py, "cymem_rs.Pool being deallocated").ok();
+                pool_exception(Operation::Free, err)
+                    .write_unraisable(py, context.as_ref().map(|c| c.as_any()));
                 if let Some(pending) = pending {
                     pending.restore(py);
                 }

@@ -14,11 +14,15 @@ use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Mutex, TryLockError};
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyType};
+use pyo3::types::{PyDict, PyList, PyString, PyType};
 use rustc_hash::FxBuildHasher;
 
+use super::errors::{exception, py_string, Operation};
+use crate::fallible::{try_box_or_back, try_format, try_string, OutOfMemory};
+use crate::ffi::CYMEM_ERR_OUT_OF_MEMORY;
 use crate::registry::PoolStats;
 use crate::registry::{self, Origin, PoolInfo};
 
@@ -33,33 +37,49 @@ struct PyOrigin {
 }
 
 impl PyOrigin {
-    fn new(code: Bound<'_, PyAny>, at: c_int) -> Self {
-        let text = describe(&code, at);
-        PyOrigin {
+    fn new(code: Bound<'_, PyAny>, at: c_int) -> Result<Self, OutOfMemory> {
+        Ok(PyOrigin {
+            text: describe(&code, at)?,
             code: code.unbind(),
             at,
-            text: text.into_boxed_str(),
-        }
+        })
     }
 }
 
 /// `file:line in function` for an instruction of a code object (`Python` if
-/// it cannot be read). C-level attribute reads only (a code object's fields
-/// are plain members).
-fn describe(code: &Bound<'_, PyAny>, at: c_int) -> String {
-    try_describe(code, at).unwrap_or_else(|_| "Python".to_owned())
+/// it cannot be read), or `OutOfMemory`. C-level attribute reads only (a
+/// code object's fields are plain members), and the text is copied once.
+fn describe(code: &Bound<'_, PyAny>, at: c_int) -> Result<Box<str>, OutOfMemory> {
+    let text = match parts(code, at) {
+        Ok((file, line, function)) => match (file.to_str(), function.to_str()) {
+            (Ok(file), Ok(function)) => try_format(format_args!("{file}:{line} in {function}"))?,
+            _ => try_string("Python")?,
+        },
+        Err(_) => try_string("Python")?,
+    };
+    // Exactly sized: boxing it does not reallocate.
+    Ok(text.into_boxed_str())
 }
 
-fn try_describe(code: &Bound<'_, PyAny>, at: c_int) -> PyResult<String> {
-    let file: String = code.getattr("co_filename")?.extract()?;
-    let function: String = code.getattr("co_name")?.extract()?;
+/// The code's file name, the line, and the function name.
+fn parts<'py>(
+    code: &Bound<'py, PyAny>,
+    at: c_int,
+) -> PyResult<(Bound<'py, PyString>, c_int, Bound<'py, PyString>)> {
+    let py = code.py();
+    let file = code
+        .getattr(intern!(py, "co_filename"))?
+        .cast_into::<PyString>()?;
+    let function = code
+        .getattr(intern!(py, "co_name"))?
+        .cast_into::<PyString>()?;
     #[cfg(Py_3_11)]
     // SAFETY: `code` is a live code object (we hold a reference) and the GIL
     // is held; `at` is an offset PyFrame_GetLasti gave for it.
     let line = unsafe { pyo3::ffi::PyCode_Addr2Line(code.as_ptr().cast(), at) };
     #[cfg(not(Py_3_11))]
     let line = at;
-    Ok(format!("{file}:{line} in {function}"))
+    Ok((file, line, function))
 }
 
 thread_local! {
@@ -85,7 +105,8 @@ static INTERNED: Mutex<Option<InternedSites>> = Mutex::new(None);
 type InternedSites = HashMap<(usize, c_int), &'static PyOrigin, FxBuildHasher>;
 
 /// The interned origin of a site not seen on this thread just before, or
-/// `None` when the table is full or busy (on another thread).
+/// `None` when the table is full or busy (on another thread) or there is no
+/// memory to add the site.
 fn intern(code: &Bound<'_, PyAny>, at: c_int) -> Option<&'static PyOrigin> {
     let key = (code.as_ptr() as usize, at);
     let mut interned = match INTERNED.try_lock() {
@@ -97,12 +118,13 @@ fn intern(code: &Bound<'_, PyAny>, at: c_int) -> Option<&'static PyOrigin> {
     if let Some(&origin) = map.get(&key) {
         return Some(origin);
     }
-    if map.len() >= MAX_INTERNED {
+    if map.len() >= MAX_INTERNED || map.try_reserve(1).is_err() {
         return None;
     }
     // Interned origins hold their code object, so its address (the key) is
     // never reused by another code object.
-    let origin: &'static PyOrigin = Box::leak(Box::new(PyOrigin::new(code.clone(), at)));
+    let origin = try_box_or_back(PyOrigin::new(code.clone(), at).ok()?).ok()?;
+    let origin: &'static PyOrigin = Box::leak(origin);
     map.insert(key, origin);
     Some(origin)
 }
@@ -150,7 +172,8 @@ pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
             let _ = LAST_ORIGIN.try_with(|last| last.set(Some(interned)));
             Origin::Static(&interned.text)
         }
-        None => Origin::Text(describe(&code, at).into()),
+        // Out of memory, the pool's origin stays unknown.
+        None => describe(&code, at).map_or(Origin::Static("Python"), Origin::Text),
     }
 }
 
@@ -182,12 +205,19 @@ fn stats_fields() -> impl Iterator<Item = &'static str> {
 
 /// `PoolStats(size, peak_size, block_count, total_allocs, total_frees, total_reallocs)`.
 pub(crate) fn pool_stats_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    // Made at import: later calls allocate nothing.
+    if let Some(made) = POOL_STATS.get(py) {
+        return Ok(made.bind(py));
+    }
     let fields: Vec<&str> = stats_fields().collect();
     named_tuple(py, &POOL_STATS, "PoolStats", &fields)
 }
 
 /// `PoolInfo(name, size, ..., total_reallocs, arena, origin)`.
 pub(crate) fn pool_info_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    if let Some(made) = POOL_INFO.get(py) {
+        return Ok(made.bind(py));
+    }
     let fields: Vec<&str> = std::iter::once("name")
         .chain(stats_fields())
         .chain(["arena", "origin"])
@@ -195,22 +225,24 @@ pub(crate) fn pool_info_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     named_tuple(py, &POOL_INFO, "PoolInfo", &fields)
 }
 
-/// An instance of the named tuple `kind` holding `values`, made the way
-/// `tuple.__new__` makes one of a subclass, without running the class's
-/// Python-level `__new__`.
+/// An instance of the named tuple `kind` holding the `len` `values`, made
+/// the way `tuple.__new__` makes one of a subclass, without running the
+/// class's Python-level `__new__`.
 fn fill<'py>(
     kind: &Bound<'py, PyType>,
-    values: Vec<Bound<'py, PyAny>>,
+    len: usize,
+    values: impl Iterator<Item = PyResult<Bound<'py, PyAny>>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = kind.py();
-    let len = values.len() as pyo3::ffi::Py_ssize_t;
+    let len = len as pyo3::ffi::Py_ssize_t;
     // SAFETY: `kind` is a live type object (a namedtuple class, a subclass of
     // tuple with the default allocator) and the GIL is held.
     let raw = unsafe { pyo3::ffi::PyType_GenericAlloc(kind.as_type_ptr(), len) };
     // SAFETY: `raw` is a new reference or NULL with an exception set, as
     // PyType_GenericAlloc returns, and the GIL is held.
     let tuple = unsafe { Bound::from_owned_ptr_or_err(py, raw) }?;
-    for (i, value) in values.into_iter().enumerate() {
+    for (i, value) in values.take(len as usize).enumerate() {
+        let value = value?;
         // SAFETY: `tuple` is a new tuple-subclass object with `len` empty
         // slots, referenced only here (PyTuple_SetItem requires that), and
         // `i < len`; SetItem takes over the reference `into_ptr` hands it.
@@ -221,49 +253,77 @@ fn fill<'py>(
     Ok(tuple)
 }
 
+/// A Python int, or the MemoryError that prevented it (pyo3's conversion
+/// would panic).
+fn py_int(py: Python<'_>, value: u64) -> PyResult<Bound<'_, PyAny>> {
+    // SAFETY: the GIL is held (`py`).
+    let raw = unsafe { pyo3::ffi::PyLong_FromUnsignedLongLong(value) };
+    // SAFETY: a new reference, or NULL with an exception set, which is what
+    // `from_owned_ptr_or_err` takes.
+    unsafe { Bound::from_owned_ptr_or_err(py, raw) }
+}
+
 fn stats_values<'py>(
     py: Python<'py>,
     s: &PoolStats,
-) -> impl Iterator<Item = Bound<'py, PyAny>> + 'py {
+) -> impl Iterator<Item = PyResult<Bound<'py, PyAny>>> + 'py {
     let s = *s;
-    PoolStats::FIELDS.iter().map(move |(_, value)| {
-        value(&s)
-            .into_pyobject(py)
-            .map_or_else(|e| match e {}, Bound::into_any)
-    })
+    PoolStats::FIELDS
+        .iter()
+        .map(move |(_, value)| py_int(py, value(&s)))
 }
 
 pub(crate) fn stats_object<'py>(py: Python<'py>, s: &PoolStats) -> PyResult<Bound<'py, PyAny>> {
-    fill(pool_stats_type(py)?, stats_values(py, s).collect())
+    let len = PoolStats::FIELDS.len();
+    fill(pool_stats_type(py)?, len, stats_values(py, s))
 }
 
 fn info_object<'py>(py: Python<'py>, p: &PoolInfo) -> PyResult<Bound<'py, PyAny>> {
     let name = match &p.name {
-        Some(name) => PyString::new(py, name).into_any(),
-        None => py.None().into_bound(py),
+        Some(name) => py_string(py, name).map(Bound::into_any),
+        None => Ok(py.None().into_bound(py)),
     };
+    let arena = pyo3::types::PyBool::new(py, p.arena).to_owned().into_any();
     let values = std::iter::once(name)
         .chain(stats_values(py, &p.stats))
-        .chain([
-            pyo3::types::PyBool::new(py, p.arena).to_owned().into_any(),
-            PyString::new(py, &p.origin).into_any(),
-        ])
-        .collect();
-    fill(pool_info_type(py)?, values)
+        .chain([Ok(arena)])
+        .chain(std::iter::once_with(|| {
+            py_string(py, &p.origin).map(Bound::into_any)
+        }));
+    fill(pool_info_type(py)?, PoolStats::FIELDS.len() + 3, values)
 }
 
 /// The pools alive now (Python, Cython and C pools of this module), most
 /// bytes first, as `PoolInfo` named tuples. Holds no reference to any pool.
 #[pyfunction]
-pub(crate) fn live_pools(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyAny>>> {
-    let pools = registry::live_pools();
-    pools.iter().map(|p| info_object(py, p)).collect()
+pub(crate) fn live_pools(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let pools = registry::try_live_pools().map_err(out_of_memory)?;
+    // SAFETY: the GIL is held (`py`). (pyo3's `PyList::empty` would panic
+    // where this returns NULL.)
+    let list = unsafe { pyo3::ffi::PyList_New(0) };
+    // SAFETY: PyList_New returns a new reference, or NULL with an exception
+    // set, which is what `from_owned_ptr_or_err` takes.
+    let list = unsafe { Bound::from_owned_ptr_or_err(py, list) }?.cast_into::<PyList>()?;
+    for pool in &pools {
+        list.append(info_object(py, pool)?)?;
+    }
+    Ok(list)
 }
 
 /// The live-pool report as an aligned text table (the same text as the C
 /// function `cymem_report`): bytes, peak, blocks, allocs, frees, reallocs,
 /// mode, name, origin; most bytes first; then a total line.
 #[pyfunction]
-pub(crate) fn format_report() -> String {
-    registry::report()
+pub(crate) fn format_report(py: Python<'_>) -> PyResult<Bound<'_, PyString>> {
+    let text = registry::try_report().map_err(out_of_memory)?;
+    py_string(py, &text)
+}
+
+/// MemoryError for a list or report that could not be built.
+fn out_of_memory(_: OutOfMemory) -> PyErr {
+    exception(
+        Operation::Alloc,
+        CYMEM_ERR_OUT_OF_MEMORY,
+        "out of memory: the list of live pools could not be built",
+    )
 }

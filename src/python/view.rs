@@ -14,12 +14,12 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyList, PyString, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::address::Address;
 use super::buffer::{get_buffer, Export, Exporter};
-use super::errors::{pool_exception, Operation};
+use super::errors::{error, pool_exception, py_format, Operation};
 use super::pool::Pool;
 use crate::error::PoolError;
 
@@ -65,7 +65,7 @@ fn item_size(format: &str) -> PyResult<usize> {
         [b'@', code] => (true, *code),
         [b'=' | b'<' | b'>' | b'!', code] => (false, *code),
         _ => {
-            return Err(PyValueError::new_err(format!(
+            return Err(error::<PyValueError>(format_args!(
                 "unsupported view format {format:?}: give one struct-module item code \
                  (b B h H i I l L q Q n N f d e ? c), optionally after @ = < > or !"
             )))
@@ -82,12 +82,12 @@ fn item_size(format: &str) -> PyResult<usize> {
         b'l' | b'L' => 4,
         b'n' | b'N' if native => std::mem::size_of::<isize>(),
         b'n' | b'N' => {
-            return Err(PyValueError::new_err(format!(
+            return Err(error::<PyValueError>(format_args!(
                 "view format {format:?}: 'n' and 'N' exist only in native mode (no prefix or @)"
             )))
         }
         _ => {
-            return Err(PyValueError::new_err(format!(
+            return Err(error::<PyValueError>(format_args!(
                 "unsupported view format {format:?}: unknown item code {:?}",
                 code as char
             )))
@@ -103,17 +103,17 @@ fn requested_shape(shape: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isiz
         return Ok(None);
     };
     let dims: Vec<isize> = if let Ok(n) = shape.extract::<isize>() {
-        vec![n]
+        dims_of([Ok(n)], 1)?
     } else if shape.is_instance_of::<PyTuple>() || shape.is_instance_of::<PyList>() {
-        shape
-            .try_iter()?
-            .map(|d| {
-                d?.extract::<isize>()
-                    .map_err(|_| PyTypeError::new_err("view shape: every dimension must be an int"))
+        let dims = shape.try_iter()?.map(|d| {
+            d?.extract::<isize>().map_err(|_| {
+                error::<PyTypeError>(format_args!("view shape: every dimension must be an int"))
             })
-            .collect::<PyResult<_>>()?
+        });
+        // (A hint only, so an absurd length reserves nothing absurd.)
+        dims_of(dims, shape.len()?.min(64))?
     } else {
-        return Err(PyTypeError::new_err(format!(
+        return Err(error::<PyTypeError>(format_args!(
             "view shape must be None, an int or a tuple of ints, not {}",
             shape.get_type().name()?
         )));
@@ -122,17 +122,49 @@ fn requested_shape(shape: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isiz
     #[allow(clippy::unnecessary_cast)]
     let max_ndim = ffi::PyBUF_MAX_NDIM as usize;
     if dims.len() > max_ndim {
-        return Err(PyValueError::new_err(format!(
+        return Err(error::<PyValueError>(format_args!(
             "view shape has {} dimensions; the buffer protocol allows at most {max_ndim}",
             dims.len(),
         )));
     }
     if let Some(d) = dims.iter().find(|&&d| d < 0) {
-        return Err(PyValueError::new_err(format!(
+        return Err(error::<PyValueError>(format_args!(
             "view shape {dims:?}: dimension {d} is negative"
         )));
     }
     Ok(Some(dims))
+}
+
+/// `format` as a C string; MemoryError if it cannot be allocated.
+fn c_format(format: &str) -> PyResult<CString> {
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(format.len() + 1)
+        .map_err(|_| out_of_memory(1))?;
+    bytes.extend_from_slice(format.as_bytes());
+    // With room for the NUL, `CString::new` does not reallocate.
+    CString::new(bytes).map_err(|_| error::<PyValueError>(format_args!("bad format")))
+}
+
+/// The dimensions in a vector of exactly their number (so boxing it does
+/// not reallocate); MemoryError if it cannot be allocated.
+fn dims_of(
+    dims: impl IntoIterator<Item = PyResult<isize>>,
+    expected: usize,
+) -> PyResult<Vec<isize>> {
+    let mut out = Vec::new();
+    for dim in dims {
+        out.try_reserve_exact(expected.max(out.len() + 1) - out.len())
+            .map_err(|_| out_of_memory(expected))?;
+        out.push(dim?);
+    }
+    Ok(out)
+}
+
+/// MemoryError for a view's bookkeeping of `dims` dimensions.
+fn out_of_memory(dims: usize) -> PyErr {
+    let bytes = dims.saturating_mul(std::mem::size_of::<isize>());
+    pool_exception(Operation::Alloc, PoolError::OutOfMemory { bytes })
 }
 
 /// A view's item format and dimensions as asked for, converted from their
@@ -151,7 +183,7 @@ impl Request {
         let itemsize = item_size(format)?;
         Ok(Request {
             // No NUL inside: `item_size` accepted only the characters above.
-            format: CString::new(format).map_err(|_| PyValueError::new_err("bad format"))?,
+            format: c_format(format)?,
             itemsize,
             dims: requested_shape(shape)?,
         })
@@ -167,11 +199,11 @@ impl Request {
         } = self;
         let shape: Vec<isize> = match dims {
             // Fits: a block's size is at most isize::MAX.
-            None => vec![(block_size / itemsize) as isize],
+            None => dims_of([Ok((block_size / itemsize) as isize)], 1)?,
             Some(dims) => dims,
         };
         let too_big = || {
-            PyValueError::new_err(format!(
+            error::<PyValueError>(format_args!(
                 "view shape {shape:?} of {format:?} items ({itemsize} bytes each) does not \
                  fit in the block's {block_size} bytes"
             ))
@@ -184,7 +216,7 @@ impl Request {
         // C order: the last index moves fastest. A 0 dimension counts as 1,
         // as numpy does, so with one the other dimensions could still be
         // huge: refuse strides that overflow.
-        let mut strides = vec![0isize; shape.len()];
+        let mut strides = dims_of(shape.iter().map(|_| Ok(0)), shape.len())?;
         let mut step = itemsize as isize;
         for (stride, &dim) in strides.iter_mut().zip(&shape).rev() {
             *stride = step;
@@ -333,18 +365,21 @@ impl BlockView {
         unsafe { get_buffer(slf, view, flags) }
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+    fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
         let owner = match &self.owner {
             Owner::Pool(_) => "Pool",
             Owner::Address(_) => "Address",
         };
         let shape = self.shape(py)?.repr()?;
-        Ok(format!(
-            "<cymem_rs.BlockView of {owner} block {:#x} format={:?} shape={shape}{}>",
-            self.addr,
-            self.format(),
-            if self.readonly { " readonly" } else { "" }
-        ))
+        py_format(
+            py,
+            format_args!(
+                "<cymem_rs.BlockView of {owner} block {:#x} format={:?} shape={shape}{}>",
+                self.addr,
+                self.format(),
+                if self.readonly { " readonly" } else { "" }
+            ),
+        )
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

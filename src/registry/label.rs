@@ -4,6 +4,8 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
+use crate::fallible::{try_string, OutOfMemory, TryString};
+
 /// Describes, at report time, where a pool was made, for origins that cost
 /// more to describe than to capture. Reports call it on their own thread,
 /// after releasing the registry lock; it must not wait for anything a pool
@@ -12,6 +14,12 @@ use std::sync::Arc;
 pub trait OriginSource: Send + Sync {
     /// A short human-readable place, e.g. `app/cache.py:42 in build`.
     fn describe(&self) -> String;
+
+    /// Writes the description into `out`; an error from `out` (it ran out of
+    /// memory) is passed on. Implement it to describe without allocating.
+    fn describe_into(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        out.write_str(&self.describe())
+    }
 }
 
 /// Where a pool was made.
@@ -25,7 +33,7 @@ pub enum Origin {
     /// A fixed description, e.g. `"C"`.
     Static(&'static str),
     /// A description given at run time (e.g. a C caller's `__FILE__:__LINE__`).
-    Text(Arc<str>),
+    Text(Box<str>),
     /// Formatted lazily at report time.
     Source(Arc<dyn OriginSource>),
     /// Formatted lazily at report time; never freed, so handing it to a new
@@ -36,13 +44,35 @@ pub enum Origin {
 impl Origin {
     /// The origin as text (calls the [`OriginSource`] if there is one).
     pub fn describe(&self) -> String {
+        self.try_describe()
+            .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<u8>()))
+    }
+
+    /// [`Origin::describe`], or `OutOfMemory`.
+    pub fn try_describe(&self) -> Result<String, OutOfMemory> {
+        let mut out = TryString::default();
+        self.describe_into(&mut out).map_err(|_| OutOfMemory)?;
+        Ok(out.0)
+    }
+
+    /// A copy for a report, or `OutOfMemory` (shared and static origins
+    /// are copied without allocating).
+    pub(super) fn try_clone(&self) -> Result<Origin, OutOfMemory> {
+        Ok(match self {
+            Origin::Text(text) => Origin::Text(try_string(text)?.into_boxed_str()),
+            other => other.clone(),
+        })
+    }
+
+    /// Writes the origin as text into `out`.
+    pub fn describe_into(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         match self {
-            Origin::Unknown => String::new(),
-            Origin::Rust(location) => format!("{}:{}", location.file(), location.line()),
-            Origin::Static(text) => (*text).to_owned(),
-            Origin::Text(text) => text.to_string(),
-            Origin::Source(source) => source.describe(),
-            Origin::Interned(source) => source.describe(),
+            Origin::Unknown => Ok(()),
+            Origin::Rust(location) => write!(out, "{}:{}", location.file(), location.line()),
+            Origin::Static(text) => out.write_str(text),
+            Origin::Text(text) => out.write_str(text),
+            Origin::Source(source) => source.describe_into(out),
+            Origin::Interned(source) => source.describe_into(out),
         }
     }
 }

@@ -22,10 +22,16 @@
 //!   lock with others. Since recycling needs the lock a report holds, a
 //!   report never sees a label change under it. The price: a dropped pool's
 //!   name and origin are freed later, when its record is reused.
+//! - Out of memory is an error, never an abort: making a pool can fail
+//!   (growing the slab), dropping one never allocates. The shared free list
+//!   always has room for every record ever made, so a record can be handed
+//!   back to it whatever the thread's own lists could do.
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::fallible::{try_string, OutOfMemory};
 
 mod fork;
 mod label;
@@ -36,7 +42,7 @@ pub use label::{Label, Origin, OriginSource};
 use record::Meta;
 pub(crate) use record::Record;
 pub use record::{PoolStats, StatsField};
-pub use report::{format_table, report};
+pub use report::{format_table, report, try_report, write_table};
 
 /// One live pool in a report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +63,8 @@ const BATCH: usize = 16;
 struct Registry {
     /// Every record ever made (reports scan them for live ones).
     records: Vec<&'static Record>,
-    /// Recycled records, ready for new pools.
+    /// Recycled records, ready for new pools. Its capacity is at least
+    /// `records.len()`, so pushing a record never allocates.
     free: Vec<&'static Record>,
 }
 
@@ -84,16 +91,36 @@ pub(crate) fn abandon(record: &'static Record) {
 }
 
 impl Registry {
-    fn grow(&mut self) {
-        let chunk: &'static [Record] = (0..CHUNK).map(|_| Record::new()).collect::<Vec<_>>().leak();
+    /// Adds a chunk of fresh records to the free list; nothing changes if
+    /// memory runs out.
+    fn grow(&mut self) -> Result<(), OutOfMemory> {
+        let total = self.records.len() + CHUNK;
+        self.records.try_reserve_exact(CHUNK)?;
+        self.free
+            .try_reserve_exact(total.saturating_sub(self.free.len()))?;
+        let mut chunk = Vec::new();
+        chunk.try_reserve_exact(CHUNK)?;
+        chunk.extend((0..CHUNK).map(|_| Record::new()));
+        let chunk: &'static [Record] = chunk.leak();
         self.records.extend(chunk.iter());
         self.free.extend(chunk.iter().rev());
+        Ok(())
+    }
+
+    /// A free record, growing the slab if none is left.
+    fn pop_free(&mut self) -> Result<&'static Record, OutOfMemory> {
+        if self.free.is_empty() {
+            self.grow()?;
+        }
+        self.free.pop().ok_or(OutOfMemory)
     }
 
     /// Makes dead records reusable. Their labels stay until the next owner
     /// overwrites them, outside the lock (a label may release Python objects).
+    /// Never allocates (see `free`).
     fn recycle(&mut self, dead: &mut Vec<&'static Record>) {
         debug_assert!(dead.iter().all(|r| !r.live.load(Relaxed)));
+        debug_assert!(self.free.capacity() - self.free.len() >= dead.len());
         self.free.append(dead);
     }
 }
@@ -120,38 +147,36 @@ thread_local! {
 
 /// One record off a free list, refilling this thread's list (and recycling
 /// its dead records) under the lock when it is empty.
-fn take_free() -> &'static Record {
+fn take_free() -> Result<&'static Record, OutOfMemory> {
     let taken = LOCAL.try_with(|local| {
         let mut local = local.borrow_mut();
         if let Some(record) = local.free.pop() {
-            return record;
+            return Ok(record);
         }
         let local = &mut *local;
         let mut reg = registry();
         reg.recycle(&mut local.dead);
-        while local.free.len() < BATCH {
-            if reg.free.is_empty() {
-                reg.grow();
-            }
-            let record = reg.free.pop().expect("grown above");
-            local.free.push(record);
+        if local.free.try_reserve(BATCH).is_err() {
+            // No room for a batch here: one record straight from the registry.
+            return reg.pop_free();
         }
-        local.free.pop().expect("filled above")
+        while local.free.len() < BATCH {
+            match reg.pop_free() {
+                Ok(record) => local.free.push(record),
+                Err(err) if local.free.is_empty() => return Err(err),
+                Err(_) => break,
+            }
+        }
+        local.free.pop().ok_or(OutOfMemory)
     });
     // Thread teardown: no thread-local lists any more.
-    taken.unwrap_or_else(|_| {
-        let mut reg = registry();
-        if reg.free.is_empty() {
-            reg.grow();
-        }
-        reg.free.pop().expect("grown above")
-    })
+    taken.unwrap_or_else(|_| registry().pop_free())
 }
 
 /// A fresh (zeroed) record for a new pool. Usually no lock: the record comes
-/// from this thread's free list.
-pub(crate) fn register(label: Label, arena: bool) -> &'static Record {
-    let record = take_free();
+/// from this thread's free list. `OutOfMemory` if the slab could not grow.
+pub(crate) fn register(label: Label, arena: bool) -> Result<&'static Record, OutOfMemory> {
+    let record = take_free()?;
     // SAFETY: `take_free` handed us a record that is not live and is on no
     // free list any more, so no report reads it and no other thread took it
     // (the first case of `Record::meta`'s protocol): this is the only
@@ -159,29 +184,34 @@ pub(crate) fn register(label: Label, arena: bool) -> &'static Record {
     let meta = unsafe { &mut *record.meta.get() };
     // Drops the label of the record's previous pool, if any.
     *meta = Meta {
-        name: label.name.map(String::into_boxed_str),
+        name: label.name,
         origin: label.origin,
         arena,
     };
     record.clear();
     // Publishes the label and zeroed counters to reports (Acquire there).
     record.live.store(true, Release);
-    record
+    Ok(record)
 }
 
 /// Unlinks a dropped pool's record: at once for reports (no lock), recycled
-/// later under the lock, a batch at a time.
+/// later under the lock, a batch at a time. Never allocates.
 pub(crate) fn release(record: &'static Record) {
     record.live.store(false, Release);
     let queued = LOCAL.try_with(|local| {
         let mut local = local.borrow_mut();
+        if local.dead.try_reserve(1).is_err() {
+            return false;
+        }
         local.dead.push(record);
         if local.dead.len() >= 4 * BATCH {
             registry().recycle(&mut local.dead);
         }
+        true
     });
-    if queued.is_err() {
-        registry().recycle(&mut vec![record]);
+    if queued != Ok(true) {
+        // The shared free list always has room (see `Registry::free`).
+        registry().free.push(record);
     }
 }
 
@@ -194,12 +224,13 @@ fn with_meta<R>(record: &Record, f: impl FnOnce(&mut Meta) -> R) -> R {
     f(unsafe { &mut *record.meta.get() })
 }
 
-pub(crate) fn name(record: &Record) -> Option<String> {
-    with_meta(record, |meta| meta.name.as_deref().map(str::to_owned))
+/// Calls `f` with the pool's name, under the registry lock (so `f` must not
+/// make or drop pools, nor wait for a thread that does).
+pub(crate) fn with_name<R>(record: &Record, f: impl FnOnce(Option<&str>) -> R) -> R {
+    with_meta(record, |meta| f(meta.name.as_deref()))
 }
 
 pub(crate) fn set_name(record: &Record, name: Option<String>) {
-    let name = name.map(String::into_boxed_str);
     // The old name is dropped after the lock is released.
     drop(with_meta(record, |meta| {
         std::mem::replace(&mut meta.name, name)
@@ -219,40 +250,49 @@ pub(crate) fn set_origin(record: &Record, origin: Origin) {
 /// origin takes the GIL, and a thread holding the GIL may be waiting for
 /// the registry lock to create a pool.
 pub fn live_pools() -> Vec<PoolInfo> {
-    let found: Vec<(Option<String>, Origin, bool, PoolStats)> = {
+    try_live_pools()
+        .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<PoolInfo>()))
+}
+
+/// [`live_pools`], or `OutOfMemory` if the list could not be built.
+pub fn try_live_pools() -> Result<Vec<PoolInfo>, OutOfMemory> {
+    type Found = (usize, Option<String>, Origin, bool, PoolStats);
+    let mut found: Vec<Found> = Vec::new();
+    {
         let reg = registry();
-        let mut found = Vec::new();
-        for record in reg.records.iter().filter(|r| r.live.load(Acquire)) {
+        let live = || reg.records.iter().filter(|r| r.live.load(Acquire));
+        found.try_reserve_exact(live().count())?;
+        for (index, record) in live().enumerate().take(found.capacity()) {
             // SAFETY: the record was live when loaded and `reg` holds the
             // registry lock (the second case of `Record::meta`'s protocol),
             // so nobody writes `meta`; if its pool drops meanwhile, the
             // record can be handed out again only after a recycle, which
             // needs the lock we hold.
             let meta = unsafe { &*record.meta.get() };
-            found.push((
-                meta.name.as_deref().map(str::to_owned),
-                meta.origin.clone(),
-                meta.arena,
-                record.snapshot(),
-            ));
+            let name = meta.name.as_deref().map(try_string).transpose()?;
+            let origin = meta.origin.try_clone()?;
+            found.push((index, name, origin, meta.arena, record.snapshot()));
         }
-        found
-    };
-    let mut pools: Vec<PoolInfo> = found
-        .into_iter()
-        .map(|(name, origin, arena, stats)| PoolInfo {
+    }
+    // Not `sort_by`: a stable sort allocates scratch space. The registry
+    // order breaks ties instead.
+    found.sort_unstable_by(|a, b| {
+        (b.4.size, b.4.peak_size)
+            .cmp(&(a.4.size, a.4.peak_size))
+            .then_with(|| a.1.cmp(&b.1))
+            .then(a.0.cmp(&b.0))
+    });
+    let mut pools = Vec::new();
+    pools.try_reserve_exact(found.len())?;
+    for (_, name, origin, arena, stats) in found {
+        pools.push(PoolInfo {
             name,
-            origin: origin.describe(),
+            origin: origin.try_describe()?,
             arena,
             stats,
-        })
-        .collect();
-    pools.sort_by(|a, b| {
-        (b.stats.size, b.stats.peak_size)
-            .cmp(&(a.stats.size, a.stats.peak_size))
-            .then_with(|| a.name.cmp(&b.name))
-    });
-    pools
+        });
+    }
+    Ok(pools)
 }
 
 /// How many pools are alive now.

@@ -91,7 +91,7 @@ impl fmt::Debug for Record {
 /// A record's label (see [`Record::meta`] for who may touch it).
 #[derive(Default)]
 pub(super) struct Meta {
-    pub(super) name: Option<Box<str>>,
+    pub(super) name: Option<String>,
     pub(super) origin: Origin,
     pub(super) arena: bool,
 }

@@ -1,22 +1,31 @@
 //! The live-pool report as a text table, for people.
+//!
+//! The table is written into any `fmt::Write` without allocating, so the C
+//! report fills the caller's buffer directly and, out of memory, both front
+//! doors fail cleanly instead of aborting.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
-use super::{live_pools, PoolInfo};
+use super::{live_pools, try_live_pools, PoolInfo};
+use crate::fallible::{OutOfMemory, TryString};
 
 /// `1536` -> `1.5 KiB`: the total line is for people.
-fn human_bytes(bytes: usize) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+struct HumanBytes(usize);
+
+impl fmt::Display for HumanBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+        let mut value = self.0 as f64;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        if unit == 0 {
+            write!(f, "{} B", self.0)
+        } else {
+            write!(f, "{value:.1} {}", UNITS[unit])
+        }
     }
 }
 
@@ -25,108 +34,220 @@ const NAME_WIDTH: usize = 40;
 /// Longest origin shown in the table, in characters (`…` included).
 const ORIGIN_WIDTH: usize = 60;
 
-/// `text` as one table cell: control characters written as `\xNN` (so a
-/// name cannot break a row or send terminal escapes), and cut to `limit`
-/// characters ending in `…` if longer. Reads at most `limit + 1` characters
-/// of `text`, so a huge name costs no more than a short one.
-fn cell(text: &str, limit: usize) -> String {
-    let mut shown = String::new();
-    let mut width = 0;
-    // Where the text would be cut if it turns out too long: the length that
-    // leaves room for `…` without splitting an escape.
-    let mut cut = None;
-    for ch in text.chars() {
-        let piece = if ch.is_control() { 4 } else { 1 };
-        if cut.is_none() && width + piece > limit - 1 {
-            cut = Some(shown.len());
-        }
-        if width + piece > limit {
-            shown.truncate(cut.unwrap_or(shown.len()));
-            shown.push('…');
-            return shown;
-        }
-        width += piece;
-        if ch.is_control() {
-            let _ = write!(shown, "\\x{:02x}", u32::from(ch));
-        } else {
-            shown.push(ch);
-        }
-    }
-    shown
+/// A name or origin as one table cell: control characters written as
+/// `\xNN` (so a name cannot break a row or send terminal escapes), and cut
+/// to `limit` characters ending in `…` if longer. Reads at most `limit + 1`
+/// characters of `text`, so a huge name costs no more than a short one.
+#[derive(Clone, Copy)]
+struct Shown<'a> {
+    text: &'a str,
+    limit: usize,
 }
 
-/// The report as an aligned text table, for people: one row per pool (as
-/// given, normally most bytes first), byte counts in full so it also parses,
-/// then a total line. Columns: bytes, peak, blocks, allocs, frees, reallocs,
-/// mode (heap/arena), name (`-` if none), origin. Names are cut to 40
-/// characters and origins to 60 (the full values
-/// are in [`live_pools`]), so the table's size depends only on the number of
-/// pools.
-pub fn format_table(pools: &[PoolInfo]) -> String {
-    let headers = [
-        "bytes", "peak", "blocks", "allocs", "frees", "reallocs", "mode", "name", "origin",
-    ];
-    let rows: Vec<[String; 9]> = pools
-        .iter()
-        .map(|p| {
-            let s = &p.stats;
-            [
-                s.size.to_string(),
-                s.peak_size.to_string(),
-                s.block_count.to_string(),
-                s.total_allocs.to_string(),
-                s.total_frees.to_string(),
-                s.total_reallocs.to_string(),
-                if p.arena { "arena" } else { "heap" }.to_owned(),
-                p.name
-                    .as_deref()
-                    .map_or_else(|| "-".to_owned(), |name| cell(name, NAME_WIDTH)),
-                if p.origin.is_empty() {
-                    "-".to_owned()
-                } else {
-                    cell(&p.origin, ORIGIN_WIDTH)
-                },
-            ]
-        })
-        .collect();
-    let mut widths = headers.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+impl Shown<'_> {
+    /// How many bytes of `text` are shown, their width in characters, and
+    /// whether `…` follows them.
+    fn layout(self) -> (usize, usize, bool) {
+        let mut width = 0;
+        // Where the text would be cut if it turns out too long: the length
+        // that leaves room for `…` without splitting an escape.
+        let mut cut = None;
+        for (at, ch) in self.text.char_indices() {
+            let piece = if ch.is_control() { 4 } else { 1 };
+            if cut.is_none() && width + piece > self.limit - 1 {
+                cut = Some((at, width));
+            }
+            if width + piece > self.limit {
+                let (end, width) = cut.unwrap_or((at, width));
+                return (end, width + 1, true);
+            }
+            width += piece;
+        }
+        (self.text.len(), width, false)
+    }
+}
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (end, _, cut) = self.layout();
+        for ch in self.text[..end].chars() {
+            if ch.is_control() {
+                write!(f, "\\x{:02x}", u32::from(ch))?;
+            } else {
+                f.write_char(ch)?;
+            }
+        }
+        if cut {
+            f.write_char('…')?;
+        }
+        Ok(())
+    }
+}
+
+/// One cell of the table.
+#[derive(Clone, Copy)]
+enum Cell<'a> {
+    Number(u64),
+    /// Shown as it is (headers, the mode, `-`).
+    Plain(&'a str),
+    Shown(Shown<'a>),
+}
+
+impl Cell<'_> {
+    /// Its width in characters.
+    fn width(self) -> usize {
+        match self {
+            Cell::Number(n) => n.checked_ilog10().map_or(1, |digits| digits as usize + 1),
+            Cell::Plain(text) => text.chars().count(),
+            Cell::Shown(shown) => shown.layout().1,
         }
     }
-    let mut out = String::new();
-    let mut line = |cells: &[&str]| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i > 0 {
-                text.push_str("  ");
-            }
-            let pad = widths[i].saturating_sub(cell.chars().count());
-            if i < 6 {
-                // Numbers right-aligned.
-                text.extend(std::iter::repeat_n(' ', pad));
-                text.push_str(cell);
-            } else {
-                text.push_str(cell);
-                text.extend(std::iter::repeat_n(' ', pad));
-            }
+}
+
+impl fmt::Display for Cell<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cell::Number(n) => write!(f, "{n}"),
+            Cell::Plain(text) => f.write_str(text),
+            Cell::Shown(shown) => write!(f, "{shown}"),
         }
-        out.push_str(text.trim_end());
-        out.push('\n');
+    }
+}
+
+const HEADERS: [&str; 9] = [
+    "bytes", "peak", "blocks", "allocs", "frees", "reallocs", "mode", "name", "origin",
+];
+
+/// Columns before this one hold numbers, right-aligned.
+const FIRST_TEXT_COLUMN: usize = 6;
+
+fn row(p: &PoolInfo) -> [Cell<'_>; 9] {
+    let s = &p.stats;
+    [
+        Cell::Number(s.size as u64),
+        Cell::Number(s.peak_size as u64),
+        Cell::Number(s.block_count as u64),
+        Cell::Number(s.total_allocs),
+        Cell::Number(s.total_frees),
+        Cell::Number(s.total_reallocs),
+        Cell::Plain(if p.arena { "arena" } else { "heap" }),
+        p.name.as_deref().map_or(Cell::Plain("-"), |text| {
+            Cell::Shown(Shown {
+                text,
+                limit: NAME_WIDTH,
+            })
+        }),
+        match p.origin.as_str() {
+            "" => Cell::Plain("-"),
+            text => Cell::Shown(Shown {
+                text,
+                limit: ORIGIN_WIDTH,
+            }),
+        },
+    ]
+}
+
+/// Counts a line's bytes and where its last non-blank character ends.
+#[derive(Default)]
+struct Measure {
+    len: usize,
+    end: usize,
+}
+
+impl fmt::Write for Measure {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some((at, ch)) = s.char_indices().rfind(|(_, ch)| !ch.is_whitespace()) {
+            self.end = self.len + at + ch.len_utf8();
+        }
+        self.len += s.len();
+        Ok(())
+    }
+}
+
+/// Passes on the first `left` bytes written to it (a character boundary).
+struct Prefix<'a, W> {
+    out: &'a mut W,
+    left: usize,
+}
+
+impl<W: fmt::Write> fmt::Write for Prefix<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.left);
+        self.left -= n;
+        self.out.write_str(&s[..n])
+    }
+}
+
+/// Writes the cells of a line, padded to `widths`.
+fn write_cells(
+    out: &mut impl fmt::Write,
+    widths: &[usize; 9],
+    cells: &[Cell<'_>; 9],
+) -> fmt::Result {
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            out.write_str("  ")?;
+        }
+        let pad = widths[i].saturating_sub(cell.width());
+        if i < FIRST_TEXT_COLUMN {
+            write!(out, "{:pad$}{cell}", "")?;
+        } else {
+            write!(out, "{cell}{:pad$}", "")?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes one line without its trailing blanks: measured first, then
+/// written up to its last non-blank character.
+fn write_line(
+    out: &mut impl fmt::Write,
+    widths: &[usize; 9],
+    cells: &[Cell<'_>; 9],
+) -> fmt::Result {
+    let mut measure = Measure::default();
+    write_cells(&mut measure, widths, cells)?;
+    let mut prefix = Prefix {
+        out: &mut *out,
+        left: measure.end,
     };
-    line(&headers);
-    for row in &rows {
-        line(&row.each_ref().map(String::as_str));
+    write_cells(&mut prefix, widths, cells)?;
+    out.write_char('\n')
+}
+
+/// Writes the report as an aligned text table, for people: one row per pool
+/// (as given, normally most bytes first), byte counts in full so it also
+/// parses, then a total line. Columns: bytes, peak, blocks, allocs, frees,
+/// reallocs, mode (heap/arena), name (`-` if none), origin. Names are cut to
+/// 40 characters and origins to 60 (the full values are in [`live_pools`]),
+/// so the table's size depends only on the number of pools. Allocates
+/// nothing.
+pub fn write_table(pools: &[PoolInfo], out: &mut impl fmt::Write) -> fmt::Result {
+    let headers = HEADERS.map(Cell::Plain);
+    let mut widths = headers.map(Cell::width);
+    for pool in pools {
+        for (width, cell) in widths.iter_mut().zip(row(pool)) {
+            *width = (*width).max(cell.width());
+        }
+    }
+    write_line(out, &widths, &headers)?;
+    for pool in pools {
+        write_line(out, &widths, &row(pool))?;
     }
     let total: usize = pools.iter().map(|p| p.stats.size).sum();
-    let _ = writeln!(
+    writeln!(
         out,
         "{} live pool{}, {} in use ({total} bytes)",
         pools.len(),
         if pools.len() == 1 { "" } else { "s" },
-        human_bytes(total)
-    );
+        HumanBytes(total)
+    )
+}
+
+/// [`write_table`] into a new `String`.
+pub fn format_table(pools: &[PoolInfo]) -> String {
+    let mut out = String::new();
+    let _ = write_table(pools, &mut out);
     out
 }
 
@@ -136,9 +257,21 @@ pub fn report() -> String {
     format_table(&live_pools())
 }
 
+/// [`report`], or `OutOfMemory` if the list or the text could not be built.
+pub fn try_report() -> Result<String, OutOfMemory> {
+    let pools = try_live_pools()?;
+    let mut out = TryString::default();
+    write_table(&pools, &mut out).map_err(|_| OutOfMemory)?;
+    Ok(out.0)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::cell;
+    use super::Shown;
+
+    fn cell(text: &str, limit: usize) -> String {
+        Shown { text, limit }.to_string()
+    }
 
     #[test]
     fn short_text_is_kept() {
@@ -162,5 +295,22 @@ mod tests {
         // 37 characters, then an escape that would cross the limit.
         let shown = cell(&format!("{}\n{}", "y".repeat(37), "z".repeat(10)), 40);
         assert_eq!(shown, format!("{}…", "y".repeat(37)));
+    }
+
+    #[test]
+    fn widths_match_what_is_written() {
+        for text in [
+            "pool",
+            "a\nb",
+            &"x".repeat(100),
+            &format!("{}\n{}", "y".repeat(37), "z"),
+        ] {
+            let shown = Shown { text, limit: 40 };
+            assert_eq!(
+                shown.layout().1,
+                shown.to_string().chars().count(),
+                "{text:?}"
+            );
+        }
     }
 }
