@@ -11,6 +11,7 @@ from libc.stdint cimport uint64_t
 
 ctypedef void* (*malloc_t)(size_t n)
 ctypedef void (*free_t)(void *p)
+ctypedef void (*cleanup_t)(void *data)
 
 cdef extern from *:
     """
@@ -25,6 +26,7 @@ cdef extern from *:
 
     typedef void *(*cymem_rs_malloc_fn)(size_t);
     typedef void (*cymem_rs_free_fn)(void *);
+    typedef void (*cymem_rs_cleanup_fn)(void *);
 
     /* The C-visible head of the objects whose fields Cython reads: that field
        comes first after the object header. The C API table reports where the
@@ -55,6 +57,7 @@ cdef extern from *:
     #define CYMEM_RS_OP_FREE 1
     #define CYMEM_RS_OP_REALLOC 2
     #define CYMEM_RS_OP_CHECK 3
+    #define CYMEM_RS_OP_LIFETIME 4
 
     typedef struct {
         size_t capsule_version;
@@ -75,6 +78,13 @@ cdef extern from *:
         size_t (*core_size)(const void *core);
         int (*pool_stats)(const void *pool, CymemRsPoolStats *out);
         int (*pool_reset_peak)(void *pool);
+        /* Appended within version 2 (the table_size check refuses an older table). */
+        int (*pool_clear)(void *pool);
+        size_t (*pool_mark)(void *pool);
+        int (*pool_release_to)(void *pool, size_t mark);
+        int (*pool_add_cleanup)(void *pool, cymem_rs_cleanup_fn fn, void *data);
+        int (*pool_set_limit)(void *pool, size_t limit);
+        size_t (*pool_limit)(const void *pool);
     } CymemRsCAPI;
 
     /* Filled on first use by cymem_rs_load_capi(); the table is static in
@@ -200,6 +210,49 @@ cdef extern from *:
         return 0;
     }
 
+    /* Runs cleanups and frees every block: 0, or -1 with an exception set. */
+    static inline int cymem_rs_pool_clear(PyObject *pool) {
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "clear") < 0) return -1;
+        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_clear(CYMEM_RS_CORE(pool)) != 0))
+            return cymem_rs_capi->raise_last_error(CYMEM_RS_OP_LIFETIME);
+        return 0;
+    }
+
+    /* A new scope's mark (never 0), or 0 with an exception set. */
+    static inline size_t cymem_rs_pool_mark(PyObject *pool) {
+        size_t mark;
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "mark") < 0) return 0;
+        mark = cymem_rs_capi->pool_mark(CYMEM_RS_CORE(pool));
+        if (CYMEM_RS_UNLIKELY(mark == 0)) cymem_rs_capi->raise_last_error(CYMEM_RS_OP_LIFETIME);
+        return mark;
+    }
+
+    static inline int cymem_rs_pool_release_to(PyObject *pool, size_t mark) {
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "release_to") < 0) return -1;
+        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_release_to(CYMEM_RS_CORE(pool), mark) != 0))
+            return cymem_rs_capi->raise_last_error(CYMEM_RS_OP_LIFETIME);
+        return 0;
+    }
+
+    static inline int cymem_rs_pool_add_cleanup(PyObject *pool, cymem_rs_cleanup_fn fn, void *data) {
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "add_cleanup") < 0) return -1;
+        if (CYMEM_RS_UNLIKELY(cymem_rs_capi->pool_add_cleanup(CYMEM_RS_CORE(pool), fn, data) != 0))
+            return cymem_rs_capi->raise_last_error(CYMEM_RS_OP_LIFETIME);
+        return 0;
+    }
+
+    static inline int cymem_rs_pool_set_limit(PyObject *pool, size_t limit) {
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "set_limit") < 0) return -1;
+        cymem_rs_capi->pool_set_limit(CYMEM_RS_CORE(pool), limit);
+        return 0;
+    }
+
+    /* The limit (0: none), or (size_t)-1 with an exception set. */
+    static inline size_t cymem_rs_pool_limit(PyObject *pool) {
+        if (CYMEM_RS_READY() < 0 || cymem_rs_none_pool(pool, "limit") < 0) return (size_t)-1;
+        return cymem_rs_capi->pool_limit(CYMEM_RS_CORE(pool));
+    }
+
     static PyObject *cymem_rs_wrap_malloc(cymem_rs_malloc_fn malloc_fn) {
         if (CYMEM_RS_READY() < 0) return NULL;
         return cymem_rs_capi->wrap_malloc(malloc_fn);
@@ -225,6 +278,12 @@ cdef extern from *:
 
     int cymem_rs_pool_stats(object pool, CymemPoolStats* out) except -1
     int cymem_rs_pool_reset_peak(object pool) except -1
+    int cymem_rs_pool_clear(object pool) except -1
+    size_t cymem_rs_pool_mark(object pool) except 0
+    int cymem_rs_pool_release_to(object pool, size_t mark) except -1
+    int cymem_rs_pool_add_cleanup(object pool, cleanup_t fn, void* data) except -1
+    int cymem_rs_pool_set_limit(object pool, size_t limit) except -1
+    size_t cymem_rs_pool_limit(object pool) except? <size_t>-1
     object cymem_rs_wrap_malloc(malloc_t malloc_fn)
     object cymem_rs_wrap_free(free_t free_fn)
 
@@ -274,6 +333,30 @@ cdef extern from *:
 
         cdef inline void reset_peak(self) except *:
             cymem_rs_pool_reset_peak(self)
+
+        # Shorter lifetimes, inline too. `clear()` runs the cleanups and
+        # frees every block; `mark()` opens a scope that `release_to(mark)`
+        # closes, freeing the blocks allocated since. `add_cleanup(fn, data)`
+        # takes a C function (`(<object>mem).add_cleanup(f)` a Python one).
+        cdef inline void clear(self) except *:
+            cymem_rs_pool_clear(self)
+
+        cdef inline size_t mark(self) except 0:
+            return cymem_rs_pool_mark(self)
+
+        cdef inline void release_to(self, size_t mark) except *:
+            cymem_rs_pool_release_to(self, mark)
+
+        cdef inline void add_cleanup(self, cleanup_t fn, void* data) except *:
+            cymem_rs_pool_add_cleanup(self, fn, data)
+
+        # Live bytes allowed (0: no limit); past it alloc/realloc raise MemoryError.
+        @property
+        cdef inline size_t limit(self) except? <size_t>-1:
+            return cymem_rs_pool_limit(self)
+
+        cdef inline void set_limit(self, size_t limit) except *:
+            cymem_rs_pool_set_limit(self, limit)
 
     ctypedef class cymem_rs.cymem.Address [object CymemRsAddressObject, check_size ignore]:
         cdef void* ptr

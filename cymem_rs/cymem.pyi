@@ -1,6 +1,8 @@
 """Type stubs for the `cymem_rs.cymem` extension module (Rust, pyo3)."""
 
 import sys
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any, NamedTuple, final
 
 from typing_extensions import Self, disjoint_base
@@ -65,6 +67,7 @@ class PoolInfo(NamedTuple):
     total_reallocs: int
     arena: bool
     origin: str
+    limit: int | None
 
 def live_pools() -> list[PoolInfo]:
     """The pools alive now, most bytes first (holds no reference to them)."""
@@ -88,10 +91,30 @@ class Pool:
         arena: bool = False,
         name: str | None = None,
         debug: bool | None = None,
+        limit: int | None = None,
     ) -> Self: ...
     @property
     def arena(self) -> bool:
         """Whether the pool is an arena pool (`Pool(arena=True)`)."""
+    @property
+    def limit(self) -> int | None:
+        """Live bytes allowed (None: no limit; settable, None or 0 removes it);
+        past it alloc/realloc raise MemoryError and change nothing."""
+    @limit.setter
+    def limit(self, value: int | None) -> None: ...
+    def clear(self) -> None:
+        """Runs every cleanup, then frees every block; the pool stays usable
+        (BufferError, changing nothing, while a block is viewed)."""
+    def mark(self) -> int:
+        """Opens a scope; returns its mark for `release_to`."""
+    def release_to(self, mark: int) -> None:
+        """Closes the scope of `mark` (and inner ones): runs their cleanups and
+        frees their blocks. ValueError for a stale or foreign mark."""
+    def scope(self) -> Scope:
+        """`with pool.scope():` frees the blocks allocated inside on exit."""
+    def add_cleanup(self, callback: Callable[[], object]) -> None:
+        """Calls `callback()` once when the pool is cleared or dies, or when
+        the scope it was added in is released (newest first)."""
     @property
     def debug(self) -> bool:
         """Whether the pool is in debug mode (`debug=True` or `CYMEM_RS_DEBUG=1`)."""
@@ -143,6 +166,21 @@ class Pool:
     ) -> BlockView:
         """A zero-copy view of a live block (KeyError if unknown). It keeps the
         pool alive; `free`/`realloc` of the block raise BufferError while it lives."""
+
+@final
+class Scope:
+    """The context manager of `Pool.scope()`; `as` gives the mark."""
+
+    @property
+    def mark(self) -> int | None:
+        """The open scope's mark (None when not open)."""
+    def __enter__(self) -> int: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool: ...
 
 class MemoryCorruptionError(RuntimeError):
     """Debug mode found a block written past its end, before its start, or

@@ -131,6 +131,11 @@ typedef struct {
 } CymemPoolInfo;
 
 /**
+ * `void (*)(void *)`: a cleanup callback.
+ */
+typedef void (*CymemCleanupFn)(void*);
+
+/**
  * Success.
  */
 #define CYMEM_OK 0
@@ -193,6 +198,25 @@ typedef struct {
  */
 #define CYMEM_ERR_FORKED 10
 
+/**
+ * An allocation or growth would take the pool's live bytes past its limit
+ * (`cymem_pool_set_limit`); the message names the limit. Nothing changed.
+ */
+#define CYMEM_ERR_LIMIT 11
+
+/**
+ * `cymem_pool_release_to` of a mark that is not open in this pool
+ * (already released, or another pool's). Nothing changed.
+ */
+#define CYMEM_ERR_BAD_MARK 12
+
+/**
+ * The pool is running its cleanup callbacks (`cymem_pool_clear`,
+ * `cymem_pool_release_to`, `cymem_pool_destroy`): a callback cannot
+ * allocate, free, pin, clear, mark, release or destroy in it.
+ */
+#define CYMEM_ERR_RELEASING 13
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -229,9 +253,10 @@ CymemPool *cymem_pool_new_arena(void);
 CymemPool *cymem_pool_new_with_allocator(CymemMallocFn malloc_fn, CymemFreeFn free_fn);
 
 /**
- * Frees every block still live in the pool, then the pool, and sets
- * `*pool` to NULL so later calls through it fail cleanly. NULL or a pointer
- * to NULL is a no-op.
+ * Runs the pool's cleanup callbacks (newest first), frees every block still
+ * live in the pool, then the pool, and sets `*pool` to NULL so later calls
+ * through it fail cleanly. NULL or a pointer to NULL is a no-op. Called by
+ * a cleanup of the same pool, it does nothing (`CYMEM_ERR_RELEASING`).
  *
  * # Safety
  * `pool` is NULL or points to NULL or to a live handle, which no other
@@ -483,6 +508,79 @@ size_t cymem_live_pools(CymemPoolInfo *out, size_t capacity);
  * `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
  */
 size_t cymem_report(char *buf, size_t size);
+
+/**
+ * Runs every cleanup callback (newest first, while the blocks are still
+ * live), forgets them, then frees every block; the pool stays usable and
+ * open marks stay open. Size and block count drop to 0, the totals go on
+ * counting, the peak stays until `cymem_pool_reset_peak`; an arena keeps its
+ * largest chunk. `CYMEM_ERR_BLOCK_IN_USE` (nothing changed) while a block is
+ * pinned; `CYMEM_ERR_CORRUPTED` (everything freed anyway) if debug mode
+ * found damage.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle.
+ */
+CymemStatus cymem_pool_clear(CymemPool *pool);
+
+/**
+ * Opens a scope and returns its mark (never 0): `cymem_pool_release_to`
+ * with it frees every block allocated from now on and runs every cleanup
+ * added from now on. Scopes nest. 0 on failure.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle.
+ */
+size_t cymem_pool_mark(CymemPool *pool);
+
+/**
+ * Closes the scope of `mark` and every scope opened after it: runs their
+ * cleanups (newest first), then frees their blocks. Blocks allocated before
+ * the mark stay, even if `cymem_pool_realloc` moved them inside the scope.
+ * `CYMEM_ERR_BAD_MARK` for a mark that is not open in this pool (released,
+ * or another pool's), `CYMEM_ERR_BLOCK_IN_USE` if a block allocated since
+ * the mark is pinned: nothing changed. Arena pools reuse the space of the
+ * released blocks only after `cymem_pool_clear`.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle.
+ */
+CymemStatus cymem_pool_release_to(CymemPool *pool, size_t mark);
+
+/**
+ * Registers `fn(data)` to run once: when the pool is cleared or destroyed,
+ * or, if added while a scope is open, when that scope is released; newest
+ * first, before the blocks are freed (so it may still read them). It runs
+ * outside the pool's lock; if it calls the pool, anything that would
+ * change it fails with `CYMEM_ERR_RELEASING`. `CYMEM_ERR_NULL_ARGUMENT` if
+ * `fn` is NULL.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle. `fn` may be called with `data` once, on
+ * any thread that clears, releases or destroys the pool.
+ */
+CymemStatus cymem_pool_add_cleanup(CymemPool *pool, CymemCleanupFn func, void *data);
+
+/**
+ * Limits the bytes in the pool's live blocks (0: no limit): an allocation
+ * or growth that would pass it fails with `CYMEM_ERR_LIMIT` and changes
+ * nothing. A limit below the live bytes refuses allocations until enough
+ * is freed. `CYMEM_ERR_OUT_OF_MEMORY` (nothing changed) if no memory is
+ * left for the bookkeeping of limits, scopes and cleanups.
+ *
+ * # Safety
+ * `pool` is NULL or a live handle.
+ */
+CymemStatus cymem_pool_set_limit(CymemPool *pool, size_t limit);
+
+/**
+ * The pool's limit on live bytes (0: no limit; also 0, with
+ * `CYMEM_ERR_NULL_ARGUMENT`, for a NULL pool).
+ *
+ * # Safety
+ * `pool` is NULL or a live handle.
+ */
+size_t cymem_pool_limit(const CymemPool *pool);
 
 #ifdef __cplusplus
 }  // extern "C"

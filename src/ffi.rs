@@ -18,7 +18,7 @@ use std::ptr::{self, NonNull};
 use crate::allocator::Allocator;
 use crate::error::PoolError;
 use crate::fallible::{try_box, try_format, FixedText, OutOfMemory, TryString};
-use crate::pool::{DebugOptions, Pool};
+use crate::pool::{DebugOptions, Mark, Pool};
 use crate::registry::{self, Label, Origin, PoolInfo, PoolStats};
 use crate::shared::SharedPool;
 
@@ -57,6 +57,16 @@ pub const CYMEM_ERR_NOT_PINNED: CymemStatus = 9;
 /// it fails with this status (at once, never waiting), and
 /// `cymem_pool_destroy` leaks its blocks instead of touching them.
 pub const CYMEM_ERR_FORKED: CymemStatus = 10;
+/// An allocation or growth would take the pool's live bytes past its limit
+/// (`cymem_pool_set_limit`); the message names the limit. Nothing changed.
+pub const CYMEM_ERR_LIMIT: CymemStatus = 11;
+/// `cymem_pool_release_to` of a mark that is not open in this pool
+/// (already released, or another pool's). Nothing changed.
+pub const CYMEM_ERR_BAD_MARK: CymemStatus = 12;
+/// The pool is running its cleanup callbacks (`cymem_pool_clear`,
+/// `cymem_pool_release_to`, `cymem_pool_destroy`): a callback cannot
+/// allocate, free, pin, clear, mark, release or destroy in it.
+pub const CYMEM_ERR_RELEASING: CymemStatus = 13;
 
 /// `void *malloc(size_t)`-shaped function for a custom allocator.
 pub type CymemMallocFn = Option<unsafe extern "C" fn(usize) -> *mut c_void>;
@@ -88,6 +98,9 @@ impl From<PoolError> for CymemStatus {
             PoolError::Corrupted { .. } => CYMEM_ERR_CORRUPTED,
             PoolError::NotPinned { .. } => CYMEM_ERR_NOT_PINNED,
             PoolError::Forked => CYMEM_ERR_FORKED,
+            PoolError::LimitExceeded { .. } => CYMEM_ERR_LIMIT,
+            PoolError::BadMark { .. } => CYMEM_ERR_BAD_MARK,
+            PoolError::Releasing => CYMEM_ERR_RELEASING,
         }
     }
 }
@@ -162,8 +175,28 @@ fn static_message(status: CymemStatus) -> &'static CStr {
         CYMEM_ERR_CORRUPTED => c"memory corruption detected (debug mode)",
         CYMEM_ERR_NOT_PINNED => c"block is not pinned",
         CYMEM_ERR_FORKED => c"pool was in use by another thread at fork; unusable in the child",
+        CYMEM_ERR_LIMIT => c"the pool's limit on live bytes was reached",
+        CYMEM_ERR_BAD_MARK => c"mark is not open in this pool",
+        CYMEM_ERR_RELEASING => c"the pool is running its cleanups",
         _ => c"unknown status code",
     }
+}
+
+/// The pool behind `pool`, or `None` with `CYMEM_ERR_NULL_ARGUMENT`
+/// recorded for `function` if `pool` is NULL.
+///
+/// # Safety
+/// `pool` is NULL or a live handle from `cymem_pool_new*`, which no thread
+/// destroys while the returned reference is used.
+unsafe fn handle<'a>(pool: *const CymemPool, function: &str) -> Option<&'a CymemPool> {
+    // SAFETY: a non-NULL `pool` is a live handle (`# Safety`): a `CymemPool`
+    // boxed by `into_handle` and not destroyed while borrowed; it is only
+    // ever shared (`with` serialises access).
+    let found = unsafe { pool.as_ref() };
+    if found.is_none() {
+        null_argument(function, "pool");
+    }
+    found
 }
 
 /// The opening of every call on a handle: runs `op` on the pool behind
@@ -181,12 +214,11 @@ unsafe fn try_handle<R>(
     function: &str,
     op: impl FnOnce(&mut Pool) -> R,
 ) -> Result<R, CymemStatus> {
-    // SAFETY: a non-NULL `pool` is a live handle (`# Safety`): a `CymemPool`
-    // boxed by `into_handle` and not yet destroyed, so it may be borrowed
-    // for this call; it is only ever shared (`with` serialises access).
-    match unsafe { pool.as_ref() } {
+    // SAFETY: `pool` is NULL or a live handle no thread destroys during the
+    // call (`# Safety`).
+    match unsafe { handle(pool, function) } {
         Some(pool) => pool.with(op).map_err(report),
-        None => Err(null_argument(function, "pool")),
+        None => Err(CYMEM_ERR_NULL_ARGUMENT),
     }
 }
 
@@ -281,17 +313,31 @@ unsafe fn c_allocator(
     }
 }
 
-/// Takes the handle out of `*slot` (leaving NULL there), as the destroy
-/// functions do: `None` if it was already NULL.
+/// Takes the handle out of `*slot` (leaving NULL there) and runs the pool's
+/// cleanups, as the destroy functions do: `Ok(None)` if it was already
+/// NULL; `Err` (`CYMEM_ERR_RELEASING` recorded, nothing changed) if a
+/// cleanup of this very pool is calling.
 ///
 /// # Safety
 /// `*slot` is NULL or a live handle that no other thread is using.
-unsafe fn take_handle(slot: &mut *mut CymemPool) -> Option<Box<CymemPool>> {
+unsafe fn take_handle(slot: &mut *mut CymemPool) -> Result<Option<Box<CymemPool>>, CymemStatus> {
+    // SAFETY: `*slot` is NULL or a live handle (`# Safety`), borrowed shared
+    // for this check only.
+    let Some(pool) = (unsafe { slot.as_ref() }) else {
+        return Ok(None);
+    };
+    if matches!(pool.with(|p| p.is_releasing()), Ok(true)) {
+        return Err(report(PoolError::Releasing));
+    }
     let handle = std::mem::replace(slot, ptr::null_mut());
     // SAFETY: a live handle was made by `Box::into_raw` in `into_handle` and
-    // is used by no other thread (`# Safety`); the caller's only way to reach
-    // it again, `*slot`, is now NULL, so the box is owned once.
-    (!handle.is_null()).then(|| unsafe { Box::from_raw(handle) })
+    // is used by no other thread (`# Safety`) nor by a release of this one
+    // (checked above); the caller's only way to reach it again, `*slot`, is
+    // now NULL, so the box is owned once.
+    let owned = unsafe { Box::from_raw(handle) };
+    // Outside the lock: a cleanup that reaches the pool gets an error.
+    owned.0.run_cleanups();
+    Ok(Some(owned))
 }
 
 /// A pool on the system allocator, as the plain and named C constructors make.
@@ -361,9 +407,10 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator(
     }
 }
 
-/// Frees every block still live in the pool, then the pool, and sets
-/// `*pool` to NULL so later calls through it fail cleanly. NULL or a pointer
-/// to NULL is a no-op.
+/// Runs the pool's cleanup callbacks (newest first), frees every block still
+/// live in the pool, then the pool, and sets `*pool` to NULL so later calls
+/// through it fail cleanly. NULL or a pointer to NULL is a no-op. Called by
+/// a cleanup of the same pool, it does nothing (`CYMEM_ERR_RELEASING`).
 ///
 /// # Safety
 /// `pool` is NULL or points to NULL or to a live handle, which no other
@@ -374,6 +421,8 @@ pub unsafe extern "C" fn cymem_pool_destroy(pool: *mut *mut CymemPool) {
     // write (`# Safety`), and no other thread uses it during the call.
     if let Some(slot) = unsafe { pool.as_mut() } {
         // SAFETY: `*slot` is NULL or a live handle no other thread is using.
+        // A refusal (a cleanup destroying its own pool) is recorded for
+        // `cymem_last_error`, and the pool lives on.
         drop(unsafe { take_handle(slot) });
     }
 }
@@ -657,8 +706,10 @@ pub unsafe extern "C" fn cymem_pool_destroy_checked(pool: *mut *mut CymemPool) -
         return null_argument("cymem_pool_destroy_checked", "pool");
     };
     // SAFETY: `*slot` is NULL or a live handle no other thread is using.
-    let Some(owned) = (unsafe { take_handle(slot) }) else {
-        return CYMEM_OK;
+    let owned = match unsafe { take_handle(slot) } {
+        Ok(Some(owned)) => owned,
+        Ok(None) => return CYMEM_OK,
+        Err(status) => return status,
     };
     let result = owned.0.run(|p| p.free_all_checked());
     drop(owned);
@@ -1002,4 +1053,123 @@ pub unsafe extern "C" fn cymem_report(buf: *mut c_char, size: usize) -> usize {
             0
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Lifetimes shorter than the pool's: clear, scopes, cleanups, limits.
+
+/// Runs every cleanup callback (newest first, while the blocks are still
+/// live), forgets them, then frees every block; the pool stays usable and
+/// open marks stay open. Size and block count drop to 0, the totals go on
+/// counting, the peak stays until `cymem_pool_reset_peak`; an arena keeps its
+/// largest chunk. `CYMEM_ERR_BLOCK_IN_USE` (nothing changed) while a block is
+/// pinned; `CYMEM_ERR_CORRUPTED` (everything freed anyway) if debug mode
+/// found damage.
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_clear(pool: *mut CymemPool) -> CymemStatus {
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    match unsafe { handle(pool, "cymem_pool_clear") } {
+        Some(pool) => status(pool.0.clear()),
+        None => CYMEM_ERR_NULL_ARGUMENT,
+    }
+}
+
+/// Opens a scope and returns its mark (never 0): `cymem_pool_release_to`
+/// with it frees every block allocated from now on and runs every cleanup
+/// added from now on. Scopes nest. 0 on failure.
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_mark(pool: *mut CymemPool) -> usize {
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe {
+        with_handle(pool, "cymem_pool_mark", 0, |p| match p.mark() {
+            Ok(mark) => mark.to_raw(),
+            Err(err) => {
+                report(err);
+                0
+            }
+        })
+    }
+}
+
+/// Closes the scope of `mark` and every scope opened after it: runs their
+/// cleanups (newest first), then frees their blocks. Blocks allocated before
+/// the mark stay, even if `cymem_pool_realloc` moved them inside the scope.
+/// `CYMEM_ERR_BAD_MARK` for a mark that is not open in this pool (released,
+/// or another pool's), `CYMEM_ERR_BLOCK_IN_USE` if a block allocated since
+/// the mark is pinned: nothing changed. Arena pools reuse the space of the
+/// released blocks only after `cymem_pool_clear`.
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_release_to(pool: *mut CymemPool, mark: usize) -> CymemStatus {
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    match unsafe { handle(pool, "cymem_pool_release_to") } {
+        Some(pool) => status(pool.0.release_to(Mark::from_raw(mark))),
+        None => CYMEM_ERR_NULL_ARGUMENT,
+    }
+}
+
+/// `void (*)(void *)`: a cleanup callback.
+pub type CymemCleanupFn = Option<unsafe extern "C" fn(*mut c_void)>;
+
+/// Registers `fn(data)` to run once: when the pool is cleared or destroyed,
+/// or, if added while a scope is open, when that scope is released; newest
+/// first, before the blocks are freed (so it may still read them). It runs
+/// outside the pool's lock; if it calls the pool, anything that would
+/// change it fails with `CYMEM_ERR_RELEASING`. `CYMEM_ERR_NULL_ARGUMENT` if
+/// `fn` is NULL.
+///
+/// # Safety
+/// `pool` is NULL or a live handle. `fn` may be called with `data` once, on
+/// any thread that clears, releases or destroys the pool.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_add_cleanup(
+    pool: *mut CymemPool,
+    func: CymemCleanupFn,
+    data: *mut c_void,
+) -> CymemStatus {
+    const FUNCTION: &str = "cymem_pool_add_cleanup";
+    let Some(func) = func else {
+        return null_argument(FUNCTION, "func");
+    };
+    let add = |p: &mut Pool| {
+        // SAFETY: `func` may be called once with `data` on the threads that
+        // release the pool (`# Safety`), which is what `add_cleanup` asks;
+        // C functions do not unwind.
+        unsafe { p.add_cleanup(func, data) }
+    };
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe { status_of(pool, FUNCTION, add) }
+}
+
+/// Limits the bytes in the pool's live blocks (0: no limit): an allocation
+/// or growth that would pass it fails with `CYMEM_ERR_LIMIT` and changes
+/// nothing. A limit below the live bytes refuses allocations until enough
+/// is freed. `CYMEM_ERR_OUT_OF_MEMORY` (nothing changed) if no memory is
+/// left for the bookkeeping of limits, scopes and cleanups.
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_set_limit(pool: *mut CymemPool, limit: usize) -> CymemStatus {
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe { status_of(pool, "cymem_pool_set_limit", |p| p.set_limit(Some(limit))) }
+}
+
+/// The pool's limit on live bytes (0: no limit; also 0, with
+/// `CYMEM_ERR_NULL_ARGUMENT`, for a NULL pool).
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_limit(pool: *const CymemPool) -> usize {
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`).
+    unsafe { with_handle(pool, "cymem_pool_limit", 0, |p| p.limit().unwrap_or(0)) }
 }

@@ -5,7 +5,8 @@
 //! dropped. The layers, each in one place:
 //!
 //! - [`pool`] (with its parts: the block table, the arena log, debug mode,
-//!   pins, [`allocator`], [`error`], [`shared`]): the pure-Rust core, no Python;
+//!   pins, shorter lifetimes, [`allocator`], [`error`], [`shared`]): the
+//!   pure-Rust core, no Python;
 //! - [`registry`]: the live pools of the process and their counters, for
 //!   statistics and reports (also no Python);
 //! - [`ffi`]: the C ABI, from which `include/cymem_rs.h` is generated;

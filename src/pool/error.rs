@@ -32,6 +32,19 @@ pub enum PoolError {
     BlockInUse { addr: usize, views: usize },
     /// `unpin` of a live block that is not pinned (more unpins than pins).
     NotPinned { addr: usize },
+    /// The `requested` bytes of an `alloc` or `realloc` would take the
+    /// pool's `live` bytes past its `limit`. Nothing changed.
+    LimitExceeded {
+        limit: usize,
+        live: usize,
+        requested: usize,
+    },
+    /// `release_to` a mark that is not open in this pool (already released,
+    /// or another pool's). Nothing changed.
+    BadMark { mark: usize },
+    /// The pool is running its cleanups (in `clear`, `release_to` or its
+    /// end): it cannot be changed or released again until they finish.
+    Releasing,
     /// A call on a pool while another call on it is in progress: from a
     /// custom allocator function of that call (the pool calls nothing else),
     /// or, for a pool without a lock of its own (Python's, under the GIL),
@@ -109,6 +122,23 @@ impl fmt::Display for PoolError {
             PoolError::NotPinned { addr } => write!(
                 f,
                 "block {addr:#x} is not pinned: every unpin must match an earlier pin"
+            ),
+            PoolError::LimitExceeded {
+                limit,
+                live,
+                requested,
+            } => write!(
+                f,
+                "the pool's limit of {limit} bytes refuses {requested} more bytes \
+                 ({live} bytes are live)"
+            ),
+            PoolError::BadMark { mark } => write!(
+                f,
+                "mark {mark} is not open in this pool (already released, or another pool's)"
+            ),
+            PoolError::Releasing => write!(
+                f,
+                "the pool is running its cleanups; it cannot be changed until they finish"
             ),
             PoolError::Forked => f.write_str(
                 "the pool was in use by another thread when the process forked; \

@@ -18,6 +18,7 @@ pub mod allocator;
 mod arena_log;
 pub mod debug;
 pub mod error;
+mod lifetimes;
 #[cfg(test)]
 mod oom_tests;
 mod pins;
@@ -25,6 +26,7 @@ pub mod shared;
 mod table;
 
 pub use debug::DebugOptions;
+pub use lifetimes::{CleanupFn, Mark};
 
 /// The largest block C and Rust can address (`isize::MAX` bytes).
 const MAX_BLOCK: usize = isize::MAX as usize;
@@ -97,6 +99,9 @@ pub struct Pool {
     pins: Pins,
     /// `Some` in debug mode (see `debug.rs`); boxed to keep the pool small.
     debug: Option<Box<debug::DebugState>>,
+    /// `Some` once a limit, scope or cleanup is used (see `lifetimes.rs`);
+    /// boxed, and `None` keeps the block paths on their fast branch.
+    lifetimes: Option<Box<lifetimes::Lifetimes>>,
 }
 
 impl Default for Pool {
@@ -162,6 +167,7 @@ impl Pool {
             stats: registry::register(label, false).map_err(no_room_for::<Record>)?,
             pins: Pins::default(),
             debug: None,
+            lifetimes: None,
         })
     }
 
@@ -178,6 +184,7 @@ impl Pool {
             stats: registry::register(label, true).map_err(no_room_for::<Record>)?,
             pins: Pins::default(),
             debug: None,
+            lifetimes: None,
         })
     }
 
@@ -379,7 +386,23 @@ impl Pool {
     ///
     /// A 0-byte request still returns a unique non-NULL pointer (counted as 0
     /// bytes): Cython code relies on it, as it did with cymem.
+    ///
+    /// Fails with `LimitExceeded` if the block would take the live bytes
+    /// past the pool's [limit](Pool::set_limit).
     pub fn alloc(&mut self, number: usize, elem_size: usize) -> Result<NonNull<c_void>, PoolError> {
+        if self.lifetimes.is_some() {
+            return self.alloc_with_lifetimes(number, elem_size);
+        }
+        self.alloc_block(number, elem_size)
+    }
+
+    /// `alloc` apart from limits and scopes.
+    #[inline(always)]
+    fn alloc_block(
+        &mut self,
+        number: usize,
+        elem_size: usize,
+    ) -> Result<NonNull<c_void>, PoolError> {
         if self.debug.is_some() {
             return self.debug_alloc(number, elem_size);
         }
@@ -406,6 +429,15 @@ impl Pool {
     /// Releases a live block. Fails, touching no memory, if `ptr` is not one
     /// (a foreign pointer, NULL, or a block already freed). Returns its size.
     pub fn free(&mut self, ptr: *mut c_void) -> Result<usize, PoolError> {
+        if self.lifetimes.is_some() {
+            return self.free_with_lifetimes(ptr);
+        }
+        self.free_block(ptr)
+    }
+
+    /// `free` apart from scopes.
+    #[inline(always)]
+    fn free_block(&mut self, ptr: *mut c_void) -> Result<usize, PoolError> {
         let addr = ptr as usize;
         self.pins.check_unpinned(addr)?;
         if self.debug.is_some() {
@@ -427,8 +459,23 @@ impl Pool {
     /// is zeroed, and the old block is released. The returned pointer replaces
     /// `ptr`. cymem's rule: `new_size` must be larger than the block.
     ///
-    /// On error the block is left exactly as it was.
+    /// On error the block is left exactly as it was. Fails with
+    /// `LimitExceeded` if the growth would take the live bytes past the
+    /// pool's limit. A block keeps its scope (if any) under its new address.
     pub fn realloc(
+        &mut self,
+        ptr: *mut c_void,
+        new_size: usize,
+    ) -> Result<NonNull<c_void>, PoolError> {
+        if self.lifetimes.is_some() {
+            return self.realloc_with_lifetimes(ptr, new_size);
+        }
+        self.realloc_block(ptr, new_size)
+    }
+
+    /// `realloc` apart from limits and scopes.
+    #[inline(always)]
+    fn realloc_block(
         &mut self,
         ptr: *mut c_void,
         new_size: usize,
@@ -513,8 +560,11 @@ impl Pool {
     ///
     /// In debug mode damage found here is reported by the next
     /// [`Pool::check`] (or use [`Pool::free_all_checked`]).
+    ///
+    /// Unlike [`Pool::clear`], runs no cleanup.
     pub fn free_all(&mut self) {
         self.pins.clear();
+        self.forget_scoped_blocks();
         if self.debug.is_some() {
             return self.debug_free_all();
         }
@@ -531,6 +581,8 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        // Cleanups first, while the blocks they may read are still live.
+        self.run_cleanups_at_drop();
         if self.debug.is_some() {
             // Nobody can be told but the process: say it on stderr. (Python
             // pools and `cymem_pool_destroy_checked` check before this.)

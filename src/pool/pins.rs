@@ -40,6 +40,16 @@ impl Pins {
         }
     }
 
+    /// `BlockInUse` for a pinned block that `released` says an operation
+    /// would release.
+    pub(super) fn check_none(&self, released: impl Fn(usize) -> bool) -> Result<(), PoolError> {
+        let pinned = self.0.as_deref().into_iter().flatten();
+        match pinned.into_iter().find(|&(&addr, _)| released(addr)) {
+            Some((&addr, &views)) => Err(PoolError::BlockInUse { addr, views }),
+            None => Ok(()),
+        }
+    }
+
     pub(super) fn count(&self, addr: usize) -> usize {
         self.0
             .as_ref()
@@ -59,6 +69,8 @@ impl Pool {
     /// live block of this pool.
     pub fn pin(&mut self, ptr: *const c_void) -> Result<(), PoolError> {
         let addr = ptr as usize;
+        // A release in progress would free the block under the new pin.
+        self.check_not_releasing()?;
         if self.lookup(addr).is_none() {
             return Err(PoolError::UnknownPointer { addr });
         }

@@ -6,6 +6,7 @@ use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::MutexGuard;
 
+use super::lifetimes::{Mark, Release};
 use super::Pool;
 use crate::error::PoolError;
 use crate::registry::{self, Record};
@@ -105,6 +106,35 @@ impl SharedPool {
         // call was in progress (`holder` checked). The reference does not
         // outlive this call.
         f(unsafe { &mut *self.pool.get() })
+    }
+
+    /// [`Pool::clear`], with the cleanups run outside the lock: one that
+    /// reaches the pool gets [`PoolError::Releasing`] (no deadlock).
+    pub fn clear(&self) -> Result<(), PoolError> {
+        self.release(Release::Clear)
+    }
+
+    /// [`Pool::release_to`], with the cleanups run outside the lock.
+    pub fn release_to(&self, mark: Mark) -> Result<(), PoolError> {
+        self.release(Release::ToMark(mark))
+    }
+
+    /// Runs the pool's cleanups, outside the lock, before the pool drops
+    /// (whose own drop would run them holding it).
+    pub fn run_cleanups(&self) {
+        // Fails only while a release runs, which cannot overlap a drop, or
+        // in the child of a fork that left the pool unusable.
+        let _ = self.release(Release::Drop);
+    }
+
+    fn release(&self, target: Release) -> Result<(), PoolError> {
+        match self.run(|pool| pool.begin_release(target))? {
+            Some(cleanups) => {
+                cleanups.run();
+                self.run(|pool| pool.finish_release(target))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Takes the record's lock for this thread and marks it as the holder

@@ -21,9 +21,10 @@ use super::errors::{exception_type, Operation};
 use super::pool::{warn_zero_alloc, Pool};
 use crate::error::PoolError;
 use crate::ffi::{
-    block_or_null, cymem_last_error, cymem_last_error_message, cymem_pool_check,
-    cymem_pool_reset_peak, cymem_pool_stats, report, status, CymemFreeFn, CymemMallocFn, CymemPool,
-    CymemStatus,
+    block_or_null, cymem_last_error, cymem_last_error_message, cymem_pool_add_cleanup,
+    cymem_pool_check, cymem_pool_clear, cymem_pool_limit, cymem_pool_mark, cymem_pool_release_to,
+    cymem_pool_reset_peak, cymem_pool_set_limit, cymem_pool_stats, report, status, CymemCleanupFn,
+    CymemFreeFn, CymemMallocFn, CymemPool, CymemStatus,
 };
 use crate::registry::PoolStats;
 
@@ -42,6 +43,7 @@ pub(crate) const CYMEM_RS_OP_ALLOC: c_int = 0;
 pub(crate) const CYMEM_RS_OP_FREE: c_int = 1;
 pub(crate) const CYMEM_RS_OP_REALLOC: c_int = 2;
 pub(crate) const CYMEM_RS_OP_CHECK: c_int = 3;
+pub(crate) const CYMEM_RS_OP_LIFETIME: c_int = 4;
 
 /// The function table, mirrored by `CymemRsCAPI` in `cymem.pxd`.
 #[repr(C)]
@@ -77,6 +79,16 @@ pub struct CApi {
     /// `cymem_pool_stats` / `cymem_pool_reset_peak` on the pool's core.
     pool_stats: unsafe extern "C" fn(*const CymemPool, *mut PoolStats) -> CymemStatus,
     pool_reset_peak: unsafe extern "C" fn(*mut CymemPool) -> CymemStatus,
+    /// `cymem_pool_clear`, `_mark`, `_release_to`, `_add_cleanup`,
+    /// `_set_limit` and `_limit` on the pool's core. (Appended: version 2
+    /// mirrors that predate them check `table_size` and read only the head.)
+    pool_clear: unsafe extern "C" fn(*mut CymemPool) -> CymemStatus,
+    pool_mark: unsafe extern "C" fn(*mut CymemPool) -> usize,
+    pool_release_to: unsafe extern "C" fn(*mut CymemPool, usize) -> CymemStatus,
+    pool_add_cleanup:
+        unsafe extern "C" fn(*mut CymemPool, CymemCleanupFn, *mut c_void) -> CymemStatus,
+    pool_set_limit: unsafe extern "C" fn(*mut CymemPool, usize) -> CymemStatus,
+    pool_limit: unsafe extern "C" fn(*const CymemPool) -> usize,
 }
 
 /// Distance from a Python object's start to one of its Rust fields.
@@ -87,7 +99,7 @@ fn offset_in_object<T>(object: *mut PyObject, field: *const T) -> usize {
 fn build_table(py: Python<'_>) -> PyResult<CApi> {
     // Measure where pyo3 placed the fields, on real objects: pyo3 does not
     // promise a layout, so C is told rather than assuming.
-    let pool = Bound::new(py, Pool::new(py, None, None, None, None, None)?)?;
+    let pool = Bound::new(py, Pool::new(py, None, None, None, None, None, None)?)?;
     let address = Bound::new(py, Address::new(py, 1, 1)?)?;
     let malloc = default_malloc(py)?.bind(py);
     let free = default_free(py)?.bind(py);
@@ -109,6 +121,12 @@ fn build_table(py: Python<'_>) -> PyResult<CApi> {
         core_size,
         pool_stats: cymem_pool_stats,
         pool_reset_peak: cymem_pool_reset_peak,
+        pool_clear: cymem_pool_clear,
+        pool_mark: cymem_pool_mark,
+        pool_release_to: cymem_pool_release_to,
+        pool_add_cleanup: cymem_pool_add_cleanup,
+        pool_set_limit: cymem_pool_set_limit,
+        pool_limit: cymem_pool_limit,
     })
 }
 
@@ -154,6 +172,7 @@ unsafe extern "C" fn raise_last_error(op: c_int) -> c_int {
         CYMEM_RS_OP_FREE => Operation::Free,
         CYMEM_RS_OP_REALLOC => Operation::Realloc,
         CYMEM_RS_OP_CHECK => Operation::Check,
+        CYMEM_RS_OP_LIFETIME => Operation::Lifetime,
         // A code this build does not know: the mapping shared by every
         // operation but free and realloc.
         _ => Operation::Check,

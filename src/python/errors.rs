@@ -29,9 +29,10 @@ pyo3::create_exception!(
 
 use crate::error::PoolError;
 use crate::ffi::{
-    CymemStatus, CYMEM_ERR_BAD_ALLOCATOR, CYMEM_ERR_BLOCK_IN_USE, CYMEM_ERR_NOT_LARGER,
-    CYMEM_ERR_NOT_PINNED, CYMEM_ERR_NULL_ARGUMENT, CYMEM_ERR_OUT_OF_MEMORY,
-    CYMEM_ERR_SIZE_OVERFLOW, CYMEM_ERR_UNKNOWN_POINTER,
+    CymemStatus, CYMEM_ERR_BAD_ALLOCATOR, CYMEM_ERR_BAD_MARK, CYMEM_ERR_BLOCK_IN_USE,
+    CYMEM_ERR_LIMIT, CYMEM_ERR_NOT_LARGER, CYMEM_ERR_NOT_PINNED, CYMEM_ERR_NULL_ARGUMENT,
+    CYMEM_ERR_OUT_OF_MEMORY, CYMEM_ERR_RELEASING, CYMEM_ERR_SIZE_OVERFLOW,
+    CYMEM_ERR_UNKNOWN_POINTER,
 };
 
 /// Room for any message of the library (the longest, a view shape of 64
@@ -64,6 +65,8 @@ pub(crate) enum Operation {
     Realloc,
     /// Debug mode's `check`.
     Check,
+    /// `clear`, `mark`, `release_to`, `add_cleanup`, and the limit.
+    Lifetime,
 }
 
 /// A Python `str` of `text`, or the error (MemoryError) that prevented it.
@@ -116,15 +119,19 @@ fn new_exception(py: Python<'_>, kind: Bound<'_, PyType>, message: &str) -> PyEr
 /// The Python exception type for a status code, as cymem raises it:
 /// MemoryError for allocation failures (and size overflow, which C reports the
 /// same way), KeyError for an unknown block in `free` but ValueError in
-/// `realloc` or a realloc that does not grow. `None`: a status with no type
-/// of its own (raised as RuntimeError naming the status).
+/// `realloc` or a realloc that does not grow. A pool's limit is MemoryError
+/// too; a stale or foreign mark ValueError; calling a pool from its own
+/// cleanup RuntimeError. `None`: a status with no type of its own (raised
+/// as RuntimeError naming the status).
 pub(crate) fn exception_type(
     py: Python<'_>,
     op: Operation,
     status: CymemStatus,
 ) -> Option<Bound<'_, PyType>> {
     Some(match status {
-        CYMEM_ERR_OUT_OF_MEMORY | CYMEM_ERR_SIZE_OVERFLOW => py.get_type::<PyMemoryError>(),
+        CYMEM_ERR_OUT_OF_MEMORY | CYMEM_ERR_SIZE_OVERFLOW | CYMEM_ERR_LIMIT => {
+            py.get_type::<PyMemoryError>()
+        }
         CYMEM_ERR_UNKNOWN_POINTER if op == Operation::Realloc => py.get_type::<PyValueError>(),
         CYMEM_ERR_UNKNOWN_POINTER => py.get_type::<PyKeyError>(),
         CYMEM_ERR_NOT_LARGER => py.get_type::<PyValueError>(),
@@ -135,6 +142,8 @@ pub(crate) fn exception_type(
         CYMEM_ERR_BLOCK_IN_USE => py.get_type::<PyBufferError>(),
         CYMEM_ERR_NOT_PINNED => py.get_type::<PyValueError>(),
         CYMEM_ERR_CORRUPTED => py.get_type::<MemoryCorruptionError>(),
+        CYMEM_ERR_BAD_MARK => py.get_type::<PyValueError>(),
+        CYMEM_ERR_RELEASING => py.get_type::<PyRuntimeError>(),
         // The message names the cause: a fork while another thread used the pool.
         CYMEM_ERR_FORKED => py.get_type::<PyRuntimeError>(),
         _ => return None,

@@ -9,6 +9,7 @@ mod capi;
 mod errors;
 mod pool;
 mod report;
+mod scope;
 mod view;
 
 use pyo3::prelude::*;
@@ -30,6 +31,7 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyMalloc>()?;
     m.add_class::<PyFree>()?;
     m.add_class::<BlockView>()?;
+    m.add_class::<scope::Scope>()?;
     m.add(
         "Default_Malloc",
         allocators::default_malloc(py)?.clone_ref(py),

@@ -3,7 +3,7 @@
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -14,11 +14,12 @@ use super::allocators::{
 };
 use super::errors::{error, pool_exception, py_format, py_string, Operation};
 use super::report::{caller_origin, stats_object};
+use super::scope::{python_cleanup, python_cleanup_data, run_python_cleanup, Scope};
 use super::view::BlockView;
 use crate::error::PoolError;
 use crate::fallible::try_string;
 use crate::ffi::CymemPool;
-use crate::pool::{DebugOptions, Pool as CorePool};
+use crate::pool::{DebugOptions, Mark, Pool as CorePool};
 use crate::registry::Label;
 use crate::shared::SharedPool;
 
@@ -100,17 +101,18 @@ pub(crate) fn warn_zero_alloc(py: Python<'_>) -> PyResult<()> {
 
 #[pymethods]
 impl Pool {
-    /// `Pool(pymalloc=Default_Malloc, pyfree=Default_Free, *, arena=False, name=None, debug=None)`.
+    /// `Pool(pymalloc=Default_Malloc, pyfree=Default_Free, *, arena=False, name=None, debug=None, limit=None)`.
     /// With `arena=True` blocks are bump-allocated and released together when
     /// the pool dies (the space of freed blocks is not reused before then).
     /// `name` labels the pool in `cymem_rs.report()`. `debug=True` turns on
     /// debug mode (guard bytes, poisoned freed blocks); `None` follows the
     /// environment variable `CYMEM_RS_DEBUG`. Both flags take the truth value
-    /// of any object, as Python's own flags do.
+    /// of any object, as Python's own flags do. `limit` caps the bytes in
+    /// live blocks (see the `limit` property).
     #[new]
     #[pyo3(
-        signature = (pymalloc = None, pyfree = None, *, arena = None, name = None, debug = None),
-        text_signature = "(pymalloc=None, pyfree=None, *, arena=False, name=None, debug=None)"
+        signature = (pymalloc = None, pyfree = None, *, arena = None, name = None, debug = None, limit = None),
+        text_signature = "(pymalloc=None, pyfree=None, *, arena=False, name=None, debug=None, limit=None)"
     )]
     pub(crate) fn new(
         py: Python<'_>,
@@ -119,6 +121,7 @@ impl Pool {
         arena: Option<&Bound<'_, PyAny>>,
         name: Option<&str>,
         debug: Option<&Bound<'_, PyAny>>,
+        limit: Option<usize>,
     ) -> PyResult<Self> {
         // Truth values run Python code (`__bool__`): take them before anything else.
         let arena = arena.map_or(Ok(false), Bound::is_truthy)?;
@@ -151,6 +154,7 @@ impl Pool {
         if let Some(options) = debug_options(debug) {
             core.try_enable_debug(options).map_err(alloc_error)?;
         }
+        core.set_limit(limit).map_err(alloc_error)?;
         Ok(Pool {
             core: new_core(core),
             pymalloc,
@@ -332,6 +336,82 @@ impl Pool {
         self.run_core(Operation::Check, |pool| pool.check())
     }
 
+    /// Frees every block and runs every cleanup (newest first, before the
+    /// blocks go), then forgets the cleanups; the pool stays usable. `size`
+    /// and `block_count` drop to 0, the totals go on, the peak stays until
+    /// `reset_peak()`. BufferError, changing nothing, while a block is viewed.
+    pub(crate) fn clear(&self) -> PyResult<()> {
+        self.core
+            .0
+            .clear()
+            .map_err(|e| pool_exception(Operation::Lifetime, e))
+    }
+
+    /// Opens a scope and returns its mark: `release_to(mark)` frees every
+    /// block allocated and runs every cleanup added from now on. Scopes nest.
+    /// (`with pool.scope():` does both.)
+    pub(crate) fn mark(&self) -> PyResult<usize> {
+        self.run_core(Operation::Lifetime, |pool| pool.mark())
+            .map(Mark::to_raw)
+    }
+
+    /// Closes the scope of `mark` and the ones opened after it: runs their
+    /// cleanups, then frees their blocks. Blocks allocated before the mark
+    /// stay, even if `realloc` moved them since. ValueError for a mark that
+    /// is not open in this pool; BufferError, changing nothing, if a block
+    /// allocated since the mark is viewed.
+    pub(crate) fn release_to(&self, mark: usize) -> PyResult<()> {
+        self.core
+            .0
+            .release_to(Mark::from_raw(mark))
+            .map_err(|e| pool_exception(Operation::Lifetime, e))
+    }
+
+    /// A context manager: `with pool.scope():` frees, on every way out, the
+    /// blocks allocated inside (see `Scope`).
+    fn scope(slf: &Bound<'_, Self>) -> Scope {
+        Scope::new(slf.clone().unbind())
+    }
+
+    /// Calls `callback()` once: when the pool is cleared or dies, or (added
+    /// inside a scope) when the scope is released; newest first, before the
+    /// blocks are freed. An exception goes to `sys.unraisablehook` and the
+    /// other cleanups still run; a cleanup that changes its pool gets
+    /// RuntimeError. The pool holds a reference to `callback` until then.
+    fn add_cleanup(&self, callback: Bound<'_, PyAny>) -> PyResult<()> {
+        if !callback.is_callable() {
+            return Err(PyTypeError::new_err("add_cleanup needs a callable"));
+        }
+        let data = python_cleanup_data(callback.unbind())
+            .map_err(|e| pool_exception(Operation::Lifetime, e))?;
+        // SAFETY: `run_python_cleanup` takes the data `python_cleanup_data`
+        // made, for one call; it attaches to the interpreter itself and does
+        // not unwind (errors go to `sys.unraisablehook`).
+        let added = self
+            .core
+            .0
+            .run(|pool| unsafe { pool.add_cleanup(run_python_cleanup, data) });
+        added.map_err(|e| {
+            // SAFETY: the pool refused the entry, so the box made by
+            // `python_cleanup_data` above is still ours, released here once.
+            drop(unsafe { Box::from_raw(data.cast::<Py<PyAny>>()) });
+            pool_exception(Operation::Lifetime, e)
+        })
+    }
+
+    /// The most bytes the live blocks may hold (None: no limit); settable.
+    /// An alloc or realloc that would pass it raises MemoryError naming the
+    /// limit and changes nothing. `None` or 0 removes it.
+    #[getter]
+    fn limit(&self) -> PyResult<Option<usize>> {
+        self.with_core(|pool| pool.limit())
+    }
+
+    #[setter(limit)]
+    fn set_limit_property(&self, limit: Option<usize>) -> PyResult<()> {
+        self.run_core(Operation::Lifetime, |pool| pool.set_limit(limit))
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(refs) = self.refs.get() {
             visit.call(refs)?;
@@ -342,7 +422,22 @@ impl Pool {
         if let Some(f) = &self.pyfree {
             visit.call(f)?;
         }
-        Ok(())
+        // The callables of Python cleanups: a cleanup that refers back to
+        // its pool (a bound method of the pool's owner) is a cycle the
+        // collector must see. (Skipped while a release runs them, or in a
+        // child of `fork` that cannot use the pool.)
+        let visited = self.core.0.with(|pool| {
+            pool.cleanups()
+                .filter_map(|(func, data)| python_cleanup(func, data))
+                .try_for_each(|callable| visit.call(callable))
+        });
+        visited.unwrap_or(Ok(()))
+    }
+
+    /// The collector found the pool in unreachable garbage: it dies, so its
+    /// cleanups run now (which also drops the references they hold).
+    fn __clear__(&self) {
+        self.core.0.run_cleanups();
     }
 }
 
@@ -370,6 +465,8 @@ impl Drop for Pool {
     /// raise, so damage is reported as an unraisable MemoryCorruptionError
     /// (`sys.unraisablehook`; printed to stderr by default).
     fn drop(&mut self) {
+        // Outside the pool's lock, while the blocks are still live.
+        self.core.0.run_cleanups();
         // A pool unusable after a `fork` is left alone (and leaked).
         if !matches!(self.core.0.with(|pool| pool.is_debug()), Ok(true)) {
             return;

@@ -213,14 +213,14 @@ pub(crate) fn pool_stats_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     named_tuple(py, &POOL_STATS, "PoolStats", &fields)
 }
 
-/// `PoolInfo(name, size, ..., total_reallocs, arena, origin)`.
+/// `PoolInfo(name, size, ..., total_reallocs, arena, origin, limit)`.
 pub(crate) fn pool_info_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     if let Some(made) = POOL_INFO.get(py) {
         return Ok(made.bind(py));
     }
     let fields: Vec<&str> = std::iter::once("name")
         .chain(stats_fields())
-        .chain(["arena", "origin"])
+        .chain(["arena", "origin", "limit"])
         .collect();
     named_tuple(py, &POOL_INFO, "PoolInfo", &fields)
 }
@@ -289,8 +289,12 @@ fn info_object<'py>(py: Python<'py>, p: &PoolInfo) -> PyResult<Bound<'py, PyAny>
         .chain([Ok(arena)])
         .chain(std::iter::once_with(|| {
             py_string(py, &p.origin).map(Bound::into_any)
+        }))
+        .chain(std::iter::once_with(|| match p.limit {
+            Some(limit) => py_int(py, limit as u64),
+            None => Ok(py.None().into_bound(py)),
         }));
-    fill(pool_info_type(py)?, PoolStats::FIELDS.len() + 3, values)
+    fill(pool_info_type(py)?, PoolStats::FIELDS.len() + 4, values)
 }
 
 /// The pools alive now (Python, Cython and C pools of this module), most

@@ -52,6 +52,8 @@ pub struct PoolInfo {
     pub origin: String,
     pub arena: bool,
     pub stats: PoolStats,
+    /// The pool's limit on live bytes (`None`: none).
+    pub limit: Option<usize>,
 }
 
 /// Records are made in chunks of this many and never freed.
@@ -256,7 +258,14 @@ pub fn live_pools() -> Vec<PoolInfo> {
 
 /// [`live_pools`], or `OutOfMemory` if the list could not be built.
 pub fn try_live_pools() -> Result<Vec<PoolInfo>, OutOfMemory> {
-    type Found = (usize, Option<String>, Origin, bool, PoolStats);
+    type Found = (
+        usize,
+        Option<String>,
+        Origin,
+        bool,
+        PoolStats,
+        Option<usize>,
+    );
     let mut found: Vec<Found> = Vec::new();
     {
         let reg = registry();
@@ -271,7 +280,14 @@ pub fn try_live_pools() -> Result<Vec<PoolInfo>, OutOfMemory> {
             let meta = unsafe { &*record.meta.get() };
             let name = meta.name.as_deref().map(try_string).transpose()?;
             let origin = meta.origin.try_clone()?;
-            found.push((index, name, origin, meta.arena, record.snapshot()));
+            found.push((
+                index,
+                name,
+                origin,
+                meta.arena,
+                record.snapshot(),
+                record.limit(),
+            ));
         }
     }
     // Not `sort_by`: a stable sort allocates scratch space. The registry
@@ -284,12 +300,13 @@ pub fn try_live_pools() -> Result<Vec<PoolInfo>, OutOfMemory> {
     });
     let mut pools = Vec::new();
     pools.try_reserve_exact(found.len())?;
-    for (_, name, origin, arena, stats) in found {
+    for (_, name, origin, arena, stats, limit) in found {
         pools.push(PoolInfo {
             name,
             origin: origin.try_describe()?,
             arena,
             stats,
+            limit,
         });
     }
     Ok(pools)

@@ -72,6 +72,8 @@ pub(crate) struct Record {
     allocs: AtomicU64,
     frees: AtomicU64,
     reallocs: AtomicU64,
+    /// The pool's limit on live bytes (0: none), for reports.
+    limit: AtomicUsize,
 }
 
 // SAFETY: the counters and `live` are atomics. `meta` is an UnsafeCell that
@@ -111,6 +113,7 @@ impl Record {
             allocs: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             reallocs: AtomicU64::new(0),
+            limit: AtomicUsize::new(0),
         }
     }
 
@@ -152,6 +155,7 @@ impl Record {
         self.allocs.store(0, Relaxed);
         self.frees.store(0, Relaxed);
         self.reallocs.store(0, Relaxed);
+        self.limit.store(0, Relaxed);
     }
 
     #[inline]
@@ -192,6 +196,15 @@ impl Record {
     pub(crate) fn cleared(&self, blocks: usize) {
         self.size.store(0, Relaxed);
         Self::add(&self.frees, blocks as u64);
+    }
+
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Relaxed);
+    }
+
+    /// The pool's limit on live bytes (`None`: none).
+    pub(crate) fn limit(&self) -> Option<usize> {
+        Some(self.limit.load(Relaxed)).filter(|&limit| limit != 0)
     }
 
     pub(crate) fn reset_peak(&self) {

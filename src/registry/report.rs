@@ -88,18 +88,39 @@ impl fmt::Display for Shown<'_> {
 #[derive(Clone, Copy)]
 enum Cell<'a> {
     Number(u64),
-    /// Shown as it is (headers, the mode, `-`).
+    /// Shown as it is (headers, `-`).
     Plain(&'a str),
     Shown(Shown<'a>),
+    /// `heap` or `arena`, then `,limit=N` for a pool with a limit.
+    Mode {
+        arena: bool,
+        limit: Option<usize>,
+    },
+}
+
+/// The width of `n` in decimal digits.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |digits| digits as usize + 1)
+}
+
+fn mode_name(arena: bool) -> &'static str {
+    if arena {
+        "arena"
+    } else {
+        "heap"
+    }
 }
 
 impl Cell<'_> {
     /// Its width in characters.
     fn width(self) -> usize {
         match self {
-            Cell::Number(n) => n.checked_ilog10().map_or(1, |digits| digits as usize + 1),
+            Cell::Number(n) => digits(n),
             Cell::Plain(text) => text.chars().count(),
             Cell::Shown(shown) => shown.layout().1,
+            Cell::Mode { arena, limit } => {
+                mode_name(arena).len() + limit.map_or(0, |n| ",limit=".len() + digits(n as u64))
+            }
         }
     }
 }
@@ -110,6 +131,13 @@ impl fmt::Display for Cell<'_> {
             Cell::Number(n) => write!(f, "{n}"),
             Cell::Plain(text) => f.write_str(text),
             Cell::Shown(shown) => write!(f, "{shown}"),
+            Cell::Mode { arena, limit } => {
+                f.write_str(mode_name(*arena))?;
+                match limit {
+                    Some(limit) => write!(f, ",limit={limit}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -130,7 +158,10 @@ fn row(p: &PoolInfo) -> [Cell<'_>; 9] {
         Cell::Number(s.total_allocs),
         Cell::Number(s.total_frees),
         Cell::Number(s.total_reallocs),
-        Cell::Plain(if p.arena { "arena" } else { "heap" }),
+        Cell::Mode {
+            arena: p.arena,
+            limit: p.limit,
+        },
         p.name.as_deref().map_or(Cell::Plain("-"), |text| {
             Cell::Shown(Shown {
                 text,
@@ -218,7 +249,7 @@ fn write_line(
 /// Writes the report as an aligned text table, for people: one row per pool
 /// (as given, normally most bytes first), byte counts in full so it also
 /// parses, then a total line. Columns: bytes, peak, blocks, allocs, frees,
-/// reallocs, mode (heap/arena), name (`-` if none), origin. Names are cut to
+/// reallocs, mode (heap/arena, then `,limit=N` for a pool with a limit), name (`-` if none), origin. Names are cut to
 /// 40 characters and origins to 60 (the full values are in [`live_pools`]),
 /// so the table's size depends only on the number of pools. Allocates
 /// nothing.

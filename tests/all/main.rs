@@ -8,6 +8,7 @@ mod support;
 
 mod debug;
 mod header;
+mod lifetimes;
 mod model;
 mod pins;
 mod pool;

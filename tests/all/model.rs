@@ -1,6 +1,7 @@
 //! Model-based random testing of the pool core.
 //!
-//! Random sequences of alloc / free / realloc / free_all / drop-and-recreate
+//! Random sequences of alloc / free / realloc / free_all / drop-and-recreate /
+//! clear / mark / release_to / set_limit
 //! run on a real `Pool` and on a reference model, with the system allocator,
 //! with dirtying counting allocators (with and without calloc/realloc
 //! accelerators), with fault-injecting ones, and as an arena
@@ -326,6 +327,25 @@ fn directed_sequences() {
             elem_size: 3,
             fault: true,
         },
+        // Scopes, limits and clear.
+        Op::Mark,
+        alloc(1, 8),
+        grow(10), // the oldest block, grown inside the scope: survives it
+        Op::Mark,
+        alloc(2, 2),
+        Op::ReleaseTo(3),           // the inner mark
+        Op::ReleaseTo(0),           // stale now
+        Op::ReleaseTo(1),           // another pool's
+        Op::ReleaseTo(2),           // 0
+        Op::SetLimit(2 * 1024 + 1), // the live bytes: nothing more fits
+        alloc(1, 1),
+        grow(1),
+        alloc(0, 1),
+        Op::SetLimit(0),
+        Op::Mark,
+        Op::Clear,
+        alloc(1, 1),
+        Op::ReleaseTo(4),
         Op::FreeAll,
         alloc(2, 2),
         Op::Recreate,

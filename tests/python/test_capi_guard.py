@@ -9,7 +9,7 @@ import cymem_rs.cymem
 from cymem_rs import Pool
 
 CAPSULE_NAME = b"cymem_rs.cymem._C_API"
-TABLE_WORDS = 17  # 6 size_t fields + 11 function pointers (see src/python/capi.rs)
+TABLE_WORDS = 23  # 6 size_t fields + 17 function pointers (see src/python/capi.rs)
 
 _get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
 _get_pointer.restype = ctypes.c_void_p

@@ -314,5 +314,5 @@ def test_pool_signature_shows_the_flag_defaults():
     import inspect
 
     assert str(inspect.signature(Pool)) == (
-        "(pymalloc=None, pyfree=None, *, arena=False, name=None, debug=None)"
+        "(pymalloc=None, pyfree=None, *, arena=False, name=None, debug=None, limit=None)"
     )

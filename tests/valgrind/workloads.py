@@ -481,6 +481,63 @@ def views_and_report(m) -> str:
     return "300 viewed pools (heap and arena) released after their views, report, Address views"
 
 
+def lifetimes(m) -> str:
+    """clear(), scopes, cleanups (raising, touching the pool, in cycles with
+    their pool) and limits, on default, arena and counting pools."""
+    from cymem_rs import Pool
+
+    m.reset_allocator()
+    refs = []
+    ran = []
+    makers = (Pool, lambda: Pool(arena=True), m.counting_pool)
+    for k in range(90):
+        pool = makers[k % 3]()
+        keep = pool.alloc(4, 8)
+        pool.limit = 1 << 20
+        try:
+            with pool.scope():
+                for i in range(40):
+                    pool.alloc(i + 1, 8)
+                keep = pool.realloc(keep, 512)  # an older block: survives
+                pool.add_cleanup(lambda: ran.append(1))
+                pool.alloc(1 << 21, 1)  # past the limit: MemoryError
+        except MemoryError:
+            pass
+        check(list(pool.addresses) == [keep], "only the older block is left")
+
+        def touch(pool=pool):
+            try:
+                pool.alloc(1, 1)
+            except RuntimeError:
+                ran.append(2)
+            raise ValueError("a cleanup that raises")
+
+        pool.add_cleanup(touch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
+            try:
+                pool.clear()
+            finally:
+                sys.unraisablehook = hook
+
+        class Owner:
+            def close(self):
+                ran.append(3)
+
+        owner = Owner()
+        owner.pool = pool  # owner -> pool -> cleanup -> owner: a cycle
+        pool.add_cleanup(owner.close)
+        pool.alloc(8, 8)
+        refs.append(weakref.ref(pool))
+        del pool, owner, touch
+    all_dead(refs, "lifetimes")
+    check(ran.count(1) == 90 and ran.count(2) == 90, "scope and clear cleanups ran")
+    check(ran.count(3) == 90, "cleanups in collected cycles ran")
+    n = balanced(m, "lifetimes (counting allocator)")
+    return f"90 pools through scopes, cleanups, clear and limits ({n} counted blocks)"
+
+
 WORKLOADS = {
     f.__name__.replace("_", "-"): f
     for f in (
@@ -493,6 +550,7 @@ WORKLOADS = {
         threads,
         debug_mode,
         views_and_report,
+        lifetimes,
     )
 }
 

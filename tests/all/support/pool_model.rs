@@ -4,11 +4,12 @@
 //! Both drive the same operations through the same code:
 //!
 //! - [`Op::decode`] turns 8 bytes into one operation (alloc, free, realloc,
-//!   free_all, drop-and-recreate), including the edge cases the pool's rules
+//!   free_all, drop-and-recreate, clear, mark, release_to, set_limit), including the edge cases the pool's rules
 //!   talk about: 0-byte requests, 1 MiB blocks, overflowing and impossible
 //!   sizes, foreign / NULL / interior / already-freed pointers, fault injection;
 //! - [`Harness::apply`] runs an operation on a real `Pool` and on a reference
-//!   model (a `BTreeMap` of live blocks), compares the results (`Ok`/`Err`
+//!   model (a `BTreeMap` of live blocks, the open scopes and their blocks,
+//!   the limit), compares the results (`Ok`/`Err`
 //!   and the `PoolError`), and then checks the whole pool against the model:
 //!   `size()`, `block_count()`, `block_size()`/`contains()` of every live
 //!   block, `blocks()`, the contents of the blocks, and the custom
@@ -31,11 +32,12 @@
 //! `POOL_MODEL_TRACE=1` in the environment prints every operation as it runs.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ffi::c_void;
 use std::fmt;
 use std::sync::OnceLock;
 
+use cymem_rs::pool::Mark;
 use cymem_rs::{Allocator, Pool, PoolError};
 
 /// The largest block the model really allocates (reallocs are clamped to it).
@@ -183,6 +185,16 @@ pub enum Op {
     FreeAll,
     /// Drop the pool (checking mallocs == frees) and start a new one.
     Recreate,
+    /// `clear()`: every block goes, open scopes stay open.
+    Clear,
+    /// `mark()`: a scope opens.
+    Mark,
+    /// `release_to` an open mark (picked by the number), or to a stale,
+    /// foreign or 0 mark.
+    ReleaseTo(u8),
+    /// `set_limit`: none for an even number, else the live bytes plus a
+    /// margin that may be negative.
+    SetLimit(u32),
 }
 
 impl Op {
@@ -208,7 +220,14 @@ impl Op {
         };
         match kind {
             // Small blocks: up to 16 x 256 bytes (0 bytes when number is 0).
-            0..=84 => alloc(i as usize % 17, xu % 257),
+            0..=77 => alloc(i as usize % 17, xu % 257),
+            // Shorter lifetimes.
+            78..=84 => match j % 7 {
+                0 => Op::Clear,
+                1 | 2 => Op::Mark,
+                3..=5 => Op::ReleaseTo(i),
+                _ => Op::SetLimit(x),
+            },
             // Around powers of two, 128 B to 1 MiB: 2^k - 1, 2^k, 2^k + 1.
             251..=253 => alloc(1, (1 << (7 + xu % 14)) + j as usize % 3 - 1),
             // 0-byte requests, in every shape.
@@ -368,13 +387,20 @@ pub enum Outcome {
     ReallocUnknownPointer,
     FreeAll,
     Recreate,
+    Clear,
+    MarkOk,
+    ReleaseToOk,
+    ReleaseToBadMark,
+    SetLimit,
+    AllocLimitExceeded,
+    ReallocLimitExceeded,
     /// Not an operation of the input: the harness freed everything to stay
     /// under `LIVE_BUDGET`.
     FreeAllForBudget,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 25] = [
+    pub const ALL: [Outcome; 32] = [
         Outcome::AllocOk,
         Outcome::AllocOkZeroBytes,
         Outcome::AllocOkLarge,
@@ -399,6 +425,13 @@ impl Outcome {
         Outcome::ReallocUnknownPointer,
         Outcome::FreeAll,
         Outcome::Recreate,
+        Outcome::Clear,
+        Outcome::MarkOk,
+        Outcome::ReleaseToOk,
+        Outcome::ReleaseToBadMark,
+        Outcome::SetLimit,
+        Outcome::AllocLimitExceeded,
+        Outcome::ReallocLimitExceeded,
         Outcome::FreeAllForBudget,
     ];
 
@@ -435,6 +468,13 @@ impl Outcome {
             Outcome::ReallocUnknownPointer => "realloc UnknownPointer",
             Outcome::FreeAll => "free_all",
             Outcome::Recreate => "drop and recreate",
+            Outcome::Clear => "clear",
+            Outcome::MarkOk => "mark",
+            Outcome::ReleaseToOk => "release_to ok",
+            Outcome::ReleaseToBadMark => "release_to BadMark",
+            Outcome::SetLimit => "set_limit",
+            Outcome::AllocLimitExceeded => "alloc LimitExceeded",
+            Outcome::ReallocLimitExceeded => "realloc LimitExceeded",
             Outcome::FreeAllForBudget => "free_all (live-bytes budget)",
         }
     }
@@ -719,6 +759,12 @@ struct Model {
     /// Arena mode: bytes handed out since the last reset (freed space is
     /// not reused before free_all).
     arena_used: usize,
+    /// Open scopes, outermost first: each mark and the live blocks
+    /// allocated while it was the innermost.
+    scopes: Vec<(Mark, BTreeSet<usize>)>,
+    /// Marks released, or of a dropped pool.
+    stale: Vec<Mark>,
+    limit: Option<usize>,
 }
 
 impl Model {
@@ -728,6 +774,27 @@ impl Model {
         }
         let n = i as usize % self.blocks.len();
         self.blocks.iter().nth(n).map(|(&a, &b)| (a, b))
+    }
+
+    /// The `LimitExceeded` of a request for `requested` bytes that frees
+    /// `freed` (a realloc's old block), if the limit refuses it.
+    fn refused(&self, freed: usize, requested: usize) -> Option<PoolError> {
+        let limit = self.limit?;
+        let after = (self.size - freed).checked_add(requested);
+        after
+            .is_none_or(|after| after > limit)
+            .then_some(PoolError::LimitExceeded {
+                limit,
+                live: self.size,
+                requested,
+            })
+    }
+
+    /// A block left the pool: it leaves its scope too.
+    fn unscope(&mut self, addr: usize) -> bool {
+        self.scopes
+            .iter_mut()
+            .any(|(_, blocks)| blocks.remove(&addr))
     }
 
     fn bury(&mut self, addr: usize) {
@@ -749,6 +816,8 @@ pub struct Harness {
     /// A second pool; its block is foreign to `pool`.
     other: Pool,
     other_block: usize,
+    /// A mark of `other`: foreign to `pool`.
+    other_mark: Mark,
     /// A buffer the pool never saw.
     foreign: Box<[u8; FOREIGN_LEN]>,
     step: u64,
@@ -800,6 +869,7 @@ impl Harness {
         with_books(|b| *b = Books::default());
         let mut other = Pool::new();
         let other_block = other.alloc(1, FOREIGN_LEN).expect("other pool").as_ptr() as usize;
+        let other_mark = other.mark().expect("other pool");
         // SAFETY: a live 64-byte block of `other`.
         unsafe { block_mut(other_block, FOREIGN_LEN) }
             .copy_from_slice(pattern(OTHER_TAG, FOREIGN_LEN));
@@ -813,6 +883,7 @@ impl Harness {
             books_at_start: (0, 0),
             other,
             other_block,
+            other_mark,
             foreign,
             step: 0,
             op: None,
@@ -871,6 +942,10 @@ impl Harness {
                 self.stats.hit(Outcome::Recreate);
                 self.recreate();
             }
+            Op::Clear => self.clear(),
+            Op::Mark => self.mark(),
+            Op::ReleaseTo(i) => self.release_to(i),
+            Op::SetLimit(x) => self.set_limit(x),
         }
         self.check();
     }
@@ -1002,7 +1077,9 @@ impl Harness {
     fn alloc(&mut self, number: usize, elem_size: usize, fault: bool) {
         let want = match number.checked_mul(elem_size) {
             Some(bytes) if bytes <= MAX_BLOCK => {
-                if bytes >= IMPOSSIBLE {
+                if let Some(refused) = self.model.refused(0, bytes) {
+                    Err(refused)
+                } else if bytes >= IMPOSSIBLE {
                     Err(PoolError::OutOfMemory { bytes })
                 } else {
                     assert!(bytes <= MAX_REAL, "generator bug: {bytes} bytes");
@@ -1030,6 +1107,9 @@ impl Harness {
                 self.model.blocks.insert(addr, b);
                 self.model.size += bytes;
                 self.model.arena_used += bytes.max(1);
+                if let Some((_, blocks)) = self.model.scopes.last_mut() {
+                    blocks.insert(addr);
+                }
                 self.stats.hit(match bytes {
                     0 => Outcome::AllocOkZeroBytes,
                     b if b >= 1 << 20 => Outcome::AllocOkLarge,
@@ -1040,6 +1120,7 @@ impl Harness {
                 self.check_error("alloc", got, want);
                 self.stats.hit(match want {
                     PoolError::SizeOverflow { .. } => Outcome::AllocSizeOverflow,
+                    PoolError::LimitExceeded { .. } => Outcome::AllocLimitExceeded,
                     PoolError::OutOfMemory { bytes } if bytes >= IMPOSSIBLE => {
                         Outcome::AllocOomImpossible
                     }
@@ -1069,6 +1150,7 @@ impl Harness {
                 }
                 self.model.blocks.remove(&addr);
                 self.model.size -= b.size;
+                self.model.unscope(addr);
                 self.model.bury(addr);
                 self.stats.hit(if kind == PtrKind::Live {
                     Outcome::FreeOk
@@ -1107,6 +1189,9 @@ impl Harness {
                 current: b.size,
                 requested: new_size,
             }),
+            Some(b) if self.model.refused(b.size, new_size).is_some() => {
+                Err(self.model.refused(b.size, new_size).expect("just seen"))
+            }
             // Fields not compared (number 0 marks that).
             Some(_) if new_size > MAX_BLOCK => Err(PoolError::SizeOverflow {
                 number: 0,
@@ -1147,6 +1232,12 @@ impl Harness {
                 }
                 self.verify_zeroed(new_addr, old.size, new_size, "the realloc tail");
                 self.model.blocks.remove(&addr);
+                // A block keeps its scope under its new address.
+                let scopes = self.model.scopes.iter_mut();
+                if let Some((_, blocks)) = scopes.into_iter().find(|(_, b)| b.contains(&addr)) {
+                    blocks.remove(&addr);
+                    blocks.insert(new_addr);
+                }
                 if new_addr != addr {
                     self.model.bury(addr);
                 }
@@ -1178,6 +1269,7 @@ impl Harness {
                     } if current == requested => Outcome::ReallocNotLargerSame,
                     PoolError::NotLarger { .. } => Outcome::ReallocNotLargerSmaller,
                     PoolError::SizeOverflow { .. } => Outcome::ReallocSizeOverflow,
+                    PoolError::LimitExceeded { .. } => Outcome::ReallocLimitExceeded,
                     PoolError::OutOfMemory { bytes } if bytes >= IMPOSSIBLE => {
                         Outcome::ReallocOomImpossible
                     }
@@ -1195,18 +1287,31 @@ impl Harness {
     }
 
     fn free_all(&mut self) {
+        self.release_everything("free_all", |pool| {
+            pool.free_all();
+            Ok(())
+        });
+    }
+
+    /// `clear()`: as `free_all`, and open scopes stay open.
+    fn clear(&mut self) {
+        self.stats.hit(Outcome::Clear);
+        self.release_everything("clear", Pool::clear);
+    }
+
+    /// Runs `release` (`free_all` or `clear`), which must release every
+    /// block once, and empties the model; open scopes stay open.
+    fn release_everything(
+        &mut self,
+        what: &str,
+        release: impl FnOnce(&mut Pool) -> Result<(), PoolError>,
+    ) {
         self.verify_all_contents();
         let releases = with_books(|b| b.releases);
-        self.pool().free_all();
-        if self.mode.custom() {
-            let released = with_books(|b| b.releases) - releases;
-            if released != self.model.blocks.len() as u64 {
-                self.fail(format_args!(
-                    "free_all released {released} blocks, the pool held {}",
-                    self.model.blocks.len()
-                ));
-            }
+        if let Err(err) = release(self.pool()) {
+            self.fail(format_args!("{what} failed: {err:?}"));
         }
+        self.check_released(what, releases, self.model.blocks.len());
         let addrs: Vec<usize> = self.model.blocks.keys().copied().collect();
         for addr in addrs {
             self.model.bury(addr);
@@ -1214,6 +1319,103 @@ impl Harness {
         self.model.blocks.clear();
         self.model.size = 0;
         self.model.arena_used = 0;
+        for (_, blocks) in &mut self.model.scopes {
+            blocks.clear();
+        }
+    }
+
+    /// The custom allocator released `expected` blocks since `releases`.
+    fn check_released(&self, what: &str, releases: u64, expected: usize) {
+        if self.mode.custom() {
+            let released = with_books(|b| b.releases) - releases;
+            if released != expected as u64 {
+                self.fail(format_args!(
+                    "{what} released {released} blocks, expected {expected}"
+                ));
+            }
+        }
+    }
+
+    fn mark(&mut self) {
+        match self.pool().mark() {
+            Ok(mark) => {
+                if self.model.scopes.iter().any(|(m, _)| *m == mark)
+                    || self.model.stale.contains(&mark)
+                {
+                    self.fail(format_args!("mark() returned {mark:?} again"));
+                }
+                self.model.scopes.push((mark, BTreeSet::new()));
+                self.stats.hit(Outcome::MarkOk);
+            }
+            Err(err) => self.fail(format_args!("mark() failed: {err:?}")),
+        }
+    }
+
+    fn release_to(&mut self, i: u8) {
+        let open = self.model.scopes.len();
+        let n = usize::from(i);
+        let (mark, from) = match n % 8 {
+            0 if !self.model.stale.is_empty() => {
+                (self.model.stale[n / 8 % self.model.stale.len()], None)
+            }
+            1 => (self.other_mark, None),
+            2 => (Mark::from_raw(0), None),
+            _ if open > 0 => (self.model.scopes[n % open].0, Some(n % open)),
+            _ => (self.other_mark, None),
+        };
+        let released: Vec<usize> = match from {
+            Some(from) => self.model.scopes[from..]
+                .iter()
+                .flat_map(|(_, blocks)| blocks.iter().copied())
+                .collect(),
+            None => Vec::new(),
+        };
+        for &addr in &released {
+            let b = self.model.blocks[&addr];
+            self.verify_content(addr, b, "before release_to");
+        }
+        let releases = with_books(|b| b.releases);
+        let got = self.pool().release_to(mark);
+        match (got, from) {
+            (Ok(()), Some(from)) => {
+                self.check_released("release_to", releases, released.len());
+                for addr in released {
+                    let b = self
+                        .model
+                        .blocks
+                        .remove(&addr)
+                        .expect("scoped blocks are live");
+                    self.model.size -= b.size;
+                    self.model.bury(addr);
+                }
+                let closed = self.model.scopes.split_off(from);
+                self.model.stale.extend(closed.into_iter().map(|(m, _)| m));
+                self.stats.hit(Outcome::ReleaseToOk);
+            }
+            (Err(got), None) => {
+                let want = PoolError::BadMark {
+                    mark: mark.to_raw(),
+                };
+                self.check_error("release_to", got, want);
+                self.stats.hit(Outcome::ReleaseToBadMark);
+            }
+            (got, _) => self.fail(format_args!(
+                "release_to({mark:?}): got {got:?}, expected {}",
+                if from.is_some() { "Ok" } else { "BadMark" }
+            )),
+        }
+    }
+
+    fn set_limit(&mut self, x: u32) {
+        self.stats.hit(Outcome::SetLimit);
+        let limit = (x % 2 == 1).then(|| {
+            let margin = (x >> 1) as usize % 65536;
+            (self.model.size + margin).saturating_sub(1024).max(1)
+        });
+        if let Err(err) = self.pool().set_limit(limit) {
+            self.fail(format_args!("set_limit({limit:?}) failed: {err:?}"));
+        }
+        self.model.limit = limit;
     }
 
     fn drop_pool(&mut self) {
@@ -1244,6 +1446,9 @@ impl Harness {
         self.model.blocks.clear();
         self.model.size = 0;
         self.model.arena_used = 0;
+        let closed = std::mem::take(&mut self.model.scopes);
+        self.model.stale.extend(closed.into_iter().map(|(m, _)| m));
+        self.model.limit = None;
         self.books_at_start = with_books(|b| (b.allocations, b.releases));
         self.pool = Some(self.mode.new_pool());
     }
@@ -1277,6 +1482,15 @@ impl Harness {
                 "size() is {}, expected {}",
                 pool.size(),
                 self.model.size
+            ));
+        }
+        if pool.scope_depth() != self.model.scopes.len() || pool.limit() != self.model.limit {
+            self.fail(format_args!(
+                "scope_depth() is {}, limit() {:?}; expected {} and {:?}",
+                pool.scope_depth(),
+                pool.limit(),
+                self.model.scopes.len(),
+                self.model.limit
             ));
         }
         if pool.block_count() != self.model.blocks.len() {
