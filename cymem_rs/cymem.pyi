@@ -23,6 +23,7 @@ __all__ = [
     "PoolStats",
     "PyFree",
     "PyMalloc",
+    "Scope",
     "format_report",
     "live_pools",
     "track_origins",
