@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from .cymem import (
     ABI_VERSION,
+    TRACEMALLOC_DOMAIN,
     Address,
     BlockView,
     Default_Free,
@@ -22,15 +23,20 @@ from .cymem import (
     Pool,
     PoolInfo,
     PoolStats,
+    PoolTrace,
     PyFree,
     PyMalloc,
     format_report,
     live_pools,
+    peak,
+    reset_peak,
+    trace,
     track_origins,
 )
 
 __all__ = [
     "ABI_VERSION",
+    "TRACEMALLOC_DOMAIN",
     "Address",
     "BlockView",
     "Default_Free",
@@ -39,12 +45,17 @@ __all__ = [
     "Pool",
     "PoolInfo",
     "PoolStats",
+    "PoolTrace",
     "PyFree",
     "PyMalloc",
     "format_report",
     "get_include",
     "live_pools",
+    "load_ipython_extension",
+    "peak",
     "report",
+    "reset_peak",
+    "trace",
     "track_origins",
 ]
 
@@ -54,8 +65,18 @@ def get_include() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
 
-def report(file: TextIO | None = None) -> None:
+def report(file: TextIO | None = None, *, peak: bool = False) -> None:
     """Prints the live-pool report (``format_report()``) to ``file`` (default
     stdout): one line per live pool, most bytes first, with its name and the
-    ``file:line`` that created it."""
-    print(format_report(), end="", file=sys.stdout if file is None else file)
+    ``file:line`` that created it. With ``peak=True``, the peak report
+    (``format_report(peak=True)``): the process-wide peak of pool bytes and
+    the pools that held them."""
+    print(format_report(peak=peak), end="", file=sys.stdout if file is None else file)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext cymem_rs``: adds the ``%%poolmem`` cell magic, which runs
+    the cell and prints the pool bytes it allocated, freed and its peak."""
+    from ._poolmem import register
+
+    register(ipython)

@@ -3,7 +3,7 @@
 import sys
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, NamedTuple, final
+from typing import Any, NamedTuple, TypedDict, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -31,6 +31,9 @@ __all__ = [
 
 WARN_ZERO_ALLOC: bool
 ABI_VERSION: int
+# The tracemalloc domain of pool blocks PyMem does not allocate (arena pools,
+# WrapMalloc allocators); see docs/debugging-memory.md.
+TRACEMALLOC_DOMAIN: int
 _C_API: Any
 _C_API_VERSION: int
 _POOL_LOCK: bool
@@ -73,8 +76,59 @@ class PoolInfo(NamedTuple):
 def live_pools() -> list[PoolInfo]:
     """The pools alive now, most bytes first (holds no reference to them)."""
 
-def format_report() -> str:
-    """The live-pool report as an aligned text table."""
+def format_report(*, peak: bool = False) -> str:
+    """The live-pool report as an aligned text table (with `peak=True`, the
+    peak report: `peak()` as a table)."""
+
+class PeakPool(TypedDict):
+    """A pool that held bytes at the peak (in `peak()["pools"]`)."""
+
+    name: str | None
+    origin: str
+    bytes: int
+    blocks: int
+    arena: bool
+    alive: bool
+
+class PeakReport(TypedDict):
+    """`peak()`: the process-wide peak of pool bytes and who held them."""
+
+    peak: int
+    current: int
+    snapshot: int
+    step: int
+    pools: list[PeakPool]
+
+def peak() -> PeakReport:
+    """The most bytes this module's pools held at once (since the start or
+    `reset_peak()`), the bytes held now, and the pools that held them at the
+    peak; exact to within `step` bytes per thread."""
+
+def reset_peak() -> None:
+    """Starts a new process-wide peak from the bytes held now."""
+
+@final
+class PoolTrace:
+    """Pool bytes allocated, freed and the peak above the start, in every
+    thread, while a `with` block runs."""
+
+    def __init__(self) -> None: ...
+    def __enter__(self) -> PoolTrace: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+    @property
+    def allocated(self) -> int: ...
+    @property
+    def freed(self) -> int: ...
+    @property
+    def peak(self) -> int: ...
+
+def trace() -> PoolTrace:
+    """`with trace() as t: ...`, then `t.allocated`, `t.freed`, `t.peak`."""
 
 def track_origins(enabled: bool) -> bool:
     """Whether new pools remember the Python line that made them (default

@@ -50,6 +50,13 @@
 #define POISON_BYTE 221
 
 /**
+ * Bytes a thread may allocate (or free) in pools before its counts reach
+ * the process-wide total: the total and the peak are exact to within this
+ * many bytes per thread.
+ */
+#define CYMEM_PEAK_STEP (64 * 1024)
+
+/**
  * A [`Pool`] plus the discipline that serialises access to it: its own lock,
  * or (for pools used only under CPython's GIL) the caller's promise.
  */
@@ -508,6 +515,26 @@ size_t cymem_live_pools(CymemPoolInfo *out, size_t capacity);
  * `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
  */
 size_t cymem_report(char *buf, size_t size);
+
+/**
+ * Writes the peak report into `buf` like `snprintf` (as `cymem_report`): the
+ * process-wide high-water mark of bytes held by this library's pools
+ * (exact to within `CYMEM_PEAK_STEP` bytes per thread), the bytes held
+ * now, and a table of the pools that held bytes at the peak (bytes,
+ * blocks, mode, whether the pool is still alive, name, origin), then a
+ * total line. Returns the report's full length; `buf` may be NULL if
+ * `size` is 0. Out of memory, as `cymem_report`.
+ *
+ * # Safety
+ * `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
+ */
+size_t cymem_peak_report(char *buf, size_t size);
+
+/**
+ * Starts a new process-wide peak (`cymem_peak_report`) from the bytes held
+ * now. Pools' own peaks (`cymem_pool_reset_peak`) are not touched.
+ */
+void cymem_reset_peak(void);
 
 /**
  * Runs every cleanup callback (newest first, while the blocks are still

@@ -1039,12 +1039,32 @@ pub unsafe extern "C" fn cymem_live_pools(out: *mut CymemPoolInfo, capacity: usi
 #[no_mangle]
 pub unsafe extern "C" fn cymem_report(buf: *mut c_char, size: usize) -> usize {
     // SAFETY: `buf` is valid for `size` bytes of writes, or NULL with `size`
+    // 0 (`# Safety`), as `write_report` needs.
+    unsafe {
+        write_report(buf, size, registry::try_live_pools(), |pools, out| {
+            registry::write_table(pools, out)
+        })
+    }
+}
+
+/// Writes a report of `data` (or, out of memory, "" and returns 0 with
+/// `CYMEM_ERR_OUT_OF_MEMORY` recorded) straight into the caller's buffer
+/// like `snprintf`; returns the report's full length.
+///
+/// # Safety
+/// `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
+unsafe fn write_report<T>(
+    buf: *mut c_char,
+    size: usize,
+    data: Result<T, OutOfMemory>,
+    write: impl FnOnce(&T, &mut CBuffer) -> std::fmt::Result,
+) -> usize {
+    // SAFETY: `buf` is valid for `size` bytes of writes, or NULL with `size`
     // 0 (`# Safety`), as `CBuffer::new` needs.
     let mut out = unsafe { CBuffer::new(buf, size) };
-    match registry::try_live_pools() {
-        // The table goes straight into the caller's buffer.
-        Ok(pools) => {
-            let _ = registry::write_table(&pools, &mut out);
+    match data {
+        Ok(data) => {
+            let _ = write(&data, &mut out);
             out.finish()
         }
         Err(err) => {
@@ -1053,6 +1073,30 @@ pub unsafe extern "C" fn cymem_report(buf: *mut c_char, size: usize) -> usize {
             0
         }
     }
+}
+
+/// Writes the peak report into `buf` like `snprintf` (as `cymem_report`): the
+/// process-wide high-water mark of bytes held by this library's pools
+/// (exact to within `CYMEM_PEAK_STEP` bytes per thread), the bytes held
+/// now, and a table of the pools that held bytes at the peak (bytes,
+/// blocks, mode, whether the pool is still alive, name, origin), then a
+/// total line. Returns the report's full length; `buf` may be NULL if
+/// `size` is 0. Out of memory, as `cymem_report`.
+///
+/// # Safety
+/// `buf` is NULL (then `size` must be 0) or valid for `size` bytes of writes.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_peak_report(buf: *mut c_char, size: usize) -> usize {
+    // SAFETY: `buf` is valid for `size` bytes of writes, or NULL with `size`
+    // 0 (`# Safety`), as `write_report` needs.
+    unsafe { write_report(buf, size, registry::try_peak(), registry::write_peak) }
+}
+
+/// Starts a new process-wide peak (`cymem_peak_report`) from the bytes held
+/// now. Pools' own peaks (`cymem_pool_reset_peak`) are not touched.
+#[no_mangle]
+pub extern "C" fn cymem_reset_peak() {
+    registry::reset_peak();
 }
 
 // ---------------------------------------------------------------------------

@@ -342,7 +342,7 @@ impl Pool {
         // SAFETY: `block` came from `debug_alloc`/`debug_realloc` and was just
         // removed from the quarantine, its only record, so nothing else
         // releases it.
-        unsafe { self.release_span(block.addr) };
+        unsafe { self.release_span(block.addr, block.size) };
         Err(corrupted(
             block.addr,
             block.size,
@@ -366,18 +366,19 @@ impl Pool {
         self.debug.as_deref_mut().expect("a debug pool")
     }
 
-    /// Gives the source's block behind the user address `addr` back.
+    /// Gives the source's block behind the user address `addr` (of `size`
+    /// bytes) back.
     ///
     /// # Safety
     /// `addr` was handed out by this debug pool and is released once.
-    unsafe fn release_span(&self, addr: usize) {
+    unsafe fn release_span(&self, addr: usize, size: usize) {
         // `addr` was handed out `GUARD` bytes into a block of the source.
         let base = (addr - GUARD) as *mut u8;
         // SAFETY: `base` is the start of an allocation (so not NULL).
         let base = unsafe { NonNull::new_unchecked(base) };
         // SAFETY: `base` is a live block of this pool's source, and the
         // `# Safety` section promises it is released this once.
-        unsafe { self.release(base) }
+        unsafe { self.release(base, size + 2 * GUARD) }
     }
 
     #[cold]
@@ -418,7 +419,7 @@ impl Pool {
             Err(_) => {
                 // SAFETY: `base` came from `new_block` just now and was not
                 // recorded, so this is its only release.
-                unsafe { self.release(base) };
+                unsafe { self.release(base, span) };
                 Err(PoolError::OutOfMemory { bytes })
             }
         }
@@ -440,7 +441,7 @@ impl Pool {
             // Released at once: it is out of the index, so never again.
             // SAFETY: `addr` was handed out by this pool and `forget` just
             // removed it from the index, so nothing else releases it.
-            unsafe { self.release_span(addr) };
+            unsafe { self.release_span(addr, size) };
             return Err(corrupted(addr, size, number, found));
         }
         let evicted = self.quarantine(Freed { addr, size, number });
@@ -551,7 +552,7 @@ impl Pool {
         let damage = unsafe { inspect_freed(&block) };
         // SAFETY: the quarantine was the block's only record and it left it,
         // so this is its one release.
-        unsafe { self.release_span(block.addr) };
+        unsafe { self.release_span(block.addr, block.size) };
         damage.map(|offset| {
             corrupted(
                 block.addr,

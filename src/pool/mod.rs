@@ -1,6 +1,5 @@
 //! The pool: hands out zeroed blocks, remembers each one, frees each exactly once.
 
-use std::alloc::Layout;
 use std::ffi::c_void;
 use std::ptr::NonNull;
 
@@ -11,6 +10,7 @@ use crate::registry::{self, Label, Origin, PoolStats, Record};
 use allocator::Allocator;
 use arena_log::ArenaLog;
 use error::PoolError;
+use instrument::ArenaWatch;
 use pins::Pins;
 use table::{BlockTable, TableFull};
 
@@ -18,6 +18,7 @@ pub mod allocator;
 mod arena_log;
 pub mod debug;
 pub mod error;
+mod instrument;
 mod lifetimes;
 #[cfg(test)]
 mod oom_tests;
@@ -26,6 +27,7 @@ pub mod shared;
 mod table;
 
 pub use debug::DebugOptions;
+pub use instrument::BlockObserver;
 pub use lifetimes::{CleanupFn, Mark};
 
 /// The largest block C and Rust can address (`isize::MAX` bytes).
@@ -76,6 +78,8 @@ enum Source {
 struct Arena {
     bump: Bump<ARENA_ALIGN>,
     log: ArenaLog,
+    /// Describes the blocks to valgrind or ASan when they watch.
+    watch: ArenaWatch,
 }
 
 /// A memory pool in cymem's sense: every block it hands out is released
@@ -99,6 +103,8 @@ pub struct Pool {
     pins: Pins,
     /// `Some` in debug mode (see `debug.rs`); boxed to keep the pool small.
     debug: Option<Box<debug::DebugState>>,
+    /// Told of every block (see [`Pool::set_observer`]).
+    observer: Option<&'static BlockObserver>,
     /// `Some` once a limit, scope or cleanup is used (see `lifetimes.rs`);
     /// boxed, and `None` keeps the block paths on their fast branch.
     lifetimes: Option<Box<lifetimes::Lifetimes>>,
@@ -167,23 +173,29 @@ impl Pool {
             stats: registry::register(label, false).map_err(no_room_for::<Record>)?,
             pins: Pins::default(),
             debug: None,
+            observer: None,
             lifetimes: None,
         })
     }
 
     /// [`Pool::arena_labelled`], or `OutOfMemory`.
     pub fn try_arena_labelled(label: Label) -> Result<Self, PoolError> {
-        let arena = try_box(Arena {
+        let mut arena = try_box(Arena {
             bump: Bump::with_min_align(),
             log: ArenaLog::default(),
+            watch: ArenaWatch::OFF,
         })
         .map_err(no_room_for::<Arena>)?;
+        let stats = registry::register(label, true).map_err(no_room_for::<Record>)?;
+        // In the box, where the watch stays (and stopped when the pool drops).
+        arena.watch.start();
         Ok(Pool {
             table: BlockTable::default(),
             source: Source::Arena(arena),
-            stats: registry::register(label, true).map_err(no_room_for::<Record>)?,
+            stats,
             pins: Pins::default(),
             debug: None,
+            observer: None,
             lifetimes: None,
         })
     }
@@ -227,27 +239,28 @@ impl Pool {
         match &self.source {
             Source::Heap(allocator) => allocator.alloc_zeroed(bytes),
             Source::Arena(arena) => {
-                let layout = Layout::from_size_align(bytes, ARENA_ALIGN).ok()?;
-                let block = arena.bump.try_alloc_layout(layout).ok()?;
-                // SAFETY: `try_alloc_layout` returned a fresh allocation of
-                // `layout`, whose size is `bytes`, so all of it is writable.
+                let block = arena.watch.carve(&arena.bump, bytes)?;
+                // SAFETY: `carve` returned a fresh block of `bytes` bytes cut
+                // from the arena, so all of it is writable.
                 unsafe { block.as_ptr().write_bytes(0, bytes) };
                 Some(block)
             }
         }
     }
 
-    /// Gives a block back to the pool's source (a no-op for arenas, whose
-    /// chunks are released together).
+    /// Gives a block of `bytes` (as asked of `new_block`) back to the
+    /// pool's source. An arena keeps the space (its chunks are released
+    /// together) and only tells the memory checker, if one watches.
     ///
     /// # Safety
     /// `block` is a live block of this pool's source, no longer in the table.
-    unsafe fn release(&self, block: NonNull<u8>) {
-        if let Source::Heap(allocator) = &self.source {
+    unsafe fn release(&self, block: NonNull<u8>, bytes: usize) {
+        match &self.source {
             // SAFETY: for a heap pool the source is `allocator`; the
             // `# Safety` section makes `block` one of its live blocks, and
             // with it out of the table nothing releases it again.
-            unsafe { allocator.release(block) }
+            Source::Heap(allocator) => unsafe { allocator.release(block) },
+            Source::Arena(arena) => arena.watch.block_released(block, bytes),
         }
     }
 
@@ -264,6 +277,9 @@ impl Pool {
         };
         if added {
             self.stats.added(bytes);
+            if let Some(observer) = self.observer {
+                (observer.added)(addr, bytes);
+            }
         }
         Ok(added)
     }
@@ -275,6 +291,9 @@ impl Pool {
             Source::Arena(arena) => arena.log.remove(addr)?,
         };
         self.stats.removed(bytes);
+        if let Some(observer) = self.observer {
+            (observer.removed)(addr);
+        }
         Some(bytes)
     }
 
@@ -298,6 +317,24 @@ impl Pool {
             }
         }
         self.stats.resized(old_size, new_size);
+        if let Some(observer) = self.observer {
+            (observer.removed)(old_addr);
+            (observer.added)(new_addr, new_size);
+        }
+    }
+
+    /// Tells the observer, if any, that every live block is going.
+    fn all_removed(&self) {
+        if let Some(observer) = self.observer {
+            self.blocks().for_each(|(addr, _)| (observer.removed)(addr));
+        }
+    }
+
+    /// Installs (or with `None` removes) the observer told of every block
+    /// handed out and taken back from now on. Blocks live already are not
+    /// reported to it.
+    pub fn set_observer(&mut self, observer: Option<&'static BlockObserver>) {
+        self.observer = observer;
     }
 
     /// Makes sure `moved` cannot fail for want of memory.
@@ -312,6 +349,7 @@ impl Pool {
     /// The source's block of a user address `addr` starts at `addr - offset`
     /// (debug pools hand out addresses past a guard). Allocates nothing.
     fn release_all(&mut self, offset: usize) {
+        self.all_removed();
         match &mut self.source {
             Source::Heap(allocator) => {
                 let allocator = *allocator;
@@ -328,6 +366,7 @@ impl Pool {
             }
             Source::Arena(arena) => {
                 // The blocks die with their chunks: forget them all at once.
+                arena.watch.all_released(arena.log.iter(), offset);
                 arena.bump.reset();
                 self.stats.cleared(arena.log.len());
                 arena.log.clear();
@@ -420,7 +459,7 @@ impl Pool {
             Err(_) => {
                 // SAFETY: `block` came from `new_block` just now and `record`
                 // failed, so it is a live block of the source in no table.
-                unsafe { self.release(block) };
+                unsafe { self.release(block, bytes.max(1)) };
                 Err(PoolError::OutOfMemory { bytes })
             }
         }
@@ -451,7 +490,8 @@ impl Pool {
         let block = unsafe { NonNull::new_unchecked(ptr.cast()) };
         // SAFETY: `addr` was in the table, so it is a live block of our
         // source; `forget` removed it, which makes this its only release.
-        unsafe { self.release(block) };
+        // (A 0-byte block is backed by 1 byte.)
+        unsafe { self.release(block, bytes.max(1)) };
         Ok(bytes)
     }
 
@@ -542,11 +582,12 @@ impl Pool {
             // `# Safety` section makes `block` one of its live blocks of at
             // least `old` bytes.
             Source::Heap(allocator) => unsafe { allocator.grow_zeroed(block, old, new) },
-            Source::Arena(..) => {
+            Source::Arena(arena) => {
                 let fresh = self.new_block(new)?;
                 // SAFETY: distinct live blocks of `new` >= `old` bytes. The old
                 // block's space stays with the arena until it drops.
                 unsafe { fresh.as_ptr().copy_from_nonoverlapping(block.as_ptr(), old) };
+                arena.watch.block_released(block, old);
                 Some(fresh)
             }
         }
@@ -589,10 +630,16 @@ impl Drop for Pool {
             if let Err(err) = self.debug_release_everything() {
                 eprintln!("cymem_rs: {err} (found when the pool was dropped)");
             }
-        } else if matches!(self.source, Source::Heap(_)) && self.block_count() > 0 {
+        } else if self.block_count() > 0 {
             // An arena's chunks go with the Bump; only heap blocks need a
             // walk, and an empty pool (common for short-lived ones) none.
-            self.free_all();
+            match &self.source {
+                Source::Heap(_) => self.free_all(),
+                Source::Arena(_) => self.all_removed(),
+            }
+        }
+        if let Source::Arena(arena) = &self.source {
+            arena.watch.stop();
         }
         registry::release(self.stats);
     }

@@ -106,9 +106,14 @@ pub(crate) fn default_allocator() -> Allocator {
     unsafe { pair.with_accelerators(Some(PyMem_Calloc), Some(PyMem_Realloc)) }
 }
 
+/// Whether a malloc/free pair is `Default_Malloc`/`Default_Free` (PyMem).
+pub(crate) fn is_pymem(malloc: &PyMalloc, free: &PyFree) -> bool {
+    malloc.is_default && free.is_default
+}
+
 /// The core allocator for a malloc/free pair of Python objects.
 pub(crate) fn allocator_for(malloc: &PyMalloc, free: &PyFree) -> Allocator {
-    if malloc.is_default && free.is_default {
+    if is_pymem(malloc, free) {
         return default_allocator();
     }
     // SAFETY: a pair other than the defaults comes from WrapMalloc/WrapFree,

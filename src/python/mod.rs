@@ -7,9 +7,11 @@ mod allocators;
 mod buffer;
 mod capi;
 mod errors;
+mod peak;
 mod pool;
 mod report;
 mod scope;
+mod tracemalloc;
 mod view;
 
 use pyo3::prelude::*;
@@ -27,6 +29,7 @@ pub use view::BlockView;
 fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Pool>()?;
+    pool::install_finalizer(py);
     m.add_class::<Address>()?;
     m.add_class::<PyMalloc>()?;
     m.add_class::<PyFree>()?;
@@ -39,6 +42,7 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Default_Free", allocators::default_free(py)?.clone_ref(py))?;
     m.add("WARN_ZERO_ALLOC", false)?;
     m.add("ABI_VERSION", crate::ffi::CYMEM_RS_ABI_VERSION)?;
+    m.add("TRACEMALLOC_DOMAIN", tracemalloc::DOMAIN)?;
     m.add("_C_API", capi::capsule(py)?)?;
     m.add("_C_API_VERSION", capi::CAPSULE_VERSION)?;
     // Whether each pool has a lock of its own (free-threaded builds, and the
@@ -56,5 +60,9 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(report::live_pools, m)?)?;
     m.add_function(wrap_pyfunction!(report::format_report, m)?)?;
     m.add_function(wrap_pyfunction!(report::track_origins, m)?)?;
+    m.add_class::<peak::PoolTrace>()?;
+    m.add_function(wrap_pyfunction!(peak::peak, m)?)?;
+    m.add_function(wrap_pyfunction!(peak::reset_peak, m)?)?;
+    m.add_function(wrap_pyfunction!(peak::trace, m)?)?;
     Ok(())
 }

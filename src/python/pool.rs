@@ -10,11 +10,12 @@ use pyo3::types::{PyDict, PyList, PyString};
 use pyo3::PyTraverseError;
 
 use super::allocators::{
-    allocator_for, default_allocator, default_free, default_malloc, PyFree, PyMalloc,
+    allocator_for, default_allocator, default_free, default_malloc, is_pymem, PyFree, PyMalloc,
 };
 use super::errors::{error, pool_exception, py_format, py_string, Operation};
 use super::report::{caller_origin, stats_object};
 use super::scope::{python_cleanup, python_cleanup_data, run_python_cleanup, Scope};
+use super::tracemalloc;
 use super::view::BlockView;
 use crate::error::PoolError;
 use crate::fallible::try_string;
@@ -132,12 +133,12 @@ impl Pool {
                  it cannot use pymalloc/pyfree"
             )));
         }
-        let allocator = match (&pymalloc, &pyfree) {
-            (None, None) => default_allocator(),
+        let (allocator, pymem) = match (&pymalloc, &pyfree) {
+            (None, None) => (default_allocator(), true),
             (m, f) => {
                 let m = m.as_ref().map_or_else(|| default_malloc(py), Ok)?;
                 let f = f.as_ref().map_or_else(|| default_free(py), Ok)?;
-                allocator_for(m.get(), f.get())
+                (allocator_for(m.get(), f.get()), is_pymem(m.get(), f.get()))
             }
         };
         let label = Label {
@@ -155,6 +156,8 @@ impl Pool {
             core.try_enable_debug(options).map_err(alloc_error)?;
         }
         core.set_limit(limit).map_err(alloc_error)?;
+        // tracemalloc sees PyMem's blocks already.
+        core.set_observer(tracemalloc::observer(arena || !pymem));
         Ok(Pool {
             core: new_core(core),
             pymalloc,
@@ -434,11 +437,53 @@ impl Pool {
         visited.unwrap_or(Ok(()))
     }
 
-    /// The collector found the pool in unreachable garbage: it dies, so its
-    /// cleanups run now (which also drops the references they hold).
+    /// The collector found the pool in unreachable garbage. Its cleanups
+    /// normally ran already, in [`finalize_pool`], before anything of the
+    /// cycle was cleared; this runs any left (a pool its own cleanup
+    /// resurrected is not finalized twice), which drops their references.
     fn __clear__(&self) {
         self.core.0.run_cleanups();
     }
+}
+
+/// Makes [`finalize_pool`] the `tp_finalize` of the Pool type (pyo3 has no
+/// `__del__`). The collector calls every unreachable object's finalizer
+/// before it clears any of them (PEP 442), so a Python cleanup that uses its
+/// pool's owner still finds it whole; run from `tp_clear` or `Drop` instead,
+/// it could meet a function whose globals and closure were already cleared.
+pub(crate) fn install_finalizer(py: Python<'_>) {
+    let pool_type = py.get_type::<Pool>();
+    // SAFETY: the type object is alive (`pool_type` holds it) and this runs
+    // once, at module initialisation, before any Pool exists, holding the
+    // GIL: nothing reads the slot while it is written. CPython 3.8+ calls
+    // `tp_finalize` without a type flag.
+    unsafe { (*pool_type.as_type_ptr()).tp_finalize = Some(finalize_pool) };
+}
+
+/// A dying Pool's `tp_finalize`: runs its cleanups while every object they
+/// may use is intact. Keeps any exception already set, as CPython's own
+/// finalizers do.
+unsafe extern "C" fn finalize_pool(object: *mut pyo3::ffi::PyObject) {
+    // While the interpreter shuts down pyo3 refuses to attach from a bare C
+    // callback: the cleanups then run when the pool is deallocated, as they
+    // would without a finalizer.
+    // SAFETY: reads the runtime's state; the collector calls this holding
+    // the GIL.
+    if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
+        return;
+    }
+    Python::attach(|py| {
+        let pending = PyErr::take(py);
+        // SAFETY: CPython calls `tp_finalize` with a live object of a type
+        // that has this slot: a Pool or a subclass of it.
+        let object = unsafe { Bound::from_borrowed_ptr(py, object) };
+        if let Ok(pool) = object.cast::<Pool>() {
+            pool.get().core.0.run_cleanups();
+        }
+        if let Some(pending) = pending {
+            pending.restore(py);
+        }
+    });
 }
 
 /// A pool name given from Python, copied; MemoryError if it cannot be.

@@ -1,6 +1,7 @@
 //! Python side of statistics and the live-pool report: where a Python `Pool`
 //! was made (described once per creation site), the `PoolStats` and
-//! `PoolInfo` named tuples, and `live_pools()` / `format_report()`.
+//! `PoolInfo` named tuples, and `live_pools()` / `format_report()` (the
+//! peak report's objects are in `peak.rs`).
 //!
 //! Nothing here runs Python code once the module is imported: the tuples are
 //! filled through the C API, and origins are plain text by report time. A
@@ -255,7 +256,7 @@ fn fill<'py>(
 
 /// A Python int, or the MemoryError that prevented it (pyo3's conversion
 /// would panic).
-fn py_int(py: Python<'_>, value: u64) -> PyResult<Bound<'_, PyAny>> {
+pub(crate) fn py_int(py: Python<'_>, value: u64) -> PyResult<Bound<'_, PyAny>> {
     // SAFETY: the GIL is held (`py`).
     let raw = unsafe { pyo3::ffi::PyLong_FromUnsignedLongLong(value) };
     // SAFETY: a new reference, or NULL with an exception set, which is what
@@ -316,15 +317,21 @@ pub(crate) fn live_pools(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
 
 /// The live-pool report as an aligned text table (the same text as the C
 /// function `cymem_report`): bytes, peak, blocks, allocs, frees, reallocs,
-/// mode, name, origin; most bytes first; then a total line.
+/// mode, name, origin; most bytes first; then a total line. With
+/// `peak=True`, the peak report instead (as `cymem_peak_report`).
 #[pyfunction]
-pub(crate) fn format_report(py: Python<'_>) -> PyResult<Bound<'_, PyString>> {
-    let text = registry::try_report().map_err(out_of_memory)?;
-    py_string(py, &text)
+#[pyo3(signature = (*, peak = false))]
+pub(crate) fn format_report(py: Python<'_>, peak: bool) -> PyResult<Bound<'_, PyString>> {
+    let text = if peak {
+        registry::try_peak_report()
+    } else {
+        registry::try_report()
+    };
+    py_string(py, &text.map_err(out_of_memory)?)
 }
 
 /// MemoryError for a list or report that could not be built.
-fn out_of_memory(_: OutOfMemory) -> PyErr {
+pub(crate) fn out_of_memory(_: OutOfMemory) -> PyErr {
     exception(
         Operation::Alloc,
         CYMEM_ERR_OUT_OF_MEMORY,

@@ -26,6 +26,9 @@
 //!   (growing the slab), dropping one never allocates. The shared free list
 //!   always has room for every record ever made, so a record can be handed
 //!   back to it whatever the thread's own lists could do.
+//! - The process-wide total of pool bytes, its peak and the pools that held
+//!   it live in `peak.rs`: records carry each pool's bytes at the last peak
+//!   snapshot, so the peak report reads records only.
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -35,10 +38,16 @@ use crate::fallible::{try_string, OutOfMemory};
 
 mod fork;
 mod label;
+mod peak;
+mod peak_report;
 mod record;
 mod report;
 
 pub use label::{Label, Origin, OriginSource};
+pub use peak::{flush_this_thread, reset_peak, TooManyTraces, Trace, TraceFigures, PEAK_STEP};
+pub use peak_report::{
+    format_peak, peak, peak_report, try_peak, try_peak_report, write_peak, PeakPool, PeakReport,
+};
 use record::Meta;
 pub(crate) use record::Record;
 pub use record::{PoolStats, StatsField};
@@ -68,11 +77,18 @@ struct Registry {
     /// Recycled records, ready for new pools. Its capacity is at least
     /// `records.len()`, so pushing a record never allocates.
     free: Vec<&'static Record>,
+    /// Records of dropped pools that held bytes at the current peak
+    /// snapshot (`held_epoch`): the peak report still names them. Its
+    /// capacity is at least `records.len()` too.
+    held: Vec<&'static Record>,
+    held_epoch: u64,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     records: Vec::new(),
     free: Vec::new(),
+    held: Vec::new(),
+    held_epoch: 0,
 });
 
 fn registry() -> MutexGuard<'static, Registry> {
@@ -100,6 +116,8 @@ impl Registry {
         self.records.try_reserve_exact(CHUNK)?;
         self.free
             .try_reserve_exact(total.saturating_sub(self.free.len()))?;
+        self.held
+            .try_reserve_exact(total.saturating_sub(self.held.len()))?;
         let mut chunk = Vec::new();
         chunk.try_reserve_exact(CHUNK)?;
         chunk.extend((0..CHUNK).map(|_| Record::new()));
@@ -119,11 +137,43 @@ impl Registry {
 
     /// Makes dead records reusable. Their labels stay until the next owner
     /// overwrites them, outside the lock (a label may release Python objects).
-    /// Never allocates (see `free`).
+    /// Records the current peak snapshot counts are held back (in `held`)
+    /// until a newer snapshot replaces it. Never allocates (see `free`,
+    /// `held`).
     fn recycle(&mut self, dead: &mut Vec<&'static Record>) {
         debug_assert!(dead.iter().all(|r| !r.live.load(Relaxed)));
         debug_assert!(self.free.capacity() - self.free.len() >= dead.len());
+        let epoch = self.sweep_held();
+        dead.retain(|&record| !self.hold(record, epoch));
         self.free.append(dead);
+    }
+
+    /// [`Registry::recycle`] of one record.
+    fn recycle_one(&mut self, record: &'static Record) {
+        let epoch = self.sweep_held();
+        if !self.hold(record, epoch) {
+            self.free.push(record);
+        }
+    }
+
+    /// Frees the held records of an older snapshot; the current snapshot's
+    /// number.
+    fn sweep_held(&mut self) -> u64 {
+        let epoch = peak::epoch();
+        if self.held_epoch != epoch {
+            self.held_epoch = epoch;
+            self.free.append(&mut self.held);
+        }
+        epoch
+    }
+
+    /// Keeps a dead record in `held` if snapshot `epoch` counts it.
+    fn hold(&mut self, record: &'static Record, epoch: u64) -> bool {
+        let at_peak = record.at_peak(epoch).is_some();
+        if at_peak {
+            self.held.push(record);
+        }
+        at_peak
     }
 }
 
@@ -199,6 +249,9 @@ pub(crate) fn register(label: Label, arena: bool) -> Result<&'static Record, Out
 /// Unlinks a dropped pool's record: at once for reports (no lock), recycled
 /// later under the lock, a batch at a time. Never allocates.
 pub(crate) fn release(record: &'static Record) {
+    // Bytes still counted (an arena pool's blocks die with its chunks)
+    // leave the process-wide total.
+    record.cleared(0);
     record.live.store(false, Release);
     let queued = LOCAL.try_with(|local| {
         let mut local = local.borrow_mut();
@@ -212,8 +265,8 @@ pub(crate) fn release(record: &'static Record) {
         true
     });
     if queued != Ok(true) {
-        // The shared free list always has room (see `Registry::free`).
-        registry().free.push(record);
+        // The shared lists always have room (see `Registry::free`, `held`).
+        registry().recycle_one(record);
     }
 }
 

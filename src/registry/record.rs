@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use crate::error::PoolError;
 
 use super::label::Origin;
+use super::peak;
 
 /// A snapshot of a pool's statistics.
 #[repr(C)]
@@ -58,7 +59,10 @@ pub(crate) struct Record {
     ///   is not live, and records are recycled only under the registry lock,
     ///   so no report that saw an earlier life can still be reading);
     /// - while live, it is read and changed only under the registry lock;
-    /// - after the pool drops, nobody touches it until it is handed out again.
+    /// - after the pool drops, nobody writes it until it is handed out again;
+    ///   the peak report reads it under the registry lock while the record
+    ///   belongs to the current peak snapshot (such a record is not handed
+    ///   out: see `Registry::recycle`).
     pub(super) meta: UnsafeCell<Meta>,
     /// The pool's lock, for pools shared between threads (see
     /// [`Record::lock_pool`]). Kept here, where the registry can find every
@@ -72,6 +76,12 @@ pub(crate) struct Record {
     allocs: AtomicU64,
     frees: AtomicU64,
     reallocs: AtomicU64,
+    /// The pool's bytes and blocks at the last peak snapshot, and that
+    /// snapshot's number (see `peak.rs`). Written and read only under the
+    /// registry lock.
+    at_peak_bytes: AtomicUsize,
+    at_peak_blocks: AtomicUsize,
+    at_peak_epoch: AtomicU64,
     /// The pool's limit on live bytes (0: none), for reports.
     limit: AtomicUsize,
 }
@@ -113,6 +123,9 @@ impl Record {
             allocs: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             reallocs: AtomicU64::new(0),
+            at_peak_bytes: AtomicUsize::new(0),
+            at_peak_blocks: AtomicUsize::new(0),
+            at_peak_epoch: AtomicU64::new(0),
             limit: AtomicUsize::new(0),
         }
     }
@@ -176,6 +189,7 @@ impl Record {
     pub(crate) fn added(&self, bytes: usize) {
         self.set_size(self.size.load(Relaxed) + bytes);
         Self::add(&self.allocs, 1);
+        peak::allocated(bytes);
     }
 
     /// A block of `bytes` left the pool.
@@ -183,6 +197,7 @@ impl Record {
     pub(crate) fn removed(&self, bytes: usize) {
         self.size.store(self.size.load(Relaxed) - bytes, Relaxed);
         Self::add(&self.frees, 1);
+        peak::freed(bytes);
     }
 
     /// A block of `old` bytes became one of `new` bytes.
@@ -190,12 +205,36 @@ impl Record {
     pub(crate) fn resized(&self, old: usize, new: usize) {
         self.set_size(self.size.load(Relaxed) - old + new);
         Self::add(&self.reallocs, 1);
+        // The process-wide counts see the growth (or shrinkage) only.
+        if new >= old {
+            peak::allocated(new - old);
+        } else {
+            peak::freed(old - new);
+        }
     }
 
     /// All `blocks` live blocks left the pool.
     pub(crate) fn cleared(&self, blocks: usize) {
+        peak::freed(self.size.load(Relaxed));
         self.size.store(0, Relaxed);
         Self::add(&self.frees, blocks as u64);
+    }
+
+    /// Copies the pool's bytes and blocks now into its "at the peak" fields
+    /// for snapshot `epoch`. Under the registry lock.
+    pub(super) fn mark_peak(&self, epoch: u64) {
+        let stats = self.snapshot();
+        self.at_peak_bytes.store(stats.size, Relaxed);
+        self.at_peak_blocks.store(stats.block_count, Relaxed);
+        self.at_peak_epoch.store(epoch, Relaxed);
+    }
+
+    /// The pool's bytes and blocks at snapshot `epoch`, if it held any then.
+    /// Under the registry lock.
+    pub(super) fn at_peak(&self, epoch: u64) -> Option<(usize, usize)> {
+        let bytes = self.at_peak_bytes.load(Relaxed);
+        (self.at_peak_epoch.load(Relaxed) == epoch && bytes > 0)
+            .then(|| (bytes, self.at_peak_blocks.load(Relaxed)))
     }
 
     pub(crate) fn set_limit(&self, limit: usize) {

@@ -10,7 +10,7 @@ use super::{live_pools, try_live_pools, PoolInfo};
 use crate::fallible::{OutOfMemory, TryString};
 
 /// `1536` -> `1.5 KiB`: the total line is for people.
-struct HumanBytes(usize);
+pub(super) struct HumanBytes(pub(super) usize);
 
 impl fmt::Display for HumanBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -39,7 +39,7 @@ const ORIGIN_WIDTH: usize = 60;
 /// to `limit` characters ending in `…` if longer. Reads at most `limit + 1`
 /// characters of `text`, so a huge name costs no more than a short one.
 #[derive(Clone, Copy)]
-struct Shown<'a> {
+pub(super) struct Shown<'a> {
     text: &'a str,
     limit: usize,
 }
@@ -86,7 +86,7 @@ impl fmt::Display for Shown<'_> {
 
 /// One cell of the table.
 #[derive(Clone, Copy)]
-enum Cell<'a> {
+pub(super) enum Cell<'a> {
     Number(u64),
     /// Shown as it is (headers, `-`).
     Plain(&'a str),
@@ -108,6 +108,29 @@ fn mode_name(arena: bool) -> &'static str {
         "arena"
     } else {
         "heap"
+    }
+}
+
+impl<'a> Cell<'a> {
+    /// A pool's name, cut to [`NAME_WIDTH`]; `-` if it has none.
+    pub(super) fn name(name: Option<&'a str>) -> Self {
+        name.map_or(Cell::Plain("-"), |text| {
+            Cell::Shown(Shown {
+                text,
+                limit: NAME_WIDTH,
+            })
+        })
+    }
+
+    /// A pool's origin, cut to [`ORIGIN_WIDTH`]; `-` if unknown.
+    pub(super) fn origin(origin: &'a str) -> Self {
+        match origin {
+            "" => Cell::Plain("-"),
+            text => Cell::Shown(Shown {
+                text,
+                limit: ORIGIN_WIDTH,
+            }),
+        }
     }
 }
 
@@ -162,19 +185,8 @@ fn row(p: &PoolInfo) -> [Cell<'_>; 9] {
             arena: p.arena,
             limit: p.limit,
         },
-        p.name.as_deref().map_or(Cell::Plain("-"), |text| {
-            Cell::Shown(Shown {
-                text,
-                limit: NAME_WIDTH,
-            })
-        }),
-        match p.origin.as_str() {
-            "" => Cell::Plain("-"),
-            text => Cell::Shown(Shown {
-                text,
-                limit: ORIGIN_WIDTH,
-            }),
-        },
+        Cell::name(p.name.as_deref()),
+        Cell::origin(&p.origin),
     ]
 }
 
@@ -209,18 +221,20 @@ impl<W: fmt::Write> fmt::Write for Prefix<'_, W> {
     }
 }
 
-/// Writes the cells of a line, padded to `widths`.
-fn write_cells(
+/// Writes the cells of a line, padded to `widths`; the first `numbers`
+/// right-aligned.
+fn write_cells<const N: usize>(
     out: &mut impl fmt::Write,
-    widths: &[usize; 9],
-    cells: &[Cell<'_>; 9],
+    widths: &[usize; N],
+    cells: &[Cell<'_>; N],
+    numbers: usize,
 ) -> fmt::Result {
     for (i, cell) in cells.iter().enumerate() {
         if i > 0 {
             out.write_str("  ")?;
         }
         let pad = widths[i].saturating_sub(cell.width());
-        if i < FIRST_TEXT_COLUMN {
+        if i < numbers {
             write!(out, "{:pad$}{cell}", "")?;
         } else {
             write!(out, "{cell}{:pad$}", "")?;
@@ -231,19 +245,43 @@ fn write_cells(
 
 /// Writes one line without its trailing blanks: measured first, then
 /// written up to its last non-blank character.
-fn write_line(
+fn write_line<const N: usize>(
     out: &mut impl fmt::Write,
-    widths: &[usize; 9],
-    cells: &[Cell<'_>; 9],
+    widths: &[usize; N],
+    cells: &[Cell<'_>; N],
+    numbers: usize,
 ) -> fmt::Result {
     let mut measure = Measure::default();
-    write_cells(&mut measure, widths, cells)?;
+    write_cells(&mut measure, widths, cells, numbers)?;
     let mut prefix = Prefix {
         out: &mut *out,
         left: measure.end,
     };
-    write_cells(&mut prefix, widths, cells)?;
+    write_cells(&mut prefix, widths, cells, numbers)?;
     out.write_char('\n')
+}
+
+/// Writes `headers`, then one aligned line per item (`row` gives its
+/// cells; the first `numbers` columns are right-aligned). Allocates nothing.
+pub(super) fn write_rows<'a, T, const N: usize>(
+    out: &mut impl fmt::Write,
+    headers: [&str; N],
+    numbers: usize,
+    items: &'a [T],
+    row: impl Fn(&'a T) -> [Cell<'a>; N],
+) -> fmt::Result {
+    let headers = headers.map(Cell::Plain);
+    let mut widths = headers.map(Cell::width);
+    for item in items {
+        for (width, cell) in widths.iter_mut().zip(row(item)) {
+            *width = (*width).max(cell.width());
+        }
+    }
+    write_line(out, &widths, &headers, numbers)?;
+    for item in items {
+        write_line(out, &widths, &row(item), numbers)?;
+    }
+    Ok(())
 }
 
 /// Writes the report as an aligned text table, for people: one row per pool
@@ -254,17 +292,7 @@ fn write_line(
 /// so the table's size depends only on the number of pools. Allocates
 /// nothing.
 pub fn write_table(pools: &[PoolInfo], out: &mut impl fmt::Write) -> fmt::Result {
-    let headers = HEADERS.map(Cell::Plain);
-    let mut widths = headers.map(Cell::width);
-    for pool in pools {
-        for (width, cell) in widths.iter_mut().zip(row(pool)) {
-            *width = (*width).max(cell.width());
-        }
-    }
-    write_line(out, &widths, &headers)?;
-    for pool in pools {
-        write_line(out, &widths, &row(pool))?;
-    }
+    write_rows(out, HEADERS, FIRST_TEXT_COLUMN, pools, row)?;
     let total: usize = pools.iter().map(|p| p.stats.size).sum();
     writeln!(
         out,

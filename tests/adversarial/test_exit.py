@@ -159,8 +159,9 @@ def test_stats_and_pool_info_are_still_the_named_tuples():
         infos = {p.name: p for p in cymem_rs.live_pools()}
         info = infos["nt"]
         assert type(info) is PoolInfo and info._fields == ("name",) + s._fields + (
-            "arena", "origin")
+            "arena", "origin", "limit")
         assert info[1:7] == tuple(s) and info.arena is False and info.origin.endswith("<module>")
+        assert info.limit is None
         assert infos[None].name is None
         assert repr(info).startswith("PoolInfo(name='nt', size=24, ")
         """,

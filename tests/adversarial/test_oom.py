@@ -427,6 +427,9 @@ def workload():
             python_work(p)
     attempt(cymem_rs.live_pools)
     attempt(cymem_rs.format_report)
+    attempt(cymem_rs.peak)
+    attempt(lambda: cymem_rs.format_report(peak=True))
+    attempt(lambda: repr(cymem_rs.trace()))
     return pools
 
 def disarm():
@@ -527,6 +530,8 @@ static void workload(const char *kind, int rounds) {
         cymem_pool_name(pool, name, sizeof name);
         char text[300];
         if (cymem_report(text, sizeof text) == 0) expect_oom();
+        if (cymem_peak_report(text, sizeof text) == 0) expect_oom();
+        cymem_reset_peak();
         CymemPoolInfo infos[4];
         cymem_live_pools(infos, 4);
         s = cymem_pool_check(pool);

@@ -6,10 +6,15 @@
 #[macro_use]
 mod support;
 
+// Only in AddressSanitizer builds (`make check-sanitizers`).
+#[cfg(cymem_rs_asan)]
+mod asan;
 mod debug;
 mod header;
 mod lifetimes;
 mod model;
+mod observer;
+mod peak;
 mod pins;
 mod pool;
 mod registry;

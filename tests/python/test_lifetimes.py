@@ -3,6 +3,7 @@ scopes (`with pool.scope():`, `mark` / `release_to`), cleanup callbacks
 and limits, in heap, arena and debug pools."""
 
 import ctypes
+import os
 import gc
 import subprocess
 import sys
@@ -394,3 +395,48 @@ def test_cython_limits(new_pool, api):
     assert pool.size == 90
     api.set_limit(pool, 0)
     assert pool.limit is None
+
+
+CLEANUP_IN_A_CYCLE = """
+import gc, weakref
+from cymem_rs import Pool
+
+def run():
+    ran = []
+    refs = []
+    for k in range(60):
+        pool = Pool(arena=(k % 2 == 1))
+
+        class Owner:  # a class per pool: the cycle holds its methods too
+            def close(self):
+                ran.append(len(self.__dict__))
+
+        owner = Owner()
+        owner.pool = pool  # owner -> pool -> cleanup -> owner
+        pool.add_cleanup(owner.close)
+        pool.alloc(8, 8)
+        refs.append(weakref.ref(pool))
+        del pool, owner, Owner
+    gc.collect()
+    assert all(r() is None for r in refs)
+    # Each cleanup saw its owner whole: nothing of the cycle cleared yet.
+    assert ran == [1] * 60, ran
+
+run()
+print("ok")
+"""
+
+
+def test_cleanups_in_a_collected_cycle_see_their_objects_whole():
+    # Under PYTHONMALLOC=malloc freed memory is reused at once, so a cleanup
+    # run after the collector cleared its function crashes or sees an empty
+    # object instead of passing by luck.
+    env = {**os.environ, "PYTHONMALLOC": "malloc"}
+    out = subprocess.run(
+        [sys.executable, "-c", CLEANUP_IN_A_CYCLE],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

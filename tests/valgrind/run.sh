@@ -16,8 +16,12 @@
 #               a pool block) PASS only if valgrind reports exactly that defect;
 #               pool-reference (a leaked reference keeps a pool and its blocks
 #               alive, which valgrind cannot be relied on to flag) PASSES only
-#               if the workload's own checks fail. So every CI run proves the
-#               checks still bite.
+#               if the workload's own checks fail; arena-* (from C,
+#               arena_bugs.c, and from Cython: an overrun past an arena block,
+#               a read after freeing one (and, from C, after clearing the
+#               pool), a leaked arena pool) PASS only if
+#               valgrind reports the bug with the block's allocation stack.
+#               So every CI run proves the checks still bite.
 #
 # A run fails on any definitely-lost byte and on any memory error (invalid
 # read/write/free, use of uninitialised memory, ...): see VALGRIND_FLAGS.
@@ -122,9 +126,11 @@ RELEASE=$ROOT/target/release
 make -C "$ROOT" --no-print-directory c-programs >"$LOGS/build-c.log" 2>&1 \
     || { cat "$LOGS/build-c.log"; die "building the C test programs failed"; }
 C_TESTS=$ROOT/build/c
-# The demo as `make demo-c` builds it, plus -g.
+# The demo as `make demo-c` builds it, plus -g; the arena self-tests' program.
 "$CC" "${CFLAGS_STRICT[@]}" "$ROOT/examples/demo.c" "$RELEASE/libcymem_rs.a" "${C_LIBS[@]}" \
     -o "$OUT/c/demo" || die "compiling examples/demo.c failed"
+"$CC" "${CFLAGS_STRICT[@]}" "$HERE/arena_bugs.c" "$RELEASE/libcymem_rs.a" "${C_LIBS[@]}" \
+    -o "$OUT/c/arena_bugs" || die "compiling tests/valgrind/arena_bugs.c failed"
 
 # The installed wheel, imported from outside the source tree (whose cymem_rs/
 # folder would shadow it).
@@ -150,7 +156,10 @@ say "built in $((SECONDS - START))s: C programs, cymem_rs wheel, Cython module; 
 # 2. The valgrind runs, JOBS at a time. Each leaves LOGS/<name>.{log,out,rc,secs}.
 # ---------------------------------------------------------------------------
 RUNS=()       # run names, in report order
-declare -A EXPECT # name -> clean | leak | invalid-read | pool-reference
+declare -A EXPECT # name -> clean | leak | invalid-read | pool-reference | reported
+# For `reported` runs: the first line of the record valgrind must print
+# (a regex), and fixed strings that record must hold, one per line.
+declare -A REPORT_RECORD REPORT_HAS
 
 selected() { # name
     local glob globs
@@ -163,11 +172,14 @@ selected() { # name
     return 1
 }
 
-launch() { # name expect [VAR=value...] -- command...
+launch() { # name expect [VAR=value... --valgrind-flag...] -- command...
     local name=$1 expect=$2; shift 2
     selected "$name" || return 0
-    local envs=()
-    while [[ $1 != -- ]]; do envs+=("$1"); shift; done
+    local envs=() flags=()
+    while [[ $1 != -- ]]; do
+        if [[ $1 == --?* ]]; then flags+=("$1"); else envs+=("$1"); fi
+        shift
+    done
     shift
     RUNS+=("$name")
     EXPECT[$name]=$expect
@@ -177,7 +189,7 @@ launch() { # name expect [VAR=value...] -- command...
         t0=$SECONDS
         rc=0
         cd "$OUT"
-        env "${envs[@]}" "$VALGRIND" "${VALGRIND_FLAGS[@]}" --log-file="$base.log" "$@" \
+        env "${envs[@]}" "$VALGRIND" "${VALGRIND_FLAGS[@]}" "${flags[@]}" --log-file="$base.log" "$@" \
             >"$base.out" 2>&1 || rc=$?
         echo "$rc" >"$base.rc"
         echo $((SECONDS - t0)) >"$base.secs"
@@ -200,6 +212,34 @@ launch selftest/invalid-read invalid-read "${PY_ENV[@]}" CYMEM_VALGRIND_SELFTEST
     -- "${PY_RUN[@]}" addresses
 launch selftest/pool-reference pool-reference "${PY_ENV[@]}" CYMEM_VALGRIND_SELFTEST=pool-reference \
     -- "${PY_RUN[@]}" addresses
+# Arena blocks are described to valgrind (src/pool/instrument.rs): an
+# overrun, a read after free and a leaked pool's block are each reported,
+# from C and from Cython. (A leaked pool's blocks are "indirectly lost",
+# behind the pool object: shown with --show-leak-kinds=definite,indirect.)
+arena_selftest() { # name first-line-regex must-hold -- launch args...
+    local name=$1
+    REPORT_RECORD[$name]=$2
+    REPORT_HAS[$name]=$3
+    shift 4
+    launch "$name" reported "$@"
+}
+OVERRUN=$'Invalid read of size 1\n0 bytes after a block of size 24 client-defined\ninstrument::ArenaWatch::announce'
+LEAKED=$'instrument::ArenaWatch::announce'
+arena_selftest selftest/arena-overrun-c "Invalid read of size 1" "$OVERRUN"$'\noverrun (arena_bugs.c' \
+    -- -- "$OUT/c/arena_bugs" overrun
+arena_selftest selftest/arena-use-after-free-c "Invalid read of size 1" $'use_after_free (arena_bugs.c' \
+    -- -- "$OUT/c/arena_bugs" use-after-free
+arena_selftest selftest/arena-use-after-clear-c "Invalid read of size 1" $'use_after_clear (arena_bugs.c' \
+    -- -- "$OUT/c/arena_bugs" use-after-clear
+arena_selftest selftest/arena-leaked-pool-c "4,321 bytes in 1 blocks are indirectly lost" \
+    "$LEAKED"$'\nleaked_pool (arena_bugs.c' -- --show-leak-kinds=definite,indirect -- "$OUT/c/arena_bugs" leaked-pool
+arena_selftest selftest/arena-overrun "Invalid read of size 1" "$OVERRUN"$'\nselftest_invalid_read' \
+    -- "${PY_ENV[@]}" CYMEM_VALGRIND_SELFTEST=arena-overrun -- "${PY_RUN[@]}" addresses
+arena_selftest selftest/arena-use-after-free "Invalid read of size 1" "selftest_read_after_free" \
+    -- "${PY_ENV[@]}" CYMEM_VALGRIND_SELFTEST=arena-use-after-free -- "${PY_RUN[@]}" addresses
+arena_selftest selftest/arena-leaked-pool "4,321 bytes in 1 blocks are indirectly lost" \
+    "$LEAKED"$'\nselftest_leak_pool' -- "${PY_ENV[@]}" CYMEM_VALGRIND_SELFTEST=arena-leaked-pool \
+    --show-leak-kinds=definite,indirect -- "${PY_RUN[@]}" addresses
 # Debug mode (CYMEM_RS_DEBUG=1: every pool has guards and a quarantine) must
 # stay clean too: the same workloads, and the C debug tests.
 for w in pool-churn custom-allocators; do
@@ -293,6 +333,16 @@ verdict() { # name
             || problems+=("the invalid read is not located just past the $SELFTEST_READ_BYTES-byte pool block")
         ((lost_b == 0)) || problems+=("definitely lost $lost_b bytes")
         figures="valgrind caught the deliberate invalid read: $figures"
+        ;;
+    reported)
+        local want missing=()
+        [[ $rc == 97 ]] || problems+=("expected valgrind to fail with 97, got $rc")
+        grep -q "BUG:\|SELFTEST:" "$base.out" || problems+=("the program did not reach the deliberate bug")
+        while IFS= read -r want; do
+            record "$log" "${REPORT_RECORD[$name]}" | grep -qF -- "$want" || missing+=("$want")
+        done <<<"${REPORT_HAS[$name]}"
+        ((${#missing[@]} == 0)) || problems+=("no '${REPORT_RECORD[$name]}' record holding: ${missing[*]}")
+        figures="valgrind reported the arena bug: $figures"
         ;;
     pool-reference)
         # A pool kept alive by a leaked reference is still reachable, so

@@ -5,7 +5,7 @@
 # code does, and returns what workloads.py asserts on.
 #
 # Everything here must be leak-free and touch only memory it owns, EXCEPT the
-# two `selftest_*` functions, which are defects on purpose: run.sh calls them
+# `selftest_*` functions, which are defects on purpose: run.sh calls them
 # (CYMEM_VALGRIND_SELFTEST) and requires valgrind to report them.
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport free as libc_free
@@ -13,6 +13,10 @@ from libc.stdlib cimport malloc as libc_malloc
 from libc.string cimport memset
 
 from cpython.ref cimport Py_INCREF
+
+
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(void* op)
 
 from cymem_rs.cymem cimport Address, Pool, PyFree, PyMalloc, WrapFree, WrapMalloc
 
@@ -278,9 +282,29 @@ def selftest_leak(size_t nbytes):
 
 def selftest_invalid_read(Pool mem, size_t nbytes):
     """Reads one byte past the end of a pool block: valgrind must report an
-    invalid read (the block comes from malloc under PYTHONMALLOC=malloc)."""
+    invalid read (a heap pool's block comes from malloc under
+    PYTHONMALLOC=malloc; an arena pool's is described to valgrind)."""
     cdef uint8_t* p = <uint8_t*>mem.alloc(nbytes, 1)
     return p[nbytes]
+
+
+def selftest_read_after_free(Pool mem, size_t nbytes):
+    """Reads a pool block after freeing it: valgrind must report an invalid
+    read."""
+    cdef uint8_t* p = <uint8_t*>mem.alloc(nbytes, 1)
+    mem.free(p)
+    return p[nbytes // 2]
+
+
+def selftest_leak_pool(size_t nbytes):
+    """Leaks an arena pool holding one block of `nbytes`: the pool object
+    keeps a reference nobody owns and leaves the garbage collector's lists,
+    so nothing points at it. valgrind must report the block lost, with the
+    stack that allocated it."""
+    pool = Pool(arena=True)
+    memset(pool.alloc(nbytes, 1), 0x5A, nbytes)
+    Py_INCREF(pool)
+    PyObject_GC_UnTrack(<void*>pool)
 
 
 def selftest_leak_reference(obj):

@@ -20,6 +20,10 @@ invalid-read it reads one byte past the end of a pool block. run.sh requires
 valgrind to report both. With CYMEM_VALGRIND_SELFTEST=pool-reference it leaks
 a reference to a pool (valgrind cannot be relied on to flag that) and run.sh
 requires this script's own checks to fail.
+Arena pools: arena-overrun reads one byte past an arena block,
+arena-use-after-free reads one after freeing it, and arena-leaked-pool leaks
+an arena pool (the object itself) holding a SELFTEST_LEAKED_POOL_BYTES block;
+run.sh requires valgrind to report each with the block's allocation stack.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE = "vg_workloads"
 SELFTEST_LEAK_BYTES = 4242  # an odd size, so run.sh can find it in the log
 SELFTEST_READ_BYTES = 24
+SELFTEST_LEAKED_POOL_BYTES = 4321
 
 
 def build(out_dir: str) -> None:
@@ -562,11 +567,20 @@ def selftest(m, mode: str) -> None:
     if mode in ("1", "leak"):
         m.selftest_leak(SELFTEST_LEAK_BYTES)  # the address it returns is dropped
         print(f"SELFTEST: leaked {SELFTEST_LEAK_BYTES} bytes on purpose", flush=True)
-    elif mode == "invalid-read":
-        pool = Pool()
+    elif mode in ("invalid-read", "arena-overrun"):
+        pool = Pool(arena=mode == "arena-overrun")
         m.selftest_invalid_read(pool, SELFTEST_READ_BYTES)
         print(
             f"SELFTEST: read byte {SELFTEST_READ_BYTES} of a {SELFTEST_READ_BYTES}-byte block",
+            flush=True,
+        )
+    elif mode == "arena-use-after-free":
+        m.selftest_read_after_free(Pool(arena=True), SELFTEST_READ_BYTES)
+        print(f"SELFTEST: read a freed {SELFTEST_READ_BYTES}-byte arena block", flush=True)
+    elif mode == "arena-leaked-pool":
+        m.selftest_leak_pool(SELFTEST_LEAKED_POOL_BYTES)
+        print(
+            f"SELFTEST: leaked an arena pool holding a {SELFTEST_LEAKED_POOL_BYTES}-byte block",
             flush=True,
         )
     elif mode == "pool-reference":
@@ -581,7 +595,8 @@ def selftest(m, mode: str) -> None:
         balanced(m, "SELFTEST pool-reference")
     else:
         raise SystemExit(
-            f"unknown CYMEM_VALGRIND_SELFTEST mode {mode!r} (leak, invalid-read, pool-reference)"
+            f"unknown CYMEM_VALGRIND_SELFTEST mode {mode!r} (leak, invalid-read, pool-reference,"
+            " arena-overrun, arena-use-after-free, arena-leaked-pool)"
         )
 
 
