@@ -9,6 +9,7 @@ from typing_extensions import Self, disjoint_base
 
 __all__ = [
     "ABI_VERSION",
+    "TRACEMALLOC_DOMAIN",
     "WARN_ZERO_ALLOC",
     "_C_API",
     "_C_API_VERSION",
@@ -21,11 +22,15 @@ __all__ = [
     "Pool",
     "PoolInfo",
     "PoolStats",
+    "PoolTrace",
     "PyFree",
     "PyMalloc",
     "Scope",
     "format_report",
     "live_pools",
+    "peak",
+    "reset_peak",
+    "trace",
     "track_origins",
 ]
 
