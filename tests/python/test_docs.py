@@ -80,7 +80,7 @@ def blocks_of(language: str) -> list:
 
 def run(command: list[str], cwd: Path, block: Block) -> None:
     result = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT
+        command, check=False, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT
     )
     assert result.returncode == 0, (
         f"{block.name}: {' '.join(map(str, command))} exited {result.returncode}\n"
