@@ -13,6 +13,8 @@ BUILD    := build
 # (optimized, no LTO: much faster to rebuild).
 PROFILE  ?= release
 LIBDIR   := target/$(PROFILE)
+# The C library the documentation's C examples link (tests/python/test_docs.py).
+export CYMEM_RS_LIBDIR := $(CURDIR)/$(LIBDIR)
 CFLAGS_STRICT := -Wall -Wextra -Werror -pedantic -Iinclude
 C_LIBS   := -lpthread -ldl -lm
 
@@ -150,7 +152,7 @@ check-no-python: lib ## The C library must not need libpython
 		echo "libcymem_rs.a references Python symbols"; exit 1; fi
 	@echo "libcymem_rs.so and libcymem_rs.a have no Python symbols"
 
-test-python: install ## Python and Cython tests (tests/python/) against the installed wheel
+test-python: install lib ## Python and Cython tests (tests/python/) against the installed wheel
 	$(PYTEST) python
 
 # pytest exits 5 when it collects no test at all: harmless while the folder

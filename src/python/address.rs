@@ -3,12 +3,11 @@
 use std::ffi::{c_int, c_void};
 use std::ptr::NonNull;
 
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::allocators::default_allocator;
-use super::buffer::{get_buffer, Export, Exporter};
+use super::buffer::{get_buffer, Export, Exporter, RawBuffer};
 use super::errors::{pool_exception, py_format, Operation};
 use super::view::BlockView;
 use crate::allocator::Allocator;
@@ -92,11 +91,7 @@ impl Address {
     ///
     /// # Safety
     /// Called by CPython's buffer machinery with a `Py_buffer` to fill.
-    unsafe fn __getbuffer__(
-        slf: Bound<'_, Self>,
-        view: *mut ffi::Py_buffer,
-        flags: c_int,
-    ) -> PyResult<()> {
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: RawBuffer, flags: c_int) -> PyResult<()> {
         // SAFETY: CPython passes the `Py_buffer` it is filling (as
         // `get_buffer` needs); what it will point at is the Address's own
         // block, valid while the Address lives (its `Exporter` impl).

@@ -11,6 +11,9 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::PyClass;
 
+/// The `Py_buffer` CPython asks `__getbuffer__` to fill.
+pub(crate) type RawBuffer = *mut ffi::Py_buffer;
+
 /// What an object exports through the buffer protocol.
 pub(crate) struct Export<'a> {
     pub(crate) buf: *mut c_void,

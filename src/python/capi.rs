@@ -250,30 +250,21 @@ unsafe fn wrap_function<F, T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>
     }
 }
 
+const MALLOC_IS_NULL: &CStr = c"WrapMalloc: the function pointer is NULL";
+const FREE_IS_NULL: &CStr = c"WrapFree: the function pointer is NULL";
+
 /// # Safety
 /// Called from a thread attached to the interpreter.
 unsafe extern "C" fn wrap_malloc(malloc: CymemMallocFn) -> *mut PyObject {
     // SAFETY: `WrapMalloc` in `cymem.pxd` calls this holding the GIL.
-    unsafe {
-        wrap_function(
-            malloc,
-            c"WrapMalloc: the function pointer is NULL",
-            PyMalloc::wrap,
-        )
-    }
+    unsafe { wrap_function(malloc, MALLOC_IS_NULL, PyMalloc::wrap) }
 }
 
 /// # Safety
 /// Called from a thread attached to the interpreter.
 unsafe extern "C" fn wrap_free(free: CymemFreeFn) -> *mut PyObject {
     // SAFETY: `WrapFree` in `cymem.pxd` calls this holding the GIL.
-    unsafe {
-        wrap_function(
-            free,
-            c"WrapFree: the function pointer is NULL",
-            PyFree::wrap,
-        )
-    }
+    unsafe { wrap_function(free, FREE_IS_NULL, PyFree::wrap) }
 }
 
 /// Runs `op` on the core inside a Pool object (`PoolError::Reentered` if

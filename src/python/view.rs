@@ -18,7 +18,7 @@ use pyo3::types::{PyList, PyString, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::address::Address;
-use super::buffer::{get_buffer, Export, Exporter};
+use super::buffer::{get_buffer, Export, Exporter, RawBuffer};
 use super::errors::{error, pool_exception, py_format, Operation};
 use super::pool::Pool;
 use crate::error::PoolError;
@@ -354,11 +354,7 @@ impl BlockView {
 
     /// # Safety
     /// Called by CPython's buffer machinery with a `Py_buffer` to fill.
-    unsafe fn __getbuffer__(
-        slf: Bound<'_, Self>,
-        view: *mut ffi::Py_buffer,
-        flags: c_int,
-    ) -> PyResult<()> {
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: RawBuffer, flags: c_int) -> PyResult<()> {
         // SAFETY: CPython passes the `Py_buffer` it is filling (as
         // `get_buffer` needs); what it will point at is the viewed block,
         // kept alive and in place by this view (its `Exporter` impl).
