@@ -162,7 +162,7 @@ SIZE = int(os.environ["OOM_SIZE"])
 FRONT = os.environ["OOM_FRONT"]
 SHAPE = os.environ["OOM_SHAPE"]
 pools = []
-filled = 0
+filled = kept = 0  # every global made now: a new one may need memory later
 try:
     if SHAPE == "many":
         # Many pools with one block each (registry records, error messages).
