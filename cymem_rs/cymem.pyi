@@ -1,8 +1,38 @@
 """Type stubs for the `cymem_rs.cymem` extension module (Rust, pyo3)."""
 
+import sys
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, NamedTuple, TypedDict, final
+
+from typing_extensions import Self, disjoint_base
+
+__all__ = [
+    "ABI_VERSION",
+    "TRACEMALLOC_DOMAIN",
+    "WARN_ZERO_ALLOC",
+    "_C_API",
+    "_C_API_VERSION",
+    "_POOL_LOCK",
+    "Address",
+    "BlockView",
+    "Default_Free",
+    "Default_Malloc",
+    "MemoryCorruptionError",
+    "Pool",
+    "PoolInfo",
+    "PoolStats",
+    "PoolTrace",
+    "PyFree",
+    "PyMalloc",
+    "Scope",
+    "format_report",
+    "live_pools",
+    "peak",
+    "reset_peak",
+    "trace",
+    "track_origins",
+]
 
 WARN_ZERO_ALLOC: bool
 ABI_VERSION: int
@@ -11,6 +41,7 @@ ABI_VERSION: int
 TRACEMALLOC_DOMAIN: int
 _C_API: Any
 _C_API_VERSION: int
+_POOL_LOCK: bool
 
 @final
 class PyMalloc:
@@ -108,11 +139,12 @@ def track_origins(enabled: bool) -> bool:
     """Whether new pools remember the Python line that made them (default
     True); returns the previous setting."""
 
+@disjoint_base
 class Pool:
     """A memory pool: every block is zeroed, and freed when the Pool dies."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         pymalloc: PyMalloc | None = None,
         pyfree: PyFree | None = None,
         *,
@@ -120,7 +152,10 @@ class Pool:
         name: str | None = None,
         debug: bool | None = None,
         limit: int | None = None,
-    ) -> None: ...
+    ) -> Self: ...
+    @property
+    def arena(self) -> bool:
+        """Whether the pool is an arena pool (`Pool(arena=True)`)."""
     @property
     def limit(self) -> int | None:
         """Live bytes allowed (None: no limit; settable, None or 0 removes it);
@@ -216,7 +251,7 @@ class MemoryCorruptionError(RuntimeError):
 class Address:
     """One zeroed block of `number * elem_size` bytes, freed with the object."""
 
-    def __init__(self, number: int, elem_size: int) -> None: ...
+    def __new__(cls, number: int, elem_size: int) -> Self: ...
     @property
     def addr(self) -> int: ...
     @property
@@ -228,8 +263,10 @@ class Address:
         readonly: bool = False,
     ) -> BlockView:
         """A zero-copy view of the block; it keeps this Address alive."""
-    def __buffer__(self, flags: int, /) -> memoryview:
-        """The block as writable bytes: `memoryview(address)`."""
+    # The buffer protocol is a C slot; Python names it `__buffer__` from 3.12.
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview:
+            """The block as writable bytes: `memoryview(address)`."""
 
 @final
 class BlockView:
@@ -258,4 +295,5 @@ class BlockView:
     def strides(self) -> tuple[int, ...]: ...
     @property
     def readonly(self) -> bool: ...
-    def __buffer__(self, flags: int, /) -> memoryview: ...
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview: ...

@@ -21,7 +21,10 @@ pub use allocators::{PyFree, PyMalloc};
 pub use pool::Pool;
 pub use view::BlockView;
 
-#[pymodule]
+// Free-threaded CPython may run this module without the GIL: every Python
+// pool then has a lock of its own (see `pool.rs`), and the registry and the
+// capsule table are thread-safe in any build.
+#[pymodule(gil_used = false)]
 #[pyo3(name = "cymem")]
 fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -42,6 +45,12 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TRACEMALLOC_DOMAIN", tracemalloc::DOMAIN)?;
     m.add("_C_API", capi::capsule(py)?)?;
     m.add("_C_API_VERSION", capi::CAPSULE_VERSION)?;
+    // Whether each pool has a lock of its own (free-threaded builds, and the
+    // test build that forces it), so tests know which path they exercise.
+    m.add(
+        "_POOL_LOCK",
+        cfg!(any(Py_GIL_DISABLED, cymem_rs_force_lock)),
+    )?;
     m.add(
         "MemoryCorruptionError",
         py.get_type::<errors::MemoryCorruptionError>(),

@@ -27,13 +27,13 @@ use crate::shared::SharedPool;
 /// The core pool of a Python `Pool`.
 #[inline(always)]
 fn new_core(pool: CorePool) -> CymemPool {
-    #[cfg(not(Py_GIL_DISABLED))]
+    #[cfg(not(any(Py_GIL_DISABLED, cymem_rs_force_lock)))]
     // SAFETY: `with` is only called by Python methods, Cython helpers and
     // object deallocation, all holding the GIL (the Cython declarations are
     // not `nogil`), and nothing inside `with` releases the GIL or calls back
     // into Python, so no two calls overlap.
     let shared = unsafe { SharedPool::unsynchronized(pool) };
-    #[cfg(Py_GIL_DISABLED)]
+    #[cfg(any(Py_GIL_DISABLED, cymem_rs_force_lock))]
     let shared = SharedPool::locked(pool);
     CymemPool(shared)
 }

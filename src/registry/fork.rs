@@ -16,6 +16,9 @@
 //! Pool locks are not taken around the fork: one stuck in a slow allocator
 //! would delay the fork, and a pool in the middle of a call cannot be made
 //! consistent anyway.
+//!
+//! Windows has no `fork`: the handlers are never installed there.
+#![cfg_attr(not(unix), allow(dead_code))]
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

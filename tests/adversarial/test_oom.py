@@ -162,7 +162,10 @@ SIZE = int(os.environ["OOM_SIZE"])
 FRONT = os.environ["OOM_FRONT"]
 SHAPE = os.environ["OOM_SHAPE"]
 pools = []
-filled = 0
+filled = kept = 0  # every global made now: a new one may need memory later
+# Given back once memory has run out, so the checks below (which make ints
+# and tuples) have room; the pool's own state is what they check.
+slack = bytearray(4 << 20)
 try:
     if SHAPE == "many":
         # Many pools with one block each (registry records, error messages).
@@ -185,6 +188,7 @@ try:
                 filled += 1
 except MemoryError:
     pass
+del slack
 kept = len(pools)
 if SHAPE == "one":
     # Every block allocated is counted, and nothing else.
