@@ -393,17 +393,24 @@ mod tests {
         assert_eq!(log.large.len(), 2, "the freed big size left the side map");
     }
 
+    /// Also when every block arrives the way a realloc's does: room
+    /// reserved first, then pushed.
     #[test]
     fn bookkeeping_stays_within_16_bytes_per_block() {
-        let mut log = ArenaLog::default();
-        for n in 1..=300_000usize {
-            log.push(0x7000_0000_0000 - n * 48, 64).unwrap();
-            if n >= 1000 && n % 997 == 0 {
-                let bytes = log.heap_bytes();
-                assert!(bytes <= 16 * n, "{bytes} bytes for {n} blocks");
+        for reserved_first in [false, true] {
+            let mut log = ArenaLog::default();
+            for n in 1..=300_000usize {
+                if reserved_first {
+                    log.reserve_one(64).unwrap();
+                }
+                log.push(0x7000_0000_0000 - n * 48, 64).unwrap();
+                if n >= 1000 && n % 997 == 0 {
+                    let bytes = log.heap_bytes();
+                    assert!(bytes <= 16 * n, "{bytes} bytes for {n} blocks");
+                }
             }
+            assert_eq!(log.closed.len(), 0);
         }
-        assert_eq!(log.closed.len(), 0);
     }
 
     #[test]

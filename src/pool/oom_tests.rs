@@ -173,3 +173,41 @@ fn many_pools_made_and_dropped_while_memory_runs_out() {
         pools.push(Pool::new());
     }
 }
+
+/// An arena realloc whose moved block is the first entry past the index's
+/// room (where its first segment grows, where a new segment starts, where
+/// a block in a fresh chunk starts a new run) either succeeds or fails with
+/// `OutOfMemory`, whichever allocation fails, and leaves every block
+/// findable: the index's room is made before the move.
+#[test]
+fn arena_realloc_at_the_index_growth_points_fails_cleanly() {
+    // A 1 MiB block takes a chunk of its own, mapped above the small ones.
+    for (before, grown) in [(15, 40), (16, 40), (255, 40), (256, 40), (3, 1 << 20)] {
+        let run = |first: u64, count: u64| {
+            let mut pool = Pool::arena();
+            let blocks: Vec<_> = (0..before)
+                .map(|_| pool.alloc(1, 32).unwrap().as_ptr())
+                .collect();
+            let (result, made) = with_failures(first, count, || pool.realloc(blocks[0], grown));
+            match result {
+                Ok(moved) => {
+                    assert_eq!(pool.block_size(moved.as_ptr()), Some(grown));
+                    assert_eq!(pool.block_size(blocks[0]), None);
+                }
+                Err(err) => {
+                    assert!(out_of_memory(Err::<(), _>(err)), "{before}: {err:?}");
+                    assert_eq!(pool.block_size(blocks[0]), Some(32));
+                }
+            }
+            for &block in &blocks[1..] {
+                assert_eq!(pool.block_size(block), Some(32), "{before} blocks");
+            }
+            check_consistent(&mut pool);
+            made
+        };
+        let total = run(0, 0);
+        for first in 1..=total {
+            run(first, 1);
+        }
+    }
+}

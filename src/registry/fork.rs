@@ -75,7 +75,8 @@ extern "C" fn child() {
     });
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use std::sync::mpsc;
     use std::thread;

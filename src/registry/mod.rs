@@ -370,3 +370,57 @@ pub fn live_count() -> usize {
     let reg = registry();
     reg.records.iter().filter(|r| r.live.load(Acquire)).count()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{registry, release, take_free};
+    use crate::fallible::failing::with_failures;
+    use crate::Pool;
+
+    /// Records made so far (they are never freed, only reused).
+    fn records_made() -> usize {
+        registry().records.len()
+    }
+
+    /// Records of dropped pools are reused, whether the pools die on a
+    /// long-lived thread or with short-lived threads: making and dropping
+    /// pools for ever holds a bounded number of records. (Other tests make
+    /// pools meanwhile, hence the slack: a leak here is thousands.)
+    #[test]
+    fn making_and_dropping_pools_reuses_their_records() {
+        let before = records_made();
+        for _ in 0..20_000 {
+            drop(Pool::new());
+        }
+        for _ in 0..200 {
+            std::thread::spawn(|| drop(Pool::arena())).join().unwrap();
+        }
+        let grown = records_made() - before;
+        assert!(grown < 1024, "{grown} records made for 20,200 pools");
+    }
+
+    /// A thread refilling its list gets a record whenever one is free, even
+    /// if memory runs out while it fills its batch.
+    #[test]
+    fn a_free_record_is_handed_out_while_memory_runs_out() {
+        for first in 1..=3 {
+            // One record left on the shared list (other tests may add more).
+            let stash: Vec<_> = {
+                let mut reg = registry();
+                if reg.free.is_empty() {
+                    reg.grow().unwrap();
+                }
+                reg.free.split_off(1)
+            };
+            let taken = std::thread::spawn(move || {
+                let (taken, _) = with_failures(first, u64::MAX, take_free);
+                taken.inspect(|&record| release(record)).is_ok()
+            })
+            .join()
+            .unwrap();
+            // Never allocates: `free` has room for every record.
+            registry().free.extend(stash);
+            assert!(taken, "failing from allocation {first}");
+        }
+    }
+}

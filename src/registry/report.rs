@@ -326,7 +326,27 @@ pub fn try_report() -> Result<String, OutOfMemory> {
 
 #[cfg(test)]
 mod tests {
-    use super::Shown;
+    use super::{HumanBytes, Shown};
+
+    /// Whole bytes up to 1023, then one decimal in the largest unit that
+    /// keeps the number at 1 or more, up to PiB.
+    #[test]
+    fn byte_totals_read_in_the_largest_fitting_unit() {
+        for (bytes, shown) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (1536, "1.5 KiB"),
+            ((1 << 20) - 1, "1024.0 KiB"),
+            (1 << 20, "1.0 MiB"),
+            (5 << 30, "5.0 GiB"),
+            (1 << 40, "1.0 TiB"),
+            (1 << 50, "1.0 PiB"),
+            (1 << 60, "1024.0 PiB"),
+        ] {
+            assert_eq!(HumanBytes(bytes).to_string(), shown, "{bytes}");
+        }
+    }
 
     fn cell(text: &str, limit: usize) -> String {
         Shown { text, limit }.to_string()

@@ -6,10 +6,12 @@
 #[macro_use]
 mod support;
 
+mod arena;
 // Only in AddressSanitizer builds (`make check-sanitizers`).
 #[cfg(cymem_rs_asan)]
 mod asan;
 mod debug;
+mod fork;
 mod header;
 mod lifetimes;
 mod model;

@@ -22,6 +22,7 @@ rules_for_pools!(
     free_finds_blocks_among_many,
     pools_can_move_between_threads,
     arena_blocks_are_aligned_like_malloc,
+    sizes_around_the_packing_boundary_are_kept_exactly,
 );
 
 fn bytes<'a>(ptr: std::ptr::NonNull<c_void>, len: usize) -> &'a mut [u8] {
@@ -382,6 +383,50 @@ fn arena_blocks_are_aligned_like_malloc(make: fn() -> Pool) {
         let p = pool.alloc(1, size).unwrap();
         assert_eq!(p.as_ptr() as usize % 16, 0, "size {size}");
     }
+}
+
+/// The index keeps small sizes packed and big ones aside (the heap table
+/// switches at 64 KiB): sizes on both sides of the switch are reported,
+/// listed, freed and grown across it exactly, among many small blocks.
+fn sizes_around_the_packing_boundary_are_kept_exactly(make: fn() -> Pool) {
+    let mut pool = make();
+    let mut live = Vec::new();
+    for (k, size) in (65_530..65_540).chain([0, 1, 1 << 17]).enumerate() {
+        live.push((pool.alloc(1, size).unwrap(), size));
+        for filler in 0..k {
+            live.push((pool.alloc(1, 8 + filler).unwrap(), 8 + filler));
+        }
+    }
+    let check = |pool: &Pool, live: &[(std::ptr::NonNull<c_void>, usize)]| {
+        for &(p, size) in live {
+            assert_eq!(pool.block_size(p.as_ptr()), Some(size));
+        }
+        let mut listed: Vec<_> = pool.blocks().collect();
+        let mut expected: Vec<_> = live
+            .iter()
+            .map(|&(p, s)| (p.as_ptr() as usize, s))
+            .collect();
+        listed.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(listed, expected);
+        assert_eq!(pool.size(), live.iter().map(|&(_, s)| s).sum::<usize>());
+    };
+    check(&pool, &live);
+    // Grow each boundary block by one byte, across the switch and beyond.
+    for entry in live
+        .iter_mut()
+        .filter(|(_, s)| (65_530..65_540).contains(s))
+    {
+        let grown = pool.realloc(entry.0.as_ptr(), entry.1 + 1).unwrap();
+        *entry = (grown, entry.1 + 1);
+    }
+    check(&pool, &live);
+    // Free every other block, big and small, each reporting its own size.
+    for (p, size) in live.iter().skip(1).step_by(2) {
+        assert_eq!(pool.free(p.as_ptr()).unwrap(), *size);
+    }
+    let kept: Vec<_> = live.iter().step_by(2).copied().collect();
+    check(&pool, &kept);
 }
 
 #[test]

@@ -167,3 +167,54 @@ fn reports_race_safely_with_creation_and_drop_of_locked_pools() {
         "every dropped pool left the registry"
     );
 }
+
+#[test]
+fn a_changed_origin_is_what_reports_show() {
+    let mut pool = Pool::named("reg-origin");
+    pool.set_origin(Origin::Static("made by the loader"));
+    let [info] = find("reg-origin").try_into().unwrap();
+    assert_eq!(info.origin, "made by the loader");
+    let report = cymem_rs::registry::try_report().unwrap();
+    let row = report.lines().find(|l| l.contains("reg-origin")).unwrap();
+    assert!(row.ends_with(" made by the loader"), "{report}");
+    // The same text as the origin describes itself.
+    assert_eq!(Origin::Static("made by the loader").describe(), info.origin);
+    assert_eq!(Origin::Text("cymem.c:12".into()).describe(), "cymem.c:12");
+    assert_eq!(
+        format!("{:?}", Origin::Text("cymem.c:12".into())),
+        r#"Origin("cymem.c:12")"#
+    );
+}
+
+/// The mode column is exactly as wide as its widest cell (a limit makes
+/// it wider), so the columns after it line up; no line ends in blanks.
+#[test]
+fn a_pool_with_a_limit_keeps_the_table_aligned() {
+    let info = |name: &str, arena, limit| PoolInfo {
+        name: Some(name.into()),
+        origin: String::new(),
+        arena,
+        stats: Default::default(),
+        limit,
+    };
+    let table = cymem_rs::registry::format_table(&[
+        info("first", false, None),
+        info("second", true, Some(1_000_000)),
+    ]);
+    let lines: Vec<&str> = table.lines().collect();
+    // No wider than that cell: two spaces, then the next column.
+    assert!(lines[2].contains("arena,limit=1000000  second"), "{table}");
+    // Whole lines without trailing blanks (the short origins are padded
+    // only up to their last character).
+    // Numbers to the right of their column, text to the left.
+    assert!(lines[0].starts_with("bytes  peak"), "{table}");
+    assert!(lines[1].starts_with("    0     0"), "{table}");
+    assert!(lines[1].contains("  heap                 first"), "{table}");
+    assert!(lines[0].ends_with("name    origin"), "{table}");
+    assert!(lines[1].ends_with("first   -"), "{table}");
+    assert!(lines[2].ends_with("second  -"), "{table}");
+    let column = |line: &str, word: &str| line.find(word).unwrap();
+    let at = column(lines[0], "name");
+    assert_eq!(column(lines[1], "first"), at, "{table}");
+    assert_eq!(column(lines[2], "second"), at, "{table}");
+}

@@ -118,3 +118,13 @@ fn zero_byte_blocks_count_as_blocks_of_no_bytes(new: fn() -> Pool) {
     let s = pool.stats();
     assert_eq!((s.size, s.block_count, s.total_allocs), (0, 3, 3));
 }
+
+/// A pool's debug output shows its counters.
+#[test]
+fn debug_output_shows_the_counters() {
+    let mut pool = Pool::new();
+    pool.alloc(1, 123).unwrap();
+    let shown = format!("{pool:?}");
+    assert!(shown.contains("size: 123"), "{shown}");
+    assert!(shown.contains("total_allocs: 1"), "{shown}");
+}
