@@ -216,7 +216,8 @@ fuzz: ## Coverage-guided fuzzing of the pool's operations against its model
 # and the binding are layers over it with suites of their own). Options and
 # the commented equivalent mutants: .cargo/mutants.toml. Installed into
 # ~/.cargo/bin if missing. Not part of `make test`: the full run builds and
-# tests each of ~900 mutants (about 12 s each on a busy 2-core machine). MUTANTS_FILES narrows it (`MUTANTS_FILES='-f src/pool/table.rs'`),
+# tests each of ~900 mutants (about 12 s each on a busy 2-core machine).
+# MUTANTS_FILES narrows it (`MUTANTS_FILES='-f src/pool/table.rs'`),
 # MUTANTS_ARGS adds options (`--jobs 2`). Timeouts count as caught.
 CARGO_MUTANTS_VERSION := 27.1.0
 MUTANTS_FILES ?= -f 'src/pool/**/*.rs' -f 'src/registry/**/*.rs' -f src/fallible.rs
