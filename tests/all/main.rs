@@ -20,5 +20,6 @@ mod peak;
 mod pins;
 mod pool;
 mod registry;
+mod shared;
 mod stats;
 mod threads;
