@@ -1,0 +1,682 @@
+/*
+ * cymem_rs's C library beside the C pool libraries a C programmer would pick
+ * instead: libc (calloc/free), talloc, APR pools and mimalloc heaps. One
+ * process, shuffled interleaved rounds, CPU time per operation
+ * (CLOCK_PROCESS_CPUTIME_ID), medians over rounds and medians of per-round
+ * ratios. Built and run by benches/c_pools/run.sh, which compiles in each
+ * peer that pkg-config (or the compiler) finds: -DHAVE_TALLOC, -DHAVE_APR,
+ * -DHAVE_MIMALLOC with -DMIMALLOC_SO="path"; -DHAVE_UNLOCKED_POOLS when the
+ * header has the unlocked constructors.
+ *
+ *   c_pools time [--rounds R] [--ir FILE] [--machine TEXT] [--json F] [--md F]
+ *   c_pools list-ir                  cells whose Ir run.sh measures
+ *   c_pools ir WORKLOAD COLUMN N     N operations, untimed (for callgrind)
+ *
+ * Workloads: pair = zeroed alloc(64) + free on a pool holding 1000 live
+ * blocks (per pair); bulk = new pool, 1M zeroed allocs of 16..512 B, destroy
+ * (per alloc); small = new pool, 10 zeroed allocs of 64 B, destroy (per pool).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cymem_rs.h"
+#ifdef HAVE_TALLOC
+#include <talloc.h>
+#endif
+#ifdef HAVE_APR
+#include <apr_general.h>
+#include <apr_pools.h>
+#endif
+#ifdef HAVE_MIMALLOC
+#include <dlfcn.h>
+#include <mimalloc.h>
+#endif
+
+enum { PAIR, BULK, SMALL, NWORK };
+enum { LIBC, HEAP, HEAP_UNLOCKED, ARENA, ARENA_UNLOCKED, TALLOC, APR, MIMALLOC, NCOL };
+
+static const char *const work_key[NWORK] = {"pair", "bulk", "small"};
+static const char *const work_title[NWORK] = {
+    "pair: zeroed alloc(64) + free, 1000 live blocks (ns/pair)",
+    "bulk: new pool, 1M zeroed allocs of 16..512 B, destroy (ns/alloc)",
+    "small: new pool, 10 zeroed allocs of 64 B, destroy (ns/pool)",
+};
+/* Operations per timed run, and per callgrind run (`ir`). */
+static const long work_ops[NWORK] = {200000, 1000000, 20000};
+#define LIVE_BLOCKS 1000
+#define SMALL_ALLOCS 10
+
+/* A pointer the compiler must produce: keeps calloc/free pairs from being
+   optimised away. */
+static void *volatile g_sink;
+
+static size_t bulk_size(long i) { return (size_t)(16 * (1 + i % 32)); }
+
+static double now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "c_pools: %s\n", what);
+    exit(1);
+}
+
+/* ---- cymem_rs ---------------------------------------------------------- */
+
+typedef CymemPool *(*NewPool)(void);
+
+static CymemPool *new_or_die(NewPool make)
+{
+    CymemPool *pool = make();
+    if (!pool) die(cymem_last_error_message());
+    return pool;
+}
+
+static double cymem_pair(NewPool make, long n)
+{
+    CymemPool *pool = new_or_die(make);
+    long i;
+    double t0, t1;
+    for (i = 0; i < LIVE_BLOCKS; i++) g_sink = cymem_pool_alloc(pool, 1, 64);
+    t0 = now_ns();
+    for (i = 0; i < n; i++) {
+        void *p = cymem_pool_alloc(pool, 1, 64);
+        g_sink = p;
+        if (cymem_pool_free(pool, p) != CYMEM_OK) die("cymem_pool_free failed");
+    }
+    t1 = now_ns();
+    cymem_pool_destroy(&pool);
+    return t1 - t0;
+}
+
+static double cymem_bulk(NewPool make, long n)
+{
+    double t0 = now_ns();
+    CymemPool *pool = new_or_die(make);
+    long i;
+    for (i = 0; i < n; i++) g_sink = cymem_pool_alloc(pool, 1, bulk_size(i));
+    cymem_pool_destroy(&pool);
+    return now_ns() - t0;
+}
+
+static double cymem_small(NewPool make, long n)
+{
+    double t0 = now_ns();
+    long i;
+    int k;
+    for (i = 0; i < n; i++) {
+        CymemPool *pool = new_or_die(make);
+        for (k = 0; k < SMALL_ALLOCS; k++) g_sink = cymem_pool_alloc(pool, 1, 64);
+        cymem_pool_destroy(&pool);
+    }
+    return now_ns() - t0;
+}
+
+#ifdef HAVE_UNLOCKED_POOLS
+#define NEW_HEAP_UNLOCKED cymem_pool_new_unlocked
+#define NEW_ARENA_UNLOCKED cymem_pool_new_arena_unlocked
+#else
+#define NEW_HEAP_UNLOCKED NULL
+#define NEW_ARENA_UNLOCKED NULL
+#endif
+static const NewPool cymem_new[NCOL] = {
+    [HEAP] = cymem_pool_new,
+    [HEAP_UNLOCKED] = NEW_HEAP_UNLOCKED,
+    [ARENA] = cymem_pool_new_arena,
+    [ARENA_UNLOCKED] = NEW_ARENA_UNLOCKED,
+};
+
+/* ---- libc -------------------------------------------------------------- */
+
+static double libc_pair(long n)
+{
+    void *live[LIVE_BLOCKS];
+    long i;
+    double t0, t1;
+    for (i = 0; i < LIVE_BLOCKS; i++) live[i] = calloc(1, 64);
+    t0 = now_ns();
+    for (i = 0; i < n; i++) {
+        void *p = calloc(1, 64);
+        g_sink = p;
+        free(p);
+    }
+    t1 = now_ns();
+    for (i = 0; i < LIVE_BLOCKS; i++) free(live[i]);
+    return t1 - t0;
+}
+
+/* The pool of a libc program: an array of the blocks to free. */
+static void **g_blocks;
+
+static double libc_bulk(long n)
+{
+    double t0 = now_ns();
+    long i;
+    for (i = 0; i < n; i++) g_blocks[i] = calloc(1, bulk_size(i));
+    for (i = 0; i < n; i++) free(g_blocks[i]);
+    return now_ns() - t0;
+}
+
+static double libc_small(long n)
+{
+    void *blocks[SMALL_ALLOCS];
+    double t0 = now_ns();
+    long i;
+    int k;
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < SMALL_ALLOCS; k++) blocks[k] = calloc(1, 64);
+        g_sink = blocks[SMALL_ALLOCS - 1];
+        for (k = 0; k < SMALL_ALLOCS; k++) free(blocks[k]);
+    }
+    return now_ns() - t0;
+}
+
+/* ---- talloc ------------------------------------------------------------ */
+
+#ifdef HAVE_TALLOC
+static double talloc_pair(long n)
+{
+    void *ctx = talloc_new(NULL);
+    long i;
+    double t0, t1;
+    for (i = 0; i < LIVE_BLOCKS; i++) g_sink = talloc_zero_size(ctx, 64);
+    t0 = now_ns();
+    for (i = 0; i < n; i++) {
+        void *p = talloc_zero_size(ctx, 64);
+        g_sink = p;
+        talloc_free(p);
+    }
+    t1 = now_ns();
+    talloc_free(ctx);
+    return t1 - t0;
+}
+
+static double talloc_bulk(long n)
+{
+    double t0 = now_ns();
+    void *ctx = talloc_new(NULL);
+    long i;
+    for (i = 0; i < n; i++) g_sink = talloc_zero_size(ctx, bulk_size(i));
+    talloc_free(ctx);
+    return now_ns() - t0;
+}
+
+static double talloc_small(long n)
+{
+    double t0 = now_ns();
+    long i;
+    int k;
+    for (i = 0; i < n; i++) {
+        void *ctx = talloc_new(NULL);
+        for (k = 0; k < SMALL_ALLOCS; k++) g_sink = talloc_zero_size(ctx, 64);
+        talloc_free(ctx);
+    }
+    return now_ns() - t0;
+}
+#define TALLOC_RUN(w) talloc_##w
+#else
+#define TALLOC_RUN(w) NULL
+#endif
+
+/* ---- APR pools (no free of one block) ---------------------------------- */
+
+#ifdef HAVE_APR
+static apr_pool_t *apr_new(void)
+{
+    apr_pool_t *pool;
+    if (apr_pool_create(&pool, NULL) != APR_SUCCESS) die("apr_pool_create failed");
+    return pool;
+}
+
+static double apr_bulk(long n)
+{
+    double t0 = now_ns();
+    apr_pool_t *pool = apr_new();
+    long i;
+    for (i = 0; i < n; i++) g_sink = apr_pcalloc(pool, bulk_size(i));
+    apr_pool_destroy(pool);
+    return now_ns() - t0;
+}
+
+static double apr_small(long n)
+{
+    double t0 = now_ns();
+    long i;
+    int k;
+    for (i = 0; i < n; i++) {
+        apr_pool_t *pool = apr_new();
+        for (k = 0; k < SMALL_ALLOCS; k++) g_sink = apr_pcalloc(pool, 64);
+        apr_pool_destroy(pool);
+    }
+    return now_ns() - t0;
+}
+#define APR_RUN(w) apr_##w
+#else
+#define APR_RUN(w) NULL
+#endif
+
+/* ---- mimalloc heaps ---------------------------------------------------- */
+
+#ifdef HAVE_MIMALLOC
+/* mimalloc's shared library exports malloc and free: linked in, it would
+   serve libc's column and cymem_rs's backing allocator too. Loaded with
+   RTLD_LOCAL (MIMALLOC_SO, its path, is given by run.sh), it serves only
+   its own heaps. */
+static struct {
+    mi_heap_t *(*heap_new)(void);
+    void *(*heap_zalloc)(mi_heap_t *, size_t);
+    void (*free)(void *);
+    void (*heap_destroy)(mi_heap_t *);
+} mi;
+
+static void load_mimalloc(void)
+{
+    void *so = dlopen(MIMALLOC_SO, RTLD_NOW | RTLD_LOCAL);
+    if (!so) die(dlerror());
+    /* POSIX's way to turn dlsym's object pointer into a function pointer. */
+    *(void **)&mi.heap_new = dlsym(so, "mi_heap_new");
+    *(void **)&mi.heap_zalloc = dlsym(so, "mi_heap_zalloc");
+    *(void **)&mi.free = dlsym(so, "mi_free");
+    *(void **)&mi.heap_destroy = dlsym(so, "mi_heap_destroy");
+    if (!mi.heap_new || !mi.heap_zalloc || !mi.free || !mi.heap_destroy)
+        die("mimalloc lacks its heap functions");
+}
+#define mi_heap_new mi.heap_new
+#define mi_heap_zalloc mi.heap_zalloc
+#define mi_free mi.free
+#define mi_heap_destroy mi.heap_destroy
+
+static double mimalloc_pair(long n)
+{
+    mi_heap_t *heap = mi_heap_new();
+    long i;
+    double t0, t1;
+    for (i = 0; i < LIVE_BLOCKS; i++) g_sink = mi_heap_zalloc(heap, 64);
+    t0 = now_ns();
+    for (i = 0; i < n; i++) {
+        void *p = mi_heap_zalloc(heap, 64);
+        g_sink = p;
+        mi_free(p);
+    }
+    t1 = now_ns();
+    mi_heap_destroy(heap);
+    return t1 - t0;
+}
+
+static double mimalloc_bulk(long n)
+{
+    double t0 = now_ns();
+    mi_heap_t *heap = mi_heap_new();
+    long i;
+    for (i = 0; i < n; i++) g_sink = mi_heap_zalloc(heap, bulk_size(i));
+    mi_heap_destroy(heap);
+    return now_ns() - t0;
+}
+
+static double mimalloc_small(long n)
+{
+    double t0 = now_ns();
+    long i;
+    int k;
+    for (i = 0; i < n; i++) {
+        mi_heap_t *heap = mi_heap_new();
+        for (k = 0; k < SMALL_ALLOCS; k++) g_sink = mi_heap_zalloc(heap, 64);
+        mi_heap_destroy(heap);
+    }
+    return now_ns() - t0;
+}
+#define MIMALLOC_RUN(w) mimalloc_##w
+#else
+#define MIMALLOC_RUN(w) NULL
+#endif
+
+/* ---- the grid ---------------------------------------------------------- */
+
+typedef double (*Run)(long n);
+typedef double (*CymemRun)(NewPool make, long n);
+
+/* Peers by workload; NULL where a library lacks the operation or is absent.
+   cymem_rs's columns run `cymem_run` with the column's constructor. */
+static const Run peer_run[NWORK][NCOL] = {
+    [PAIR] = {[LIBC] = libc_pair, [TALLOC] = TALLOC_RUN(pair), [MIMALLOC] = MIMALLOC_RUN(pair)},
+    [BULK] = {[LIBC] = libc_bulk, [TALLOC] = TALLOC_RUN(bulk), [APR] = APR_RUN(bulk),
+              [MIMALLOC] = MIMALLOC_RUN(bulk)},
+    [SMALL] = {[LIBC] = libc_small, [TALLOC] = TALLOC_RUN(small), [APR] = APR_RUN(small),
+               [MIMALLOC] = MIMALLOC_RUN(small)},
+};
+static const CymemRun cymem_run[NWORK] = {cymem_pair, cymem_bulk, cymem_small};
+
+static const char *const col_key[NCOL] = {
+    "libc", "cymem_heap", "cymem_heap_unlocked", "cymem_arena", "cymem_arena_unlocked",
+    "talloc", "apr", "mimalloc",
+};
+static const char *const col_title[NCOL] = {
+    "libc", "cymem_rs heap", "heap, unlocked", "cymem_rs arena", "arena, unlocked",
+    "talloc", "APR pool", "mimalloc heap",
+};
+
+static int is_cymem(int c) { return c >= HEAP && c <= ARENA_UNLOCKED; }
+static int is_arena(int c) { return c == ARENA || c == ARENA_UNLOCKED; }
+
+/* Whether the column's library is compiled in. */
+static int available(int c)
+{
+    if (is_cymem(c)) return cymem_new[c] != NULL;
+    return peer_run[BULK][c] != NULL || peer_run[PAIR][c] != NULL;
+}
+
+/* Whether the cell is measured: an arena never reuses a freed block's space,
+   and APR cannot free one block, so neither has a pair. */
+static int applies(int w, int c)
+{
+    if (is_cymem(c)) return available(c) && !(w == PAIR && is_arena(c));
+    return peer_run[w][c] != NULL;
+}
+
+/* Why a cell is empty, for the table. */
+static const char *empty_cell(int w, int c)
+{
+    if (!available(c)) return "(missing)";
+    if (w == PAIR && c == APR) return "(no free)";
+    return "—";
+}
+
+static double run_cell(int w, int c, long n)
+{
+    return is_cymem(c) ? cymem_run[w](cymem_new[c], n) : peer_run[w][c](n);
+}
+
+static int find(const char *const *keys, int count, const char *key)
+{
+    int i;
+    for (i = 0; i < count; i++)
+        if (strcmp(keys[i], key) == 0) return i;
+    return -1;
+}
+
+/* ---- statistics -------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median, minimum and maximum of `n` values (sorted in place). */
+typedef struct Summary { double median, min, max; } Summary;
+
+static Summary summarise(double *v, int n)
+{
+    Summary s;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    s.median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    s.min = v[0];
+    s.max = v[n - 1];
+    return s;
+}
+
+/* The targets: `num` over `den` within a round, at most `limit`. */
+typedef struct Target { int work, num, den; double limit; } Target;
+static const Target targets[] = {
+    {PAIR, HEAP, TALLOC, 1.5},         {PAIR, HEAP_UNLOCKED, TALLOC, 1.0},
+    {BULK, HEAP, LIBC, 1.25},          {BULK, HEAP_UNLOCKED, LIBC, 1.25},
+    {BULK, ARENA, APR, 1.25},          {BULK, ARENA_UNLOCKED, APR, 1.25},
+    {SMALL, HEAP, LIBC, 2.0},          {SMALL, HEAP_UNLOCKED, LIBC, 2.0},
+    {SMALL, ARENA, APR, 2.0},          {SMALL, ARENA_UNLOCKED, APR, 2.0},
+};
+#define NTARGET ((int)(sizeof targets / sizeof targets[0]))
+
+/* ---- the timed run ----------------------------------------------------- */
+
+typedef struct Options {
+    int rounds;
+    const char *ir_file, *machine, *json, *md;
+} Options;
+
+static double g_ir[NWORK][NCOL]; /* < 0: not measured */
+
+static void read_ir(const char *path)
+{
+    char work[32], col[32];
+    double ir;
+    int w, c;
+    FILE *f;
+    for (w = 0; w < NWORK; w++)
+        for (c = 0; c < NCOL; c++) g_ir[w][c] = -1;
+    if (!path) return;
+    f = fopen(path, "r");
+    if (!f) die("cannot read the --ir file");
+    while (fscanf(f, "%31s %31s %lf", work, col, &ir) == 3) {
+        w = find(work_key, NWORK, work);
+        c = find(col_key, NCOL, col);
+        if (w >= 0 && c >= 0) g_ir[w][c] = ir;
+    }
+    fclose(f);
+}
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15u;
+static unsigned next_random(unsigned bound)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (unsigned)(g_rng % bound);
+}
+
+static void print_number(FILE *f, double v)
+{
+    if (v >= 100) fprintf(f, "%.0f", v);
+    else fprintf(f, "%.1f", v);
+}
+
+/* The tables, in Markdown, to `f`. */
+static void write_tables(FILE *f, double med[NWORK][NCOL], const Summary *ratio, int rounds)
+{
+    int w, c, t;
+    fprintf(f, "CPU time per operation, median of %d interleaved rounds (ns):\n\n| workload |", rounds);
+    for (c = 0; c < NCOL; c++) fprintf(f, " %s |", col_title[c]);
+    fprintf(f, "\n| --- |");
+    for (c = 0; c < NCOL; c++) fprintf(f, " --- |");
+    fprintf(f, "\n");
+    for (w = 0; w < NWORK; w++) {
+        fprintf(f, "| %s |", work_title[w]);
+        for (c = 0; c < NCOL; c++) {
+            fprintf(f, " ");
+            if (applies(w, c)) print_number(f, med[w][c]);
+            else fprintf(f, "%s", empty_cell(w, c));
+            fprintf(f, " |");
+        }
+        fprintf(f, "\n");
+    }
+    fprintf(f, "\nTargets, median of per-round ratios (min–max):\n\n"
+               "| workload | ratio | median (min–max) | target | met? |\n"
+               "| --- | --- | --- | --- | --- |\n");
+    for (t = 0; t < NTARGET; t++) {
+        const Target *g = &targets[t];
+        fprintf(f, "| %s | %s / %s | ", work_key[g->work], col_title[g->num], col_title[g->den]);
+        if (!applies(g->work, g->num) || !applies(g->work, g->den)) {
+            fprintf(f, "(missing) | <= %.2f | — |\n", g->limit);
+            continue;
+        }
+        fprintf(f, "%.2f (%.2f–%.2f) | <= %.2f | %s |\n", ratio[t].median, ratio[t].min,
+                ratio[t].max, g->limit, ratio[t].median <= g->limit ? "yes" : "**no**");
+    }
+    fprintf(f, "\nCallgrind instructions per operation, (Ir(N) − Ir(0)) / N:\n\n| workload |");
+    for (c = 0; c <= ARENA_UNLOCKED; c++) fprintf(f, " %s |", col_title[c]);
+    fprintf(f, "\n| --- |");
+    for (c = 0; c <= ARENA_UNLOCKED; c++) fprintf(f, " --- |");
+    fprintf(f, "\n");
+    for (w = 0; w < NWORK; w++) {
+        fprintf(f, "| %s |", work_key[w]);
+        for (c = 0; c <= ARENA_UNLOCKED; c++) {
+            if (g_ir[w][c] >= 0) fprintf(f, " %.0f |", g_ir[w][c]);
+            else fprintf(f, " %s |", applies(w, c) ? "(not run)" : empty_cell(w, c));
+        }
+        fprintf(f, "\n");
+    }
+}
+
+static void write_json(FILE *f, const Options *o, double *ns, double med[NWORK][NCOL],
+                       const Summary *ratio)
+{
+    int w, c, r, t;
+    fprintf(f, "{\n  \"machine\": \"%s\",\n  \"rounds\": %d,\n  \"missing\": [",
+            o->machine ? o->machine : "", o->rounds);
+    for (c = 0, r = 0; c < NCOL; c++)
+        if (!available(c)) fprintf(f, "%s\"%s\"", r++ ? ", " : "", col_key[c]);
+    fprintf(f, "],\n  \"ns_per_op\": {");
+    for (w = 0; w < NWORK; w++) {
+        fprintf(f, "%s\n    \"%s\": {", w ? "," : "", work_key[w]);
+        for (c = 0, t = 0; c < NCOL; c++) {
+            if (!applies(w, c)) continue;
+            fprintf(f, "%s\n      \"%s\": {\"median\": %.2f, \"ir\": ", t++ ? "," : "", col_key[c],
+                    med[w][c]);
+            if (g_ir[w][c] >= 0) fprintf(f, "%.0f", g_ir[w][c]);
+            else fprintf(f, "null");
+            fprintf(f, ", \"rounds\": [");
+            for (r = 0; r < o->rounds; r++)
+                fprintf(f, "%s%.2f", r ? ", " : "", ns[(r * NWORK + w) * NCOL + c]);
+            fprintf(f, "]}");
+        }
+        fprintf(f, "\n    }");
+    }
+    fprintf(f, "\n  },\n  \"targets\": [");
+    for (t = 0, r = 0; t < NTARGET; t++) {
+        const Target *g = &targets[t];
+        if (!applies(g->work, g->num) || !applies(g->work, g->den)) continue;
+        fprintf(f, "%s\n    {\"workload\": \"%s\", \"column\": \"%s\", \"against\": \"%s\", "
+                   "\"limit\": %.2f, \"median\": %.3f, \"min\": %.3f, \"max\": %.3f, \"met\": %s}",
+                r++ ? "," : "", work_key[g->work], col_key[g->num], col_key[g->den], g->limit,
+                ratio[t].median, ratio[t].min, ratio[t].max,
+                ratio[t].median <= g->limit ? "true" : "false");
+    }
+    fprintf(f, "\n  ]\n}\n");
+}
+
+static FILE *open_or_die(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) die("cannot write an output file");
+    return f;
+}
+
+static int time_all(const Options *o)
+{
+    int cells[NWORK * NCOL], ncells = 0, w, c, r, i, t;
+    double *ns = calloc((size_t)o->rounds * NWORK * NCOL, sizeof *ns);
+    double *col = calloc((size_t)o->rounds, sizeof *col);
+    double med[NWORK][NCOL] = {{0}};
+    Summary ratio[NTARGET];
+    if (!ns || !col) die("out of memory");
+#define NS(r, w, c) ns[((r) * NWORK + (w)) * NCOL + (c)]
+    for (w = 0; w < NWORK; w++)
+        for (c = 0; c < NCOL; c++)
+            if (applies(w, c)) cells[ncells++] = w * NCOL + c;
+    for (c = 0; c < NCOL; c++)
+        if (!available(c))
+            fprintf(stderr, "c_pools: %s: column skipped (%s)\n", col_title[c],
+                    is_cymem(c) ? "the library has no unlocked pools" : "not installed");
+    /* Round -1 warms caches and the allocators' free lists; not kept. */
+    for (r = -1; r < o->rounds; r++) {
+        for (i = ncells - 1; i > 0; i--) {
+            unsigned j = next_random((unsigned)i + 1);
+            int tmp = cells[i];
+            cells[i] = cells[j];
+            cells[j] = tmp;
+        }
+        for (i = 0; i < ncells; i++) {
+            w = cells[i] / NCOL;
+            c = cells[i] % NCOL;
+            double per_op = run_cell(w, c, work_ops[w]) / (double)work_ops[w];
+            if (r >= 0) NS(r, w, c) = per_op;
+        }
+        fprintf(stderr, "\rround %d/%d", r + 1, o->rounds);
+    }
+    fprintf(stderr, "\n");
+    for (w = 0; w < NWORK; w++)
+        for (c = 0; c < NCOL; c++) {
+            if (!applies(w, c)) continue;
+            for (r = 0; r < o->rounds; r++) col[r] = NS(r, w, c);
+            med[w][c] = summarise(col, o->rounds).median;
+        }
+    for (t = 0; t < NTARGET; t++) {
+        const Target *g = &targets[t];
+        if (!applies(g->work, g->num) || !applies(g->work, g->den)) continue;
+        for (r = 0; r < o->rounds; r++) col[r] = NS(r, g->work, g->num) / NS(r, g->work, g->den);
+        ratio[t] = summarise(col, o->rounds);
+    }
+#undef NS
+    write_tables(stdout, med, ratio, o->rounds);
+    if (o->md) {
+        FILE *f = open_or_die(o->md);
+        if (o->machine) fprintf(f, "%s\n\n", o->machine);
+        write_tables(f, med, ratio, o->rounds);
+        fclose(f);
+    }
+    if (o->json) {
+        FILE *f = open_or_die(o->json);
+        write_json(f, o, ns, med, ratio);
+        fclose(f);
+    }
+    free(col);
+    free(ns);
+    return 0;
+}
+
+static void usage(void)
+{
+    die("usage: c_pools time [--rounds R] [--ir FILE] [--machine TEXT] [--json F] [--md F]\n"
+        "       c_pools list-ir | c_pools ir WORKLOAD COLUMN N");
+}
+
+int main(int argc, char **argv)
+{
+    int w, c, i;
+#ifdef HAVE_APR
+    if (apr_initialize() != APR_SUCCESS) die("apr_initialize failed");
+#endif
+#ifdef HAVE_MIMALLOC
+    load_mimalloc();
+#endif
+    g_blocks = malloc(sizeof *g_blocks * (size_t)work_ops[BULK]);
+    if (!g_blocks) die("out of memory");
+    if (argc >= 2 && strcmp(argv[1], "list-ir") == 0) {
+        /* cymem_rs's columns, and libc's as the floor. */
+        for (w = 0; w < NWORK; w++)
+            for (c = 0; c <= ARENA_UNLOCKED; c++)
+                if (applies(w, c)) printf("%s %s %ld\n", work_key[w], col_key[c], work_ops[w] / 5);
+        return 0;
+    }
+    if (argc == 5 && strcmp(argv[1], "ir") == 0) {
+        long n = atol(argv[4]);
+        w = find(work_key, NWORK, argv[2]);
+        c = find(col_key, NCOL, argv[3]);
+        if (w < 0 || c < 0 || !applies(w, c) || n < 0 || n > work_ops[BULK]) usage();
+        run_cell(w, c, n);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "time") == 0) {
+        Options o = {15, NULL, NULL, NULL, NULL};
+        for (i = 2; i + 1 < argc; i += 2) {
+            if (strcmp(argv[i], "--rounds") == 0) o.rounds = atoi(argv[i + 1]);
+            else if (strcmp(argv[i], "--ir") == 0) o.ir_file = argv[i + 1];
+            else if (strcmp(argv[i], "--machine") == 0) o.machine = argv[i + 1];
+            else if (strcmp(argv[i], "--json") == 0) o.json = argv[i + 1];
+            else if (strcmp(argv[i], "--md") == 0) o.md = argv[i + 1];
+            else usage();
+        }
+        if (i != argc || o.rounds < 1) usage();
+        read_ir(o.ir_file);
+        return time_all(&o);
+    }
+    usage();
+    return 2;
+}
