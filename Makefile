@@ -129,7 +129,7 @@ C_LINK.static = $(LIBDIR)/libcymem_rs.a
 C_LINK.shared = -L$(LIBDIR) -lcymem_rs
 .SECONDEXPANSION:
 # With -g: valgrind's reports (tests/valgrind/run.sh runs these) need stacks.
-$(BUILD)/c/%: tests/c/$$(basename $$*).c tests/c/check.h include/cymem_rs.h lib | $(BUILD)/c
+$(BUILD)/c/%: tests/c/$$(basename $$*).c tests/c/check.h tests/c/live_pools.h include/cymem_rs.h lib | $(BUILD)/c
 	$(CC) -std=c99 -g $(CFLAGS_STRICT) $< $(C_LINK$(suffix $*)) $(C_LIBS) -o $@
 
 c-programs: $(C_PROGRAMS) ## Build the C test programs into build/c/ (NAME.static, NAME.shared)

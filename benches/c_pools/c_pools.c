@@ -33,7 +33,7 @@
 #endif
 #ifdef HAVE_MIMALLOC
 #include <dlfcn.h>
-#include <mimalloc.h>
+#include <mimalloc.h> /* its types; the functions are loaded (see load_mimalloc) */
 #endif
 
 enum { PAIR, BULK, SMALL, NWORK };
@@ -69,9 +69,62 @@ static void die(const char *what)
     exit(1);
 }
 
-/* ---- cymem_rs ---------------------------------------------------------- */
+/* ---- the workloads, once for every library with pools ------------------ */
 
 typedef CymemPool *(*NewPool)(void);
+/* One cell's run of `n` operations: its CPU time in ns. `make` is the
+   cymem_rs column's constructor (NULL for the other libraries). */
+typedef double (*Run)(NewPool make, long n);
+
+/* The three workloads over a library of pools, expanded once per library
+   so that each calls its own functions directly: NEW makes a pool (an
+   expression, which may use `make`), ZALLOC(pool, size) returns a zeroed
+   block of it, FREE_ONE(pool, p) frees one block, DESTROY(pool) frees the
+   pool with its blocks. */
+#define BULK_AND_SMALL(lib, Pool, NEW, ZALLOC, DESTROY)                          \
+    static double lib##_bulk(NewPool make, long n)                                \
+    {                                                                             \
+        double t0 = now_ns();                                                     \
+        Pool pool = NEW;                                                          \
+        long i;                                                                   \
+        (void)make;                                                               \
+        for (i = 0; i < n; i++) g_sink = ZALLOC(pool, bulk_size(i));              \
+        DESTROY(pool);                                                            \
+        return now_ns() - t0;                                                     \
+    }                                                                             \
+    static double lib##_small(NewPool make, long n)                               \
+    {                                                                             \
+        double t0 = now_ns();                                                     \
+        long i;                                                                   \
+        int k;                                                                    \
+        (void)make;                                                               \
+        for (i = 0; i < n; i++) {                                                 \
+            Pool pool = NEW;                                                      \
+            for (k = 0; k < SMALL_ALLOCS; k++) g_sink = ZALLOC(pool, 64);         \
+            DESTROY(pool);                                                        \
+        }                                                                         \
+        return now_ns() - t0;                                                     \
+    }
+#define PAIR_WORKLOAD(lib, Pool, NEW, ZALLOC, FREE_ONE, DESTROY)                          \
+    static double lib##_pair(NewPool make, long n)                                \
+    {                                                                             \
+        Pool pool = NEW;                                                          \
+        long i;                                                                   \
+        double t0, t1;                                                            \
+        (void)make;                                                               \
+        for (i = 0; i < LIVE_BLOCKS; i++) g_sink = ZALLOC(pool, 64);              \
+        t0 = now_ns();                                                            \
+        for (i = 0; i < n; i++) {                                                 \
+            void *p = ZALLOC(pool, 64);                                           \
+            g_sink = p;                                                           \
+            FREE_ONE(pool, p);                                                    \
+        }                                                                         \
+        t1 = now_ns();                                                            \
+        DESTROY(pool);                                                            \
+        return t1 - t0;                                                           \
+    }
+
+/* ---- cymem_rs ---------------------------------------------------------- */
 
 static CymemPool *new_or_die(NewPool make)
 {
@@ -80,52 +133,24 @@ static CymemPool *new_or_die(NewPool make)
     return pool;
 }
 
-static double cymem_pair(NewPool make, long n)
+static void free_or_die(CymemPool *pool, void *p)
 {
-    CymemPool *pool = new_or_die(make);
-    long i;
-    double t0, t1;
-    for (i = 0; i < LIVE_BLOCKS; i++) g_sink = cymem_pool_alloc(pool, 1, 64);
-    t0 = now_ns();
-    for (i = 0; i < n; i++) {
-        void *p = cymem_pool_alloc(pool, 1, 64);
-        g_sink = p;
-        if (cymem_pool_free(pool, p) != CYMEM_OK) die("cymem_pool_free failed");
-    }
-    t1 = now_ns();
-    cymem_pool_destroy(&pool);
-    return t1 - t0;
+    if (cymem_pool_free(pool, p) != CYMEM_OK) die(cymem_last_error_message());
 }
 
-static double cymem_bulk(NewPool make, long n)
-{
-    double t0 = now_ns();
-    CymemPool *pool = new_or_die(make);
-    long i;
-    for (i = 0; i < n; i++) g_sink = cymem_pool_alloc(pool, 1, bulk_size(i));
-    cymem_pool_destroy(&pool);
-    return now_ns() - t0;
-}
-
-static double cymem_small(NewPool make, long n)
-{
-    double t0 = now_ns();
-    long i;
-    int k;
-    for (i = 0; i < n; i++) {
-        CymemPool *pool = new_or_die(make);
-        for (k = 0; k < SMALL_ALLOCS; k++) g_sink = cymem_pool_alloc(pool, 1, 64);
-        cymem_pool_destroy(&pool);
-    }
-    return now_ns() - t0;
-}
+#define CYMEM_ZALLOC(pool, size) cymem_pool_alloc(pool, 1, size)
+#define CYMEM_DESTROY(pool) cymem_pool_destroy(&pool)
+BULK_AND_SMALL(cymem, CymemPool *, new_or_die(make), CYMEM_ZALLOC, CYMEM_DESTROY)
+PAIR_WORKLOAD(cymem, CymemPool *, new_or_die(make), CYMEM_ZALLOC, free_or_die, CYMEM_DESTROY)
 
 #ifdef HAVE_UNLOCKED_POOLS
 #define NEW_HEAP_UNLOCKED cymem_pool_new_unlocked
 #define NEW_ARENA_UNLOCKED cymem_pool_new_arena_unlocked
+#define UNLOCKED_RUN(w) cymem_##w
 #else
 #define NEW_HEAP_UNLOCKED NULL
 #define NEW_ARENA_UNLOCKED NULL
+#define UNLOCKED_RUN(w) NULL
 #endif
 static const NewPool cymem_new[NCOL] = {
     [HEAP] = cymem_pool_new,
@@ -134,43 +159,27 @@ static const NewPool cymem_new[NCOL] = {
     [ARENA_UNLOCKED] = NEW_ARENA_UNLOCKED,
 };
 
-/* ---- libc -------------------------------------------------------------- */
+/* ---- libc: no pools, so bulk keeps an array of the blocks to free ------ */
 
-static double libc_pair(long n)
-{
-    void *live[LIVE_BLOCKS];
-    long i;
-    double t0, t1;
-    for (i = 0; i < LIVE_BLOCKS; i++) live[i] = calloc(1, 64);
-    t0 = now_ns();
-    for (i = 0; i < n; i++) {
-        void *p = calloc(1, 64);
-        g_sink = p;
-        free(p);
-    }
-    t1 = now_ns();
-    for (i = 0; i < LIVE_BLOCKS; i++) free(live[i]);
-    return t1 - t0;
-}
-
-/* The pool of a libc program: an array of the blocks to free. */
 static void **g_blocks;
 
-static double libc_bulk(long n)
+static double libc_bulk(NewPool make, long n)
 {
     double t0 = now_ns();
     long i;
+    (void)make;
     for (i = 0; i < n; i++) g_blocks[i] = calloc(1, bulk_size(i));
     for (i = 0; i < n; i++) free(g_blocks[i]);
     return now_ns() - t0;
 }
 
-static double libc_small(long n)
+static double libc_small(NewPool make, long n)
 {
     void *blocks[SMALL_ALLOCS];
     double t0 = now_ns();
     long i;
     int k;
+    (void)make;
     for (i = 0; i < n; i++) {
         for (k = 0; k < SMALL_ALLOCS; k++) blocks[k] = calloc(1, 64);
         g_sink = blocks[SMALL_ALLOCS - 1];
@@ -179,48 +188,38 @@ static double libc_small(long n)
     return now_ns() - t0;
 }
 
+/* The 1000 live blocks of libc's pair, freed by DESTROY. */
+static void *g_live[LIVE_BLOCKS];
+static int g_live_count;
+
+static void *libc_zalloc(void *unused, size_t size)
+{
+    void *p = calloc(1, size);
+    (void)unused;
+    if (g_live_count < LIVE_BLOCKS) g_live[g_live_count++] = p;
+    return p;
+}
+
+static void libc_free_one(void *unused, void *p)
+{
+    (void)unused;
+    free(p);
+}
+
+static void libc_free_live(void *unused)
+{
+    (void)unused;
+    while (g_live_count > 0) free(g_live[--g_live_count]);
+}
+
+PAIR_WORKLOAD(libc, void *, NULL, libc_zalloc, libc_free_one, libc_free_live)
+
 /* ---- talloc ------------------------------------------------------------ */
 
 #ifdef HAVE_TALLOC
-static double talloc_pair(long n)
-{
-    void *ctx = talloc_new(NULL);
-    long i;
-    double t0, t1;
-    for (i = 0; i < LIVE_BLOCKS; i++) g_sink = talloc_zero_size(ctx, 64);
-    t0 = now_ns();
-    for (i = 0; i < n; i++) {
-        void *p = talloc_zero_size(ctx, 64);
-        g_sink = p;
-        talloc_free(p);
-    }
-    t1 = now_ns();
-    talloc_free(ctx);
-    return t1 - t0;
-}
-
-static double talloc_bulk(long n)
-{
-    double t0 = now_ns();
-    void *ctx = talloc_new(NULL);
-    long i;
-    for (i = 0; i < n; i++) g_sink = talloc_zero_size(ctx, bulk_size(i));
-    talloc_free(ctx);
-    return now_ns() - t0;
-}
-
-static double talloc_small(long n)
-{
-    double t0 = now_ns();
-    long i;
-    int k;
-    for (i = 0; i < n; i++) {
-        void *ctx = talloc_new(NULL);
-        for (k = 0; k < SMALL_ALLOCS; k++) g_sink = talloc_zero_size(ctx, 64);
-        talloc_free(ctx);
-    }
-    return now_ns() - t0;
-}
+#define TALLOC_FREE_ONE(ctx, p) talloc_free(p)
+BULK_AND_SMALL(talloc, void *, talloc_new(NULL), talloc_zero_size, talloc_free)
+PAIR_WORKLOAD(talloc, void *, talloc_new(NULL), talloc_zero_size, TALLOC_FREE_ONE, talloc_free)
 #define TALLOC_RUN(w) talloc_##w
 #else
 #define TALLOC_RUN(w) NULL
@@ -235,29 +234,7 @@ static apr_pool_t *apr_new(void)
     if (apr_pool_create(&pool, NULL) != APR_SUCCESS) die("apr_pool_create failed");
     return pool;
 }
-
-static double apr_bulk(long n)
-{
-    double t0 = now_ns();
-    apr_pool_t *pool = apr_new();
-    long i;
-    for (i = 0; i < n; i++) g_sink = apr_pcalloc(pool, bulk_size(i));
-    apr_pool_destroy(pool);
-    return now_ns() - t0;
-}
-
-static double apr_small(long n)
-{
-    double t0 = now_ns();
-    long i;
-    int k;
-    for (i = 0; i < n; i++) {
-        apr_pool_t *pool = apr_new();
-        for (k = 0; k < SMALL_ALLOCS; k++) g_sink = apr_pcalloc(pool, 64);
-        apr_pool_destroy(pool);
-    }
-    return now_ns() - t0;
-}
+BULK_AND_SMALL(apr, apr_pool_t *, apr_new(), apr_pcalloc, apr_pool_destroy)
 #define APR_RUN(w) apr_##w
 #else
 #define APR_RUN(w) NULL
@@ -289,50 +266,9 @@ static void load_mimalloc(void)
     if (!mi.heap_new || !mi.heap_zalloc || !mi.free || !mi.heap_destroy)
         die("mimalloc lacks its heap functions");
 }
-#define mi_heap_new mi.heap_new
-#define mi_heap_zalloc mi.heap_zalloc
-#define mi_free mi.free
-#define mi_heap_destroy mi.heap_destroy
-
-static double mimalloc_pair(long n)
-{
-    mi_heap_t *heap = mi_heap_new();
-    long i;
-    double t0, t1;
-    for (i = 0; i < LIVE_BLOCKS; i++) g_sink = mi_heap_zalloc(heap, 64);
-    t0 = now_ns();
-    for (i = 0; i < n; i++) {
-        void *p = mi_heap_zalloc(heap, 64);
-        g_sink = p;
-        mi_free(p);
-    }
-    t1 = now_ns();
-    mi_heap_destroy(heap);
-    return t1 - t0;
-}
-
-static double mimalloc_bulk(long n)
-{
-    double t0 = now_ns();
-    mi_heap_t *heap = mi_heap_new();
-    long i;
-    for (i = 0; i < n; i++) g_sink = mi_heap_zalloc(heap, bulk_size(i));
-    mi_heap_destroy(heap);
-    return now_ns() - t0;
-}
-
-static double mimalloc_small(long n)
-{
-    double t0 = now_ns();
-    long i;
-    int k;
-    for (i = 0; i < n; i++) {
-        mi_heap_t *heap = mi_heap_new();
-        for (k = 0; k < SMALL_ALLOCS; k++) g_sink = mi_heap_zalloc(heap, 64);
-        mi_heap_destroy(heap);
-    }
-    return now_ns() - t0;
-}
+#define MI_FREE_ONE(heap, p) mi.free(p)
+BULK_AND_SMALL(mimalloc, mi_heap_t *, mi.heap_new(), mi.heap_zalloc, mi.heap_destroy)
+PAIR_WORKLOAD(mimalloc, mi_heap_t *, mi.heap_new(), mi.heap_zalloc, MI_FREE_ONE, mi.heap_destroy)
 #define MIMALLOC_RUN(w) mimalloc_##w
 #else
 #define MIMALLOC_RUN(w) NULL
@@ -340,19 +276,17 @@ static double mimalloc_small(long n)
 
 /* ---- the grid ---------------------------------------------------------- */
 
-typedef double (*Run)(long n);
-typedef double (*CymemRun)(NewPool make, long n);
-
-/* Peers by workload; NULL where a library lacks the operation or is absent.
-   cymem_rs's columns run `cymem_run` with the column's constructor. */
-static const Run peer_run[NWORK][NCOL] = {
-    [PAIR] = {[LIBC] = libc_pair, [TALLOC] = TALLOC_RUN(pair), [MIMALLOC] = MIMALLOC_RUN(pair)},
-    [BULK] = {[LIBC] = libc_bulk, [TALLOC] = TALLOC_RUN(bulk), [APR] = APR_RUN(bulk),
-              [MIMALLOC] = MIMALLOC_RUN(bulk)},
-    [SMALL] = {[LIBC] = libc_small, [TALLOC] = TALLOC_RUN(small), [APR] = APR_RUN(small),
-               [MIMALLOC] = MIMALLOC_RUN(small)},
+/* NULL where a library lacks the operation or is absent: an arena never
+   reuses a freed block's space, and APR cannot free one block, so neither
+   has a pair. */
+static const Run runs[NWORK][NCOL] = {
+    [PAIR] = {libc_pair, cymem_pair, UNLOCKED_RUN(pair), NULL, NULL, TALLOC_RUN(pair), NULL,
+              MIMALLOC_RUN(pair)},
+    [BULK] = {libc_bulk, cymem_bulk, UNLOCKED_RUN(bulk), cymem_bulk, UNLOCKED_RUN(bulk),
+              TALLOC_RUN(bulk), APR_RUN(bulk), MIMALLOC_RUN(bulk)},
+    [SMALL] = {libc_small, cymem_small, UNLOCKED_RUN(small), cymem_small, UNLOCKED_RUN(small),
+               TALLOC_RUN(small), APR_RUN(small), MIMALLOC_RUN(small)},
 };
-static const CymemRun cymem_run[NWORK] = {cymem_pair, cymem_bulk, cymem_small};
 
 static const char *const col_key[NCOL] = {
     "libc", "cymem_heap", "cymem_heap_unlocked", "cymem_arena", "cymem_arena_unlocked",
@@ -364,22 +298,11 @@ static const char *const col_title[NCOL] = {
 };
 
 static int is_cymem(int c) { return c >= HEAP && c <= ARENA_UNLOCKED; }
-static int is_arena(int c) { return c == ARENA || c == ARENA_UNLOCKED; }
 
-/* Whether the column's library is compiled in. */
-static int available(int c)
-{
-    if (is_cymem(c)) return cymem_new[c] != NULL;
-    return peer_run[BULK][c] != NULL || peer_run[PAIR][c] != NULL;
-}
+/* Whether the column's library is compiled in (every library has bulk). */
+static int available(int c) { return runs[BULK][c] != NULL; }
 
-/* Whether the cell is measured: an arena never reuses a freed block's space,
-   and APR cannot free one block, so neither has a pair. */
-static int applies(int w, int c)
-{
-    if (is_cymem(c)) return available(c) && !(w == PAIR && is_arena(c));
-    return peer_run[w][c] != NULL;
-}
+static int applies(int w, int c) { return runs[w][c] != NULL; }
 
 /* Why a cell is empty, for the table. */
 static const char *empty_cell(int w, int c)
@@ -389,10 +312,7 @@ static const char *empty_cell(int w, int c)
     return "—";
 }
 
-static double run_cell(int w, int c, long n)
-{
-    return is_cymem(c) ? cymem_run[w](cymem_new[c], n) : peer_run[w][c](n);
-}
+static double run_cell(int w, int c, long n) { return runs[w][c](cymem_new[c], n); }
 
 static int find(const char *const *keys, int count, const char *key)
 {

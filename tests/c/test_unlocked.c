@@ -17,6 +17,7 @@
 #include "cymem_rs.h"
 
 #include "check.h"
+#include "live_pools.h"
 
 static int all_zero(const unsigned char *p, size_t n)
 {
@@ -24,23 +25,6 @@ static int all_zero(const unsigned char *p, size_t n)
     for (i = 0; i < n; i++)
         if (p[i] != 0) return 0;
     return 1;
-}
-
-/* The entry named `name` among the live pools, copied into *out; 1 if found. */
-static int find_pool(const char *name, CymemPoolInfo *out)
-{
-    size_t n = cymem_live_pools(NULL, 0), count, i;
-    CymemPoolInfo *all = (CymemPoolInfo *)calloc(n + 8, sizeof *all);
-    int found = 0;
-    count = cymem_live_pools(all, n + 8);
-    for (i = 0; i < count && i < n + 8; i++) {
-        if (strcmp(all[i].name, name) == 0) {
-            *out = all[i];
-            found = 1;
-        }
-    }
-    free(all);
-    return found;
 }
 
 static void test_which_pools_are_locked(void)
