@@ -8,8 +8,10 @@
 #
 #   bash benches/real/build.sh WHEEL     # WHEEL: the cymem_rs wheel to build on
 #
-# Environment: PYTHON (default .venv/bin/python), CYMEM_VERSION (2.0.16), and
-# PRESHED_VERSION, THINC_VERSION, CYTHON_SPEC as in tests/thirdparty/sources.sh.
+# Environment: PYTHON (default .venv/bin/python), CYMEM_VERSION (2.0.16),
+# BENCH_REAL_SPACY=1 to build spaCy too (SPACY_VERSION, 3.8.18; by far the
+# longest build), and PRESHED_VERSION, THINC_VERSION, CYTHON_SPEC as in
+# tests/thirdparty/sources.sh.
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -21,6 +23,7 @@ OUT=$ROOT/build/bench-real
 SDISTS=$OUT/sdists
 LOGS=$OUT/logs
 CYMEM_VERSION=${CYMEM_VERSION:-2.0.16}
+SPACY_VERSION=${SPACY_VERSION:-3.8.18}
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 WHEEL=${1:?usage: build.sh CYMEM_RS_WHEEL}
 [[ -f "$WHEEL" ]] || die "no wheel at $WHEEL"
@@ -34,16 +37,26 @@ trap 'rm -rf "$WORKTMP"' EXIT
 # Out of the checkout: its cymem_rs/ folder would shadow the installed wheel.
 cd "$WORKTMP"
 
-# install_project LIB NAME VERSION: build NAME from its sdist (rewritten to
-# cymem_rs when LIB is cymem_rs) and install it into the venv.
+# Cython 3 rejects spaCy 3.8's `mid = (start + end) / 2` into a cdef int:
+# made an integer division, in both builds alike.
+patch_spacy() {
+    local doc=$1/spacy/tokens/doc.pyx
+    sed -i 's|mid = (start + end) / 2$|mid = (start + end) // 2|' "$doc"
+    grep -q 'mid = (start + end) // 2$' "$doc" || die "spacy: the doc.pyx line to patch was not found"
+}
+
+# install_project LIB NAME VERSION PIP_ARGS...: build NAME from its sdist
+# (rewritten to cymem_rs when LIB is cymem_rs) and install it into the venv.
 install_project() {
     local lib=$1 name=$2 version=$3 src
+    shift 3
     src=$(unpack "$(fetch "$name" "$version")")
     if [[ $lib == cymem_rs ]]; then point_at_cymem_rs "$src" >"$LOGS/$lib-$name-rewrite.log" 2>&1; fi
+    if declare -F "patch_$name" >/dev/null; then "patch_$name" "$src"; fi
     echo "building $name $version against $lib (log: $LOGS/$lib-$name-build.log)"
     # Compiled two at a time first; pip's wheel build then finds it up to date.
     (cd "$src" && logged "$lib-$name-build.log" "$VPY" setup.py build_ext -j 2)
-    logged "$lib-$name-install.log" "$VPY" -m pip install --no-build-isolation --no-deps "$src"
+    logged "$lib-$name-install.log" "$VPY" -m pip install --no-build-isolation "$@" "$src"
 }
 
 # The Cython driver of the workloads that need C-level calls (thinc's Beam is
@@ -76,12 +89,19 @@ preshed=$PRESHED_VERSION thinc=$THINC_VERSION cython=$CYTHON_SPEC"
             logged "$lib-lib.log" "$VPY" -m pip install --no-deps "$WHEEL"
         fi
         logged "$lib-deps.log" "$VPY" -m pip install "${PRESHED_DEPS[@]}" "${THINC_DEPS[@]}"
-        install_project "$lib" preshed "$PRESHED_VERSION"
-        install_project "$lib" thinc "$THINC_VERSION"
+        install_project "$lib" preshed "$PRESHED_VERSION" --no-deps
+        install_project "$lib" thinc "$THINC_VERSION" --no-deps
         echo "$stamp" >"$VENV/.projects"
-        rm -f "$VENV/.driver"
+        rm -f "$VENV/.driver" "$VENV/.spacy"
     else
         echo "venv-$lib: up to date (${what%% *})"
+    fi
+    if [[ "${BENCH_REAL_SPACY:-0}" == 1 && "$(cat "$VENV/.spacy" 2>/dev/null)" != "$SPACY_VERSION" ]]; then
+        say "venv-$lib: building spaCy $SPACY_VERSION against $lib"
+        # Its pure-Python requirements come from PyPI; the compiled ones are
+        # the builds above (pip finds them installed).
+        install_project "$lib" spacy "$SPACY_VERSION"
+        echo "$SPACY_VERSION" >"$VENV/.spacy"
     fi
     local driver_stamp
     driver_stamp=$(sha256sum <"$HERE/drivers.pyx")
@@ -95,7 +115,10 @@ preshed=$PRESHED_VERSION thinc=$THINC_VERSION cython=$CYTHON_SPEC"
 import sys
 lib, driver = sys.argv[1:]
 sys.path.insert(0, driver)
+import importlib.util
 import preshed.maps, thinc.extra.search, bench_real_drivers  # noqa: E401,F401
+if importlib.util.find_spec("spacy"):
+    import spacy.tokens.doc  # noqa: F401
 other = "cymem_rs" if lib == "cymem" else "cymem"
 assert f"{lib}.cymem" in sys.modules, f"{lib}.cymem was not imported"
 assert f"{other}.cymem" not in sys.modules, f"{other}.cymem was imported"

@@ -42,6 +42,13 @@ def venv_python(lib: str) -> str:
     return os.path.join(OUT, f"venv-{lib}", "bin", "python")
 
 
+def built(project: str) -> bool:
+    """spaCy is built only on request (build.sh with BENCH_REAL_SPACY=1)."""
+    return project != "spacy" or all(
+        os.path.exists(os.path.join(OUT, f"venv-{lib}", ".spacy")) for lib in LIBS
+    )
+
+
 def command(lib: str, name: str, scale: float, *extra: str) -> list[str]:
     driver = os.path.join(OUT, f"venv-{lib}", "driver")
     script = os.path.join(HERE, "workloads.py")
@@ -54,10 +61,10 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def run_once(lib: str, name: str, scale: float) -> dict:
+def run_once(lib: str, name: str, scale: float, *extra: str) -> dict:
     """One process: its reported time and check, and its peak RSS in MiB."""
     proc = subprocess.Popen(
-        command(lib, name, scale), stdout=subprocess.PIPE, cwd=OUT, env=clean_env()
+        command(lib, name, scale, *extra), stdout=subprocess.PIPE, cwd=OUT, env=clean_env()
     )
     out = proc.stdout.read()
     proc.stdout.close()
@@ -79,7 +86,7 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def time_workloads(names: list[str], pairs: int, scale: float) -> dict:
+def time_workloads(names: list[str], pairs: int, scale: float, baseline_runs: int) -> dict:
     runs = {n: {lib: [] for lib in LIBS} for n in names}
     for p in range(pairs):
         for n in names:
@@ -89,14 +96,28 @@ def time_workloads(names: list[str], pairs: int, scale: float) -> dict:
             if checks["cymem"] != checks["cymem_rs"]:
                 sys.exit(f"{n}: the builds disagree: {checks}")
         print(f"pair {p + 1}/{pairs} done", file=sys.stderr, flush=True)
+    # The peak RSS of the setup alone (imports, input), to leave the work's.
+    setup_rss = {n: {lib: [] for lib in LIBS} for n in names}
+    for _ in range(baseline_runs):
+        for n in names:
+            for lib in LIBS:
+                setup_rss[n][lib].append(run_once(lib, n, scale, "--setup-only")["rss_mib"])
     results = {}
     for n in names:
+        project, unit, factory = WORKLOADS[n]
+        units = runs[n]["cymem"][0]["units"]
         t = {lib: [r["seconds"] for r in runs[n][lib]] for lib in LIBS}
         rss = {lib: [r["rss_mib"] for r in runs[n][lib]] for lib in LIBS}
         ratios = [b / a for a, b in zip(t["cymem"], t["cymem_rs"])]
         q1, med, q3 = quartiles(ratios)
+        work_rss = {
+            lib: statistics.median(rss[lib]) - statistics.median(setup_rss[n][lib]) for lib in LIBS
+        }
         results[n] = {
-            "description": WORKLOADS[n].__doc__,
+            "project": project,
+            "description": factory.__doc__,
+            "unit": unit,
+            "units": units,
             "seconds": t,
             "median_seconds": {lib: statistics.median(t[lib]) for lib in LIBS},
             "ratios": ratios,
@@ -107,6 +128,9 @@ def time_workloads(names: list[str], pairs: int, scale: float) -> dict:
             "rss_mib": rss,
             "peak_rss_mib": {lib: max(rss[lib]) for lib in LIBS},
             "median_rss_mib": {lib: statistics.median(rss[lib]) for lib in LIBS},
+            "setup_rss_mib": setup_rss[n],
+            "work_rss_mib": work_rss,
+            "work_rss_bytes_per_unit": {lib: work_rss[lib] * 2**20 / units for lib in LIBS},
         }
     return results
 
@@ -183,11 +207,13 @@ def table(results: dict, prof: dict) -> list[str]:
         "ratio median [q1, q3]",
         "verdict",
         "peak RSS MiB cymem / cymem_rs",
+        "work RSS bytes per unit cymem / cymem_rs",
         "pool share (cymem_rs / cymem)",
     )
     rows = [head]
     for n, r in results.items():
         shares = prof.get(n, {})
+        per_unit = r["work_rss_bytes_per_unit"]
         share = " / ".join(
             f"{shares[lib]['pool_share']:.1%}" for lib in ("cymem_rs", "cymem") if lib in shares
         )
@@ -199,6 +225,7 @@ def table(results: dict, prof: dict) -> list[str]:
                 f"{r['ratio_median']:.3f} [{r['ratio_q1']:.3f}, {r['ratio_q3']:.3f}]",
                 r["verdict"],
                 f"{r['peak_rss_mib']['cymem']:.1f} / {r['peak_rss_mib']['cymem_rs']:.1f}",
+                f"{per_unit['cymem']:.0f} / {per_unit['cymem_rs']:.0f} per {r['unit']}",
                 share or "-",
             )
         )
@@ -213,7 +240,14 @@ def main() -> int:
     )
     ap.add_argument("--pairs", type=int, default=int(os.environ.get("BENCH_REAL_PAIRS", "20")))
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_REAL_SCALE", "1.0")))
-    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument(
+        "--workloads",
+        default=",".join(n for n, w in WORKLOADS.items() if built(w[0])),
+        help="comma list (default: every workload whose project is built in both venvs)",
+    )
+    ap.add_argument(
+        "--baseline-runs", type=int, default=3, help="setup-only processes per workload and library"
+    )
     ap.add_argument("--profile-scale", type=float, default=0.05)
     ap.add_argument("--profile-libs", default="cymem_rs", help="comma list; empty: no profile")
     args = ap.parse_args()
@@ -232,7 +266,7 @@ def main() -> int:
             )
 
     started = datetime.datetime.now(datetime.timezone.utc)
-    results = time_workloads(names, args.pairs, args.scale)
+    results = time_workloads(names, args.pairs, args.scale, max(args.baseline_runs, 1))
     libs = [lib for lib in args.profile_libs.split(",") if lib]
     if libs and not shutil.which("valgrind"):
         print("valgrind not found: no pool share", file=sys.stderr)
@@ -269,7 +303,11 @@ def main() -> int:
             f"pool share from callgrind at scale {args.profile_scale} (the work less a setup-only run).\n\n"
         )
         f.write("\n".join(lines) + "\n\n" + summary + "\n\n")
-        f.writelines(f"- `{n}`: {r['description']}\n" for n, r in results.items())
+        f.write(
+            "Work RSS: the median peak RSS of the runs less that of setup-only runs (imports and"
+            " input), per unit of work; negative or tiny values are below the page-level noise.\n\n"
+        )
+        f.writelines(f"- `{n}` ({r['project']}): {r['description']}\n" for n, r in results.items())
     return 0
 
 
