@@ -289,7 +289,7 @@ bench-c: lib | $(BUILD) ## The C library beside libc, talloc, APR pools and mima
 # their sdists (kept in build/bench-real/, rebuilt when the wheel changes),
 # and the timing runs every workload in fresh processes, 20 pairs by default.
 # BENCH_REAL_ARGS goes to benches/real/run.py (`--pairs 5`, `--workloads
-# thinc_beam`, `--profile-libs cymem_rs,cymem`).
+# thinc_beam`, `--profile-libs cymem_rs`).
 bench-real: install ## Real projects built on cymem and on cymem_rs, timed in alternating pairs, with the pool's share: build/bench-real/
 	PYTHON=$(CURDIR)/$(VPY) bash benches/real/build.sh $$(bash tests/compat/lib.sh wheel_for $(WHEELS) $(VENV_PY))
 	$(VPY) benches/real/run.py $(BENCH_REAL_ARGS)

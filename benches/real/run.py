@@ -8,9 +8,11 @@ venv-cymem_rs). Each workload of workloads.py runs in fresh processes,
 alternately on each build (cymem, cymem_rs, cymem, ...) for N pairs; the
 ratio is taken within each pair (cymem_rs time / cymem time) so slow drifts of
 a shared machine cancel out, and summarised by its median and quartiles. Each
-process's peak RSS is its ru_maxrss. Then callgrind runs each workload at a
-reduced scale on the cymem_rs build (and the cymem one, if asked) to measure
-the share of the work's instructions spent in the pool library.
+process's peak RSS is its ru_maxrss (less that of setup-only runs, per unit
+of work: the work's RSS). Then callgrind runs each workload at a reduced
+scale on each build, instrumenting the work alone, to measure the share of
+its instructions spent in the pool library (inclusive: the library's
+functions and what they call, the system allocator included).
 
 Prints the table; writes build/bench-real/results.json and REPORT.md.
 """
@@ -154,38 +156,36 @@ def library_objects(lib: str) -> list[str]:
 
 
 def profile(names: list[str], libs: list[str], scale: float) -> dict:
-    """Per workload and library: the work's Ir (a full run less a setup-only
-    run) and the share of it inside the pool library."""
+    """Per workload and library: the work's Ir (instrumented alone) and the
+    share of it spent inside the pool library."""
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench_real_callgrind.") as tmp:
         for lib in libs:
             objects = set(library_objects(lib))
             for n in names:
-                figures = []
-                for extra in ((), ("--setup-only",)):
-                    out_file = os.path.join(tmp, f"{lib}.{n}.{len(extra)}.out")
-                    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}"]
-                    subprocess.run(
-                        cmd + command(lib, n, scale, *extra),
-                        check=True,
-                        cwd=OUT,
-                        env=clean_env(),
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                    figures.append(share_of(out_file, objects))
-                (total, pool), (setup_total, setup_pool) = figures
-                work, work_pool = total - setup_total, pool - setup_pool
+                out_file = os.path.join(tmp, f"{lib}.{n}.out")
+                cmd = [
+                    "valgrind",
+                    "--tool=callgrind",
+                    "--instr-atstart=no",
+                    f"--callgrind-out-file={out_file}",
+                ]
+                subprocess.run(
+                    cmd + command(lib, n, scale, "--callgrind"),
+                    check=True,
+                    cwd=OUT,
+                    env=clean_env(),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                work, pool = share_of(out_file, objects)
+                share = pool / work if work > 0 else float("nan")
                 results.setdefault(n, {})[lib] = {
                     "work_ir": work,
-                    "pool_ir": work_pool,
-                    "pool_share": work_pool / work if work > 0 else float("nan"),
+                    "pool_ir": pool,
+                    "pool_share": share,
                 }
-                print(
-                    f"profiled {n} on {lib}: pool share {results[n][lib]['pool_share']:.1%}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                print(f"profiled {n} on {lib}: pool share {share:.1%}", file=sys.stderr, flush=True)
     return results
 
 
@@ -249,7 +249,9 @@ def main() -> int:
         "--baseline-runs", type=int, default=3, help="setup-only processes per workload and library"
     )
     ap.add_argument("--profile-scale", type=float, default=0.05)
-    ap.add_argument("--profile-libs", default="cymem_rs", help="comma list; empty: no profile")
+    ap.add_argument(
+        "--profile-libs", default="cymem_rs,cymem", help="comma list; empty: no profile"
+    )
     args = ap.parse_args()
     names = [n for n in args.workloads.split(",") if n]
     unknown = [n for n in names if n not in WORKLOADS]
@@ -300,7 +302,7 @@ def main() -> int:
         )
         f.write(
             f"`{meta['command']}`: {args.pairs} alternating pairs per workload, scale {args.scale}; "
-            f"pool share from callgrind at scale {args.profile_scale} (the work less a setup-only run).\n\n"
+            f"pool share from callgrind at scale {args.profile_scale} (only the work instrumented).\n\n"
         )
         f.write("\n".join(lines) + "\n\n" + summary + "\n\n")
         f.write(

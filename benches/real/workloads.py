@@ -1,12 +1,13 @@
 """One real-project workload, run inside a build's venv by benches/real/run.py.
 
-    python workloads.py NAME SCALE DRIVER_DIR [--setup-only]
+    python workloads.py NAME SCALE DRIVER_DIR [--setup-only | --callgrind]
 
 Prepares the workload's input (untimed), runs it, and prints one JSON line:
 {"seconds": time of the work alone, "check": a value both builds must agree
 on, "library": which cymem the projects were built on, "unit"/"units": what
 the work made and how many, for the RSS per unit}. With --setup-only the work
-is skipped (the profile and the RSS per unit subtract such a run).
+is skipped (the RSS per unit subtracts such a run); with --callgrind only the
+work is instrumented (for callgrind --instr-atstart=no).
 SCALE multiplies the workload's size (1.0: the full run).
 """
 
@@ -228,7 +229,12 @@ def library() -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (4, 5) or argv[1] not in WORKLOADS:
+    mode = argv[4:]
+    if (
+        len(argv) < 4
+        or argv[1] not in WORKLOADS
+        or mode not in ([], ["--setup-only"], ["--callgrind"])
+    ):
         print(__doc__, f"workloads: {', '.join(WORKLOADS)}", file=sys.stderr, sep="\n")
         return 2
     name, scale, driver = argv[1], float(argv[2]), argv[3]
@@ -238,7 +244,11 @@ def main(argv: list[str]) -> int:
     _, unit, factory = WORKLOADS[name]
     work, units = factory(scale)
     seconds, check = 0.0, None
-    if argv[4:] != ["--setup-only"]:
+    if mode == ["--callgrind"]:
+        import bench_real_drivers
+
+        check = bench_real_drivers.instrumented(work)
+    elif mode == []:
         start = time.perf_counter()
         check = work()
         seconds = time.perf_counter() - start
