@@ -285,13 +285,16 @@ bench-deps: ## Install talloc, APR and mimalloc (Debian/Ubuntu, apt-get; sudo if
 bench-c: lib | $(BUILD) ## The C library beside libc, talloc, APR pools and mimalloc heaps: build/bench/c_pools.{json,md}
 	PROFILE=$(PROFILE) bash benches/c_pools/run.sh
 
-# Not part of `make bench`: the first run builds preshed and thinc twice from
-# their sdists (kept in build/bench-real/, rebuilt when the wheel changes),
-# and the timing runs every workload in fresh processes, 20 pairs by default.
-# BENCH_REAL_ARGS goes to benches/real/run.py (`--pairs 5`, `--workloads
-# thinc_beam`, `--profile-libs cymem_rs`).
-bench-real: install ## Real projects built on cymem and on cymem_rs, timed in alternating pairs, with the pool's share: build/bench-real/
-	PYTHON=$(CURDIR)/$(VPY) bash benches/real/build.sh $$(bash tests/compat/lib.sh wheel_for $(WHEELS) $(VENV_PY))
+# Not part of `make bench`: the first run builds preshed, thinc and spaCy
+# twice from their sdists (about 30 min on 2 busy cores; kept in
+# build/bench-real/, rebuilt when the wheel changes; BENCH_REAL_SPACY=0 leaves
+# spaCy out), and the timing runs every workload in fresh processes, 20 pairs
+# by default. BENCH_REAL_ARGS goes to benches/real/run.py (`--pairs 5`,
+# `--workloads thinc_beam`, `--profile-libs cymem_rs`).
+BENCH_REAL_SPACY ?= 1
+bench-real: install ## Real projects (preshed, thinc, spaCy) built on cymem and on cymem_rs, timed in alternating pairs: build/bench-real/
+	BENCH_REAL_SPACY=$(BENCH_REAL_SPACY) PYTHON=$(CURDIR)/$(VPY) \
+		bash benches/real/build.sh $$(bash tests/compat/lib.sh wheel_for $(WHEELS) $(VENV_PY))
 	$(VPY) benches/real/run.py $(BENCH_REAL_ARGS)
 
 clean: ## Remove target/ and build/

@@ -245,6 +245,7 @@ def main() -> int:
         default=",".join(n for n, w in WORKLOADS.items() if built(w[0])),
         help="comma list (default: every workload whose project is built in both venvs)",
     )
+    ap.add_argument("--out", default=OUT, help="where results.json and REPORT.md go")
     ap.add_argument(
         "--baseline-runs", type=int, default=3, help="setup-only processes per workload and library"
     )
@@ -291,10 +292,10 @@ def main() -> int:
     print("\n".join(lines))
     print(summary)
 
-    os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "results.json"), "w", encoding="utf-8") as f:
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
         json.dump({"meta": meta, "workloads": results, "profile": prof}, f, indent=1)
-    with open(os.path.join(OUT, "REPORT.md"), "w", encoding="utf-8") as f:
+    with open(os.path.join(args.out, "REPORT.md"), "w", encoding="utf-8") as f:
         f.write("# Real projects: cymem vs cymem_rs\n\n")
         f.write(
             f"{meta['date']}; {meta['machine']}; load average at start "

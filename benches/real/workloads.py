@@ -67,13 +67,13 @@ def preshed_small_maps(scale: float):
 
 @workload("preshed", "count")
 def preshed_counter(scale: float):
-    """PreshCounter: count 2M Zipf-distributed keys, then Gale smoothing."""
+    """PreshCounter: count 1M Zipf-distributed keys, then Gale smoothing."""
     from preshed.counter import PreshCounter
 
     rng = random.Random(2)
     vocab = keys(50_000, 3)
     weights = [1.0 / (r + 1) for r in range(len(vocab))]
-    stream = rng.choices(vocab, weights, k=int(2_000_000 * scale))
+    stream = rng.choices(vocab, weights, k=int(1_000_000 * scale))
 
     def work():
         counter = PreshCounter()
@@ -104,10 +104,10 @@ def preshed_bloom(scale: float):
 
 @workload("thinc", "sequence")
 def thinc_beam(scale: float):
-    """thinc's Beam: 5k sequences of 25 moves, beam width 8, 24 classes."""
+    """thinc's Beam: 3k sequences of 25 moves, beam width 8, 24 classes."""
     import bench_real_drivers
 
-    n = int(5_000 * scale)
+    n = int(3_000 * scale)
     return lambda: bench_real_drivers.beam_search(n, 25, 8, 24, 11), n
 
 
@@ -206,14 +206,14 @@ def spacy_strings(scale: float):
 
 @workload("spacy", "Doc")
 def spacy_pipe(scale: float):
-    """nlp.pipe over 50k paragraphs with a sentencizer, gc on, every Doc kept."""
+    """nlp.pipe over 10k paragraphs with a sentencizer, gc on, every Doc kept."""
     import gc
 
     import spacy
 
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer")
-    texts = english_paragraphs(int(50_000 * scale))
+    texts = english_paragraphs(int(10_000 * scale))
     gc.enable()
 
     def work():
