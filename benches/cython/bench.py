@@ -226,9 +226,12 @@ def timing_rows(ms: list[Measurement], arena: bool, arena_note: str) -> list[dic
     def ratios(num: Measurement, den: Measurement) -> dict:
         return summarize([a / b for a, b in zip(num.samples, den.samples)])
 
+    measured = {m.workload for m in ms}
     rows = []
     for w, spec in WORKLOADS.items():
         base_w = w.replace("_arena", "")
+        if base_w not in measured:
+            continue
         row = {
             "workload": w,
             "title": spec["title"],
@@ -561,18 +564,28 @@ def main() -> int:
         help="where results.json, chart.png, REPORT.md go "
         "(default: build/bench; quick: build/bench/quick)",
     )
+    ap.add_argument(
+        "--only",
+        help="comma-separated workloads to run (e.g. e,f_new,f_size,d; "
+        f"default all: {','.join(w for w in WORKLOADS if not w.endswith('_arena'))}); "
+        "an arena row follows its heap row",
+    )
     ap.add_argument("--seed", type=int, default=12345, help="shuffle seed of the round order")
     ap.add_argument("--rebuild", action="store_true", help="recompile the modules")
     args = ap.parse_args()
 
     quick = args.quick
+    only = set(args.only.split(",")) if args.only else None
+    if only and only - set(WORKLOADS):
+        ap.error(f"unknown workloads: {', '.join(sorted(only - set(WORKLOADS)))}")
     rounds = args.rounds or (3 if quick else 11)
     min_ms = args.min_time_ms or (10.0 if quick else 60.0)
     cg_n = dict(CALLGRIND_N_QUICK if quick else CALLGRIND_N)
     if args.callgrind_n:
         cg_n["a"], cg_n["b"] = args.callgrind_n
     mem_n = args.memory_n or (100_000 if quick else 1_000_000)
-    out_dir = args.out_dir or (C.DEFAULT_OUT_DIR / "quick" if quick else C.DEFAULT_OUT_DIR)
+    # Absolute: the run changes into the build directory below.
+    out_dir = (args.out_dir or (C.DEFAULT_OUT_DIR / "quick" if quick else C.DEFAULT_OUT_DIR)).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     args.build_dir.mkdir(parents=True, exist_ok=True)
     os.chdir(args.build_dir)
@@ -596,6 +609,9 @@ def main() -> int:
     mods["cymem_rs"].prepare(B_ALLOCS)
 
     ms = make_measurements(mods, arena)
+    if only:
+        ms = [m for m in ms if m.workload.replace("_arena", "") in only]
+        cg_n = {w: n for w, n in cg_n.items() if w in only}
     gc.disable()
     log(f"calibrating {len(ms)} measurements to >= {min_ms:g} ms each ...")
     for m in ms:
