@@ -36,9 +36,7 @@ def test_a_pool_made_without_arguments_is_a_full_default_pool():
     block = pool.alloc(2, 8)
     assert pool.size == 16 and pool.addresses == {block: 16}
     pool.name = "object-paths-default"
-    assert [i.origin for i in cymem_rs.live_pools() if i.name == "object-paths-default"] == [
-        origin
-    ]
+    assert [i.origin for i in cymem_rs.live_pools() if i.name == "object-paths-default"] == [origin]
 
 
 @pytest.mark.parametrize(
