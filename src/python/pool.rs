@@ -59,6 +59,8 @@ pub struct Pool {
 impl Pool {
     /// `Pool()`: what [`Pool::new`] makes with no arguments, without parsing
     /// any. (`Err` leaves no trace: the caller may retry through `new`.)
+    /// Inlined, so the pool is built where the caller puts it, not copied.
+    #[inline(always)]
     pub(crate) fn new_default(py: Python<'_>) -> Result<Self, PoolError> {
         let label = Label {
             name: None,
