@@ -411,6 +411,20 @@ MEMORY_IMPLS = ["cymem", "cymem_rs", "cymem_rs_arena", "raw_pymem", "raw_calloc"
 POOL_MEMORY_TARGET = 0.60
 
 
+def run_driver(*args: str) -> dict:
+    """`driver.py ARGS` in a fresh process: the JSON it prints last."""
+    proc = subprocess.run(
+        [sys.executable, str(C.HERE / "driver.py"), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"driver.py {' '.join(args[:3])} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run_memory(paths: dict, n: int, size: int, arena: bool, log) -> dict:
     raw: dict = {}
     for impl in MEMORY_IMPLS:
@@ -418,25 +432,9 @@ def run_memory(paths: dict, n: int, size: int, arena: bool, log) -> dict:
             continue
         path = paths["cymem" if impl == "cymem" else "cymem_rs"]
         for method in ("rss", "tracemalloc"):
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    str(C.HERE / "driver.py"),
-                    "memory",
-                    impl,
-                    str(n),
-                    str(size),
-                    method,
-                    str(path),
-                ],
-                check=False,
-                capture_output=True,
-                text=True,
-                cwd=tempfile.gettempdir(),
+            raw[f"{impl}/{method}"] = run_driver(
+                "memory", impl, str(n), str(size), method, str(path)
             )
-            if proc.returncode != 0:
-                raise RuntimeError(f"memory {impl}/{method} failed:\n{proc.stderr[-3000:]}")
-            raw[f"{impl}/{method}"] = json.loads(proc.stdout.strip().splitlines()[-1])
         log(f"  memory {impl}: done")
     # Where each implementation's 64-byte blocks themselves live, so that the
     # block storage can be taken out of each measure, leaving the bookkeeping.
@@ -473,16 +471,7 @@ def run_pool_memory(n: int, log) -> dict:
     process (`driver.py pools`)."""
     per_pool = {}
     for impl in ("cymem", "cymem_rs"):
-        proc = subprocess.run(
-            [sys.executable, str(C.HERE / "driver.py"), "pools", impl, str(n)],
-            check=False,
-            capture_output=True,
-            text=True,
-            cwd=tempfile.gettempdir(),
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"pools {impl} failed:\n{proc.stderr[-3000:]}")
-        raw = json.loads(proc.stdout.strip().splitlines()[-1])
+        raw = run_driver("pools", impl, str(n))
         per_pool[impl] = {
             "rss_per_pool": raw["bytes"] / n,
             "malloc_per_pool": raw["malloc_bytes"] / n if "malloc_bytes" in raw else None,

@@ -272,23 +272,17 @@ def pool_memory_table(pools: dict) -> tuple[list[str], list[list[str]]]:
     def num(x) -> str:
         return "—" if x is None else f"{x:.0f} B"
 
+    verdict = [
+        f"{pools['ratio']:.2f}",
+        f"<= {pools['target_ratio']:.2f}",
+        "yes" if pools["meets_target"] else "**NO**",
+    ]
     rows = [
-        [
-            "RSS per empty pool",
-            num(per["cymem"]["rss_per_pool"]),
-            num(per["cymem_rs"]["rss_per_pool"]),
-            f"{pools['ratio']:.2f}",
-            f"<= {pools['target_ratio']:.2f}",
-            "yes" if pools["meets_target"] else "**NO**",
-        ],
-        [
-            "of which glibc malloc in-use",
-            num(per["cymem"]["malloc_per_pool"]),
-            num(per["cymem_rs"]["malloc_per_pool"]),
-            "",
-            "",
-            "",
-        ],
+        [label, num(per["cymem"][key]), num(per["cymem_rs"][key]), *cells]
+        for label, key, cells in (
+            ("RSS per empty pool", "rss_per_pool", verdict),
+            ("of which glibc malloc in-use", "malloc_per_pool", ["", "", ""]),
+        )
     ]
     return header, rows
 

@@ -74,21 +74,22 @@ unsafe extern "C" fn pool_vectorcall(
     nargsf: usize,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls a type's vectorcall attached to the interpreter.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: `kwnames` is as CPython passed it.
-    if callable == POOL_TYPE.load(Relaxed) && unsafe { positional_only(nargsf, kwnames) } == Some(0)
-    {
-        let made = guarded(|| {
-            let pool = Pool::new_default(py).ok()?;
-            Some(Bound::new(py, pool))
-        });
-        if let Some(made) = made {
-            return into_result(py, made);
-        }
+    let call = Vectorcall {
+        callable,
+        args,
+        nargsf,
+        kwnames,
+    };
+    // SAFETY: CPython's vectorcall arguments, passed on as they came.
+    unsafe {
+        call.fast_or_type_call(&POOL_TYPE, 0, |py, _| {
+            let made = guarded(|| {
+                let pool = Pool::new_default(py).ok()?;
+                Some(Bound::new(py, pool))
+            })?;
+            Some(into_result(py, made))
+        })
     }
-    // SAFETY: the arguments are the caller's, passed on as they came.
-    unsafe { call_type(py, callable, args, nargsf, kwnames) }
 }
 
 /// `Address(number, elem_size)` with two exact ints: the block allocated here.
@@ -98,21 +99,60 @@ unsafe extern "C" fn address_vectorcall(
     nargsf: usize,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: as in `pool_vectorcall`.
-    let py = unsafe { Python::assume_attached() };
-    if callable == ADDRESS_TYPE.load(Relaxed)
-        // SAFETY: `kwnames` is as CPython passed it.
-        && unsafe { positional_only(nargsf, kwnames) } == Some(2)
-    {
-        // SAFETY: CPython passes `nargs` (here 2) live arguments in `args`.
-        let pair = unsafe { std::slice::from_raw_parts(args, 2) };
-        // SAFETY: both are live arguments of this call.
-        if let Some(made) = unsafe { new_address(py, pair[0], pair[1]) } {
-            return made;
+    let call = Vectorcall {
+        callable,
+        args,
+        nargsf,
+        kwnames,
+    };
+    let fast = |py: Python<'_>, pair: &[*mut ffi::PyObject]| {
+        // SAFETY: the call's two live arguments.
+        unsafe { new_address(py, pair[0], pair[1]) }
+    };
+    // SAFETY: CPython's vectorcall arguments, passed on as they came.
+    unsafe { call.fast_or_type_call(&ADDRESS_TYPE, 2, fast) }
+}
+
+/// The arguments of a vectorcall of a type object.
+struct Vectorcall {
+    callable: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+}
+
+impl Vectorcall {
+    /// `fast(py, positional arguments)` if this is a call of exactly `class`
+    /// with `arity` positional arguments and no keywords, and it made the
+    /// object (or raised); else the call as `type.__call__` makes it.
+    ///
+    /// # Safety
+    /// The fields must be as CPython passed them to a type's vectorcall.
+    unsafe fn fast_or_type_call(
+        &self,
+        class: &AtomicPtr<ffi::PyObject>,
+        arity: isize,
+        fast: impl FnOnce(Python<'_>, &[*mut ffi::PyObject]) -> Option<*mut ffi::PyObject>,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: CPython calls a type's vectorcall attached to the interpreter.
+        let py = unsafe { Python::assume_attached() };
+        if self.callable == class.load(Relaxed)
+            // SAFETY: `kwnames` is as CPython passed it.
+            && unsafe { positional_only(self.nargsf, self.kwnames) } == Some(arity)
+        {
+            let positional = if arity == 0 {
+                &[][..]
+            } else {
+                // SAFETY: CPython passes `nargs` (here `arity`) live arguments.
+                unsafe { std::slice::from_raw_parts(self.args, arity as usize) }
+            };
+            if let Some(made) = fast(py, positional) {
+                return made;
+            }
         }
+        // SAFETY: the arguments are the caller's, passed on as they came.
+        unsafe { call_type(py, self.callable, self.args, self.nargsf, self.kwnames) }
     }
-    // SAFETY: the arguments are the caller's, passed on as they came.
-    unsafe { call_type(py, callable, args, nargsf, kwnames) }
 }
 
 /// `Address.__new__` as `type.__call__` calls it (Cython calls `Address(1,
