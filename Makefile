@@ -43,7 +43,7 @@ VENV_PY  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:
 
 .PHONY: all help lib demo demo-c demo-cython check test test-rust c-programs test-c test-python \
 	test-adversarial test-long test-compat test-pool-lock test-thirdparty check-valgrind \
-	check-sanitizers check-header check-no-python check-dist dist install lint fmt bench header \
+	check-sanitizers check-header check-no-python check-dist dist install lint fmt bench bench-c bench-deps header \
 	fuzz mutants mutants-diff clean
 
 all: lib
@@ -129,7 +129,7 @@ C_LINK.static = $(LIBDIR)/libcymem_rs.a
 C_LINK.shared = -L$(LIBDIR) -lcymem_rs
 .SECONDEXPANSION:
 # With -g: valgrind's reports (tests/valgrind/run.sh runs these) need stacks.
-$(BUILD)/c/%: tests/c/$$(basename $$*).c tests/c/check.h include/cymem_rs.h lib | $(BUILD)/c
+$(BUILD)/c/%: tests/c/$$(basename $$*).c tests/c/check.h tests/c/live_pools.h include/cymem_rs.h lib | $(BUILD)/c
 	$(CC) -std=c99 -g $(CFLAGS_STRICT) $< $(C_LINK$(suffix $*)) $(C_LIBS) -o $@
 
 c-programs: $(C_PROGRAMS) ## Build the C test programs into build/c/ (NAME.static, NAME.shared)
@@ -267,11 +267,23 @@ fmt: $(VENV)/.tools ## Fix what `make lint` can fix: rustfmt, ruff's fixes and f
 	$(VENV)/bin/ruff check --fix --exit-zero -q $(PY_PATHS)
 	$(VENV)/bin/ruff format -q $(PY_PATHS)
 
-# Results go to build/bench/ (results.json, REPORT.md, chart.png);
-# BENCHMARKS.md is the hand-kept summary.
-bench: install ## Criterion benches of the core beside libc, then the Cython suite (cymem vs cymem_rs)
+# Results go to build/bench/ (results.json, REPORT.md, chart.png,
+# c_pools.{json,md}); BENCHMARKS.md is the hand-kept summary.
+bench: install ## Criterion benches of the core beside libc, the Cython suite (cymem vs cymem_rs), then bench-c
 	$(CARGO) bench --bench pool
 	bash benches/cython/run.sh
+	$(MAKE) --no-print-directory bench-c
+
+# The peers bench-c compares with; it skips the columns of those missing.
+BENCH_DEBS := libtalloc-dev libapr1-dev libmimalloc-dev
+bench-deps: ## Install talloc, APR and mimalloc (Debian/Ubuntu, apt-get; sudo if not root) for bench-c
+	@if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null; then sudo=sudo; echo "not root: using sudo"; \
+	else echo "not root and no sudo: run as root: apt-get update && apt-get install -y $(BENCH_DEBS)"; exit 1; fi; \
+	$$sudo apt-get update && $$sudo apt-get install -y $(BENCH_DEBS)
+
+bench-c: lib | $(BUILD) ## The C library beside libc, talloc, APR pools and mimalloc heaps: build/bench/c_pools.{json,md}
+	PROFILE=$(PROFILE) bash benches/c_pools/run.sh
 
 clean: ## Remove target/ and build/
 	$(CARGO) clean

@@ -107,7 +107,8 @@ class PeakReport(TypedDict):
 def peak() -> PeakReport:
     """The most bytes this module's pools held at once (since the start or
     `reset_peak()`), the bytes held now, and the pools that held them at the
-    peak; exact to within `step` bytes per thread."""
+    peak; exact to within `step` bytes (plus `step` per thread using C
+    pools)."""
 
 def reset_peak() -> None:
     """Starts a new process-wide peak from the bytes held now."""

@@ -8,7 +8,8 @@
 //!   say why, for the calling thread (like `errno`, a success does not reset them);
 //! - every function accepts NULL arguments and reports them instead of crashing;
 //! - one pool may be used from several threads at once (calls are serialised
-//!   by a lock inside the pool).
+//!   by a lock inside the pool), except one made by a `*_unlocked`
+//!   constructor, whose caller serialises the calls.
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
@@ -345,12 +346,34 @@ fn system_pool(name: Option<String>) -> Result<Pool, PoolError> {
     Pool::try_with_allocator_labelled(Allocator::system(), c_label(name))
 }
 
-/// The handle of a new pool (a debug pool if `CYMEM_RS_DEBUG` says so), or
-/// NULL with the error recorded.
+/// The handle of a new pool with its own lock: C callers may share a
+/// handle between threads.
 fn into_handle(pool: Result<Pool, PoolError>) -> *mut CymemPool {
+    handle_of(pool, SharedPool::locked)
+}
+
+/// The handle of a new pool without a lock, for the `*_unlocked` constructors.
+///
+/// # Safety
+/// No two calls on the handle overlap, from any threads, for as long as it
+/// lives (the contract the `*_unlocked` constructors state to their caller).
+unsafe fn into_unlocked_handle(pool: Result<Pool, PoolError>) -> *mut CymemPool {
+    handle_of(pool, |pool| {
+        // SAFETY: calls on the handle never overlap (`# Safety`), which is
+        // all `unsynchronized` asks; a call from inside one of its own calls
+        // (a custom allocator) is still refused by `SharedPool::run`.
+        unsafe { SharedPool::unsynchronized(pool) }
+    })
+}
+
+/// The handle of a new pool shared by `share` (a debug pool if
+/// `CYMEM_RS_DEBUG` says so), or NULL with the error recorded.
+fn handle_of(
+    pool: Result<Pool, PoolError>,
+    share: impl FnOnce(Pool) -> SharedPool,
+) -> *mut CymemPool {
     let made = pool.and_then(debug_if_env).and_then(|pool| {
-        // C callers may share a handle between threads: it gets its own lock.
-        try_box(CymemPool(SharedPool::locked(pool))).map_err(|_| PoolError::OutOfMemory {
+        try_box(CymemPool(share(pool))).map_err(|_| PoolError::OutOfMemory {
             bytes: std::mem::size_of::<CymemPool>(),
         })
     });
@@ -405,6 +428,81 @@ pub unsafe extern "C" fn cymem_pool_new_with_allocator(
         Some(allocator) => into_handle(Pool::try_with_allocator_labelled(allocator, c_label(None))),
         None => ptr::null_mut(),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Pools without a lock, for callers that serialise their calls themselves.
+
+/// `cymem_pool_new` without the pool's own lock, for a program that uses
+/// the pool from one thread, or from several under a lock of its own: each
+/// call saves taking and releasing the pool's lock (uncontended, about 25
+/// instructions and 2 ns). Everything else is as for a locked pool,
+/// including the refusal (`CYMEM_ERR_BAD_ALLOCATOR`) of a call made from
+/// inside one of the pool's own calls, by its custom allocator.
+///
+/// # Safety
+/// The caller serialises every call on this pool: no two calls on it
+/// (`cymem_pool_destroy` included) may run at the same time, from any
+/// threads, for as long as it lives. One thread using it, or threads taking
+/// a mutex of their own around each call, keep this; handing the pool from
+/// one thread to another needs the same happens-before as any other data
+/// (a mutex, a thread join). Calls that do overlap are undefined behaviour:
+/// blocks may be lost, freed twice or corrupted. After `fork`, the child
+/// may use the pool only if no other thread of the parent was inside a call
+/// on it at the fork (a locked pool detects that case instead:
+/// `CYMEM_ERR_FORKED`).
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_new_unlocked() -> *mut CymemPool {
+    // SAFETY: the caller serialises every call on the pool (`# Safety`).
+    unsafe { into_unlocked_handle(system_pool(None)) }
+}
+
+/// `cymem_pool_new_arena` without the pool's own lock (see
+/// `cymem_pool_new_unlocked`).
+///
+/// # Safety
+/// As `cymem_pool_new_unlocked`: the caller serialises every call on this pool.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_new_arena_unlocked() -> *mut CymemPool {
+    // SAFETY: the caller serialises every call on the pool (`# Safety`).
+    unsafe { into_unlocked_handle(Pool::try_arena_labelled(c_label(None))) }
+}
+
+/// `cymem_pool_new_with_allocator` without the pool's own lock (see
+/// `cymem_pool_new_unlocked`). A call on the pool from inside `malloc_fn`
+/// or `free_fn` fails with `CYMEM_ERR_BAD_ALLOCATOR` and changes nothing.
+///
+/// # Safety
+/// As `cymem_pool_new_unlocked` (the caller serialises every call on this
+/// pool) and as `cymem_pool_new_with_allocator` (the functions behave like
+/// C `malloc` and `free`).
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_new_with_allocator_unlocked(
+    malloc_fn: CymemMallocFn,
+    free_fn: CymemFreeFn,
+) -> *mut CymemPool {
+    const FUNCTION: &str = "cymem_pool_new_with_allocator_unlocked";
+    // SAFETY: the functions behave like C malloc/free (`# Safety`) and are
+    // only called inside the pool's calls, on whichever thread makes them.
+    match unsafe { c_allocator(malloc_fn, free_fn, FUNCTION) } {
+        // SAFETY: the caller serialises every call on the pool (`# Safety`).
+        Some(allocator) => unsafe {
+            into_unlocked_handle(Pool::try_with_allocator_labelled(allocator, c_label(None)))
+        },
+        None => ptr::null_mut(),
+    }
+}
+
+/// 1 if the pool has its own lock (every `cymem_pool_new*` pool but the
+/// `*_unlocked` ones), 0 if not (or NULL, with `CYMEM_ERR_NULL_ARGUMENT`).
+///
+/// # Safety
+/// `pool` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cymem_pool_is_locked(pool: *const CymemPool) -> c_int {
+    // SAFETY: `pool` is NULL or a live handle (`# Safety`); whether it has a
+    // lock is fixed when it is made, so reading it needs no lock.
+    unsafe { handle(pool, "cymem_pool_is_locked") }.map_or(0, |p| c_int::from(p.0.is_locked()))
 }
 
 /// Runs the pool's cleanup callbacks (newest first), frees every block still

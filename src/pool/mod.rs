@@ -221,6 +221,17 @@ impl Pool {
         registry::set_origin(self.stats, origin);
     }
 
+    /// Declares that every call on this pool, for as long as it lives, holds
+    /// one process-wide lock shared by every pool so declared (CPython's
+    /// GIL, for Python pools). Its bytes then reach the process-wide total
+    /// and peak through counts kept under that lock instead of per-thread
+    /// counts, which in a shared library cost a thread-local lookup per
+    /// block. A false declaration makes the peak figures imprecise, never
+    /// unsafe.
+    pub fn count_under_process_lock(&mut self) {
+        self.stats.set_serialised();
+    }
+
     /// The backing allocator of a heap pool (`None` for an arena pool).
     pub fn allocator(&self) -> Option<&Allocator> {
         match &self.source {

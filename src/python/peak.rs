@@ -55,7 +55,7 @@ fn pool_dict<'py>(py: Python<'py>, pool: &PeakPool) -> PyResult<Bound<'py, PyDic
 /// held at once since the start or `reset_peak()`), `current` (bytes held
 /// now), `snapshot` (the total when `pools` were recorded, within a step of
 /// the peak), `step` (the precision: figures are exact to within this many
-/// bytes per thread) and `pools`, the pools that held bytes at the peak,
+/// bytes, plus as many per thread using C pools) and `pools`, the pools that held bytes at the peak,
 /// most bytes first, each a dict of `name`, `origin`, `bytes`, `blocks`,
 /// `arena` and `alive` (dropped pools are listed too). Runs no Python code.
 #[pyfunction]
@@ -87,7 +87,8 @@ pub(crate) fn reset_peak() {
 /// Pool memory of the whole process (every thread's pools) while a `with`
 /// block runs: `allocated` and `freed` bytes, and `peak`, how far the bytes
 /// held rose above their value at the start. Read live inside the block,
-/// final after it. Exact to within `peak()["step"]` bytes per thread.
+/// final after it. Exact to within `peak()["step"]` bytes (plus a step per
+/// thread using C pools).
 #[pyclass(module = "cymem_rs.cymem", name = "PoolTrace")]
 pub(crate) struct PoolTrace {
     running: Option<Trace>,

@@ -27,6 +27,13 @@ use crate::shared::SharedPool;
 /// The core pool of a Python `Pool`.
 #[inline(always)]
 fn new_core(pool: CorePool) -> CymemPool {
+    // Every call holds the GIL (see below), which all Python pools share.
+    #[cfg(not(Py_GIL_DISABLED))]
+    let pool = {
+        let mut pool = pool;
+        pool.count_under_process_lock();
+        pool
+    };
     #[cfg(not(any(Py_GIL_DISABLED, cymem_rs_force_lock)))]
     // SAFETY: `with` is only called by Python methods, Cython helpers and
     // object deallocation, all holding the GIL (the Cython declarations are

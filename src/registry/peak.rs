@@ -23,6 +23,13 @@
 //! - A pool dropped after the snapshot still held its bytes at the peak, so
 //!   its record (name and origin included) is kept off the free lists until
 //!   a later snapshot or reset no longer needs it (see `Registry::recycle`).
+//! - Pools whose every call holds one process-wide lock (Python pools under
+//!   CPython's GIL) keep their pending counts in one process-wide pair
+//!   instead (see [`Lane`]): in a shared library reaching a thread-local
+//!   costs a call of `__tls_get_addr` per block, which was a tenth of the
+//!   Cython alloc + free pair. The pair is written with a relaxed load and
+//!   store (plain moves), so a broken promise loses precision, never safety.
+//!   Figures asked under the lock are exact for those pools.
 //! - Traces (a window's allocated, freed and peak bytes) each own one of a
 //!   fixed set of slots whose high-water mark flushes raise; with no trace
 //!   running a flush reads one word for them.
@@ -157,34 +164,77 @@ thread_local! {
     static EXIT_FLUSH: ExitFlush = const { ExitFlush };
 }
 
-/// `bytes` entered a pool: a thread-local add and compare.
+/// Where a pool's pending counts are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// This thread's counts (any pool, any thread).
+    Thread,
+    /// The process-wide serialised counts: only for pools whose every call
+    /// holds one process-wide lock shared by all pools in this lane.
+    Serialised,
+}
+
+/// Pending counts of the [`Lane::Serialised`] pools. Updated by a relaxed
+/// load and store, not a read-modify-write: the lock the lane's pools
+/// share orders the updates.
+static SERIAL_ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+static SERIAL_FREED: AtomicUsize = AtomicUsize::new(0);
+
+#[cold]
+#[inline(never)]
+fn flush_serialised() {
+    flush(
+        SERIAL_ALLOCATED.swap(0, Relaxed),
+        SERIAL_FREED.swap(0, Relaxed),
+    );
+}
+
+/// `bytes` entered a pool of `lane`.
 #[inline(always)]
-pub(crate) fn allocated(bytes: usize) {
+pub(crate) fn allocated(lane: Lane, bytes: usize) {
+    count(lane, bytes, &SERIAL_ALLOCATED, |p| &p.allocated);
+}
+
+/// `bytes` left a pool of `lane`.
+#[inline(always)]
+pub(crate) fn freed(lane: Lane, bytes: usize) {
+    count(lane, bytes, &SERIAL_FREED, |p| &p.freed);
+}
+
+/// Adds `bytes` to one pending count of `lane` (`serialised`, or the one
+/// `pending` picks of this thread's): an add and a compare, and a load and
+/// store (serialised) or a thread-local access.
+#[inline(always)]
+fn count(
+    lane: Lane,
+    bytes: usize,
+    serialised: &AtomicUsize,
+    pending: fn(&Pending) -> &Cell<usize>,
+) {
+    if lane == Lane::Serialised {
+        let sum = serialised.load(Relaxed) + bytes;
+        serialised.store(sum, Relaxed);
+        if sum >= PEAK_STEP {
+            flush_serialised();
+        }
+        return;
+    }
     PENDING.with(|p| {
-        let sum = p.allocated.get() + bytes;
-        p.allocated.set(sum);
+        let count = pending(p);
+        let sum = count.get() + bytes;
+        count.set(sum);
         if sum >= PEAK_STEP {
             p.overflow();
         }
     });
 }
 
-/// `bytes` left a pool: a thread-local add and compare.
-#[inline(always)]
-pub(crate) fn freed(bytes: usize) {
-    PENDING.with(|p| {
-        let sum = p.freed.get() + bytes;
-        p.freed.set(sum);
-        if sum >= PEAK_STEP {
-            p.overflow();
-        }
-    });
-}
-
-/// Adds this thread's pending counts to the process-wide ones, so that the
-/// figures that follow are exact for this thread.
+/// Adds this thread's pending counts, and the serialised pools' (exact
+/// when the caller holds their lock), to the process-wide ones, so that the
+/// figures that follow are exact for them.
 pub fn flush_this_thread() {
     PENDING.with(Pending::flush);
+    flush_serialised();
 }
 
 #[cold]

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use crate::error::PoolError;
 
 use super::label::Origin;
-use super::peak;
+use super::peak::{self, Lane};
 
 /// A snapshot of a pool's statistics.
 #[repr(C)]
@@ -84,6 +84,9 @@ pub(crate) struct Record {
     at_peak_epoch: AtomicU64,
     /// The pool's limit on live bytes (0: none), for reports.
     limit: AtomicUsize,
+    /// Set when every call of the pool holds the process-wide lock of the
+    /// serialised peak lane (see `peak::Lane`); written by the owner only.
+    serialised: AtomicBool,
 }
 
 // SAFETY: the counters and `live` are atomics. `meta` is an UnsafeCell that
@@ -127,6 +130,7 @@ impl Record {
             at_peak_blocks: AtomicUsize::new(0),
             at_peak_epoch: AtomicU64::new(0),
             limit: AtomicUsize::new(0),
+            serialised: AtomicBool::new(false),
         }
     }
 
@@ -169,6 +173,22 @@ impl Record {
         self.frees.store(0, Relaxed);
         self.reallocs.store(0, Relaxed);
         self.limit.store(0, Relaxed);
+        self.serialised.store(false, Relaxed);
+    }
+
+    /// Sends the pool's bytes through the serialised peak lane from now on.
+    pub(crate) fn set_serialised(&self) {
+        self.serialised.store(true, Relaxed);
+    }
+
+    /// Where the pool's pending peak counts go.
+    #[inline(always)]
+    fn lane(&self) -> Lane {
+        if self.serialised.load(Relaxed) {
+            Lane::Serialised
+        } else {
+            Lane::Thread
+        }
     }
 
     #[inline]
@@ -189,7 +209,7 @@ impl Record {
     pub(crate) fn added(&self, bytes: usize) {
         self.set_size(self.size.load(Relaxed) + bytes);
         Self::add(&self.allocs, 1);
-        peak::allocated(bytes);
+        peak::allocated(self.lane(), bytes);
     }
 
     /// A block of `bytes` left the pool.
@@ -197,7 +217,7 @@ impl Record {
     pub(crate) fn removed(&self, bytes: usize) {
         self.size.store(self.size.load(Relaxed) - bytes, Relaxed);
         Self::add(&self.frees, 1);
-        peak::freed(bytes);
+        peak::freed(self.lane(), bytes);
     }
 
     /// A block of `old` bytes became one of `new` bytes.
@@ -207,15 +227,15 @@ impl Record {
         Self::add(&self.reallocs, 1);
         // The process-wide counts see the growth (or shrinkage) only.
         if new >= old {
-            peak::allocated(new - old);
+            peak::allocated(self.lane(), new - old);
         } else {
-            peak::freed(old - new);
+            peak::freed(self.lane(), old - new);
         }
     }
 
     /// All `blocks` live blocks left the pool.
     pub(crate) fn cleared(&self, blocks: usize) {
-        peak::freed(self.size.load(Relaxed));
+        peak::freed(self.lane(), self.size.load(Relaxed));
         self.size.store(0, Relaxed);
         Self::add(&self.frees, blocks as u64);
     }

@@ -288,3 +288,59 @@ fn a_threads_counts_are_added_when_it_exits() {
         assert_eq!(peak().current, 0);
     });
 }
+
+#[test]
+fn declared_pools_count_at_once_from_any_thread() {
+    alone("peak::declared_pools_count_at_once_from_any_thread", || {
+        use std::sync::mpsc;
+        use std::sync::Mutex;
+        // The process-wide lock the declared pools share (the GIL's part).
+        static LOCK: Mutex<()> = Mutex::new(());
+        let trace = Trace::start().unwrap();
+        let (filled, wait_filled) = mpsc::channel();
+        let (done, wait_done) = mpsc::channel::<()>();
+        // A thread that stays alive holding less than a step: a declared
+        // pool's counts are not this thread's, so they are not held back.
+        let worker = thread::spawn(move || {
+            let _held = LOCK.lock().unwrap();
+            let mut pool = Pool::named("declared");
+            pool.count_under_process_lock();
+            for _ in 0..10 {
+                pool.alloc(1, KIB).unwrap();
+            }
+            drop(_held);
+            filled.send(()).unwrap();
+            wait_done.recv().unwrap();
+            let _held = LOCK.lock().unwrap();
+            drop(pool);
+        });
+        wait_filled.recv().unwrap();
+        let guard = LOCK.lock().unwrap();
+        let figures = trace.figures();
+        assert_eq!(
+            (figures.allocated, figures.peak),
+            (10 * KIB as u64, 10 * KIB)
+        );
+        let report = peak();
+        assert_eq!(report.current, 10 * KIB);
+        assert_eq!(report.peak, 10 * KIB);
+        drop(guard);
+        done.send(()).unwrap();
+        worker.join().unwrap();
+        // An undeclared pool on a live thread is held back within the step.
+        let trace = Trace::start().unwrap();
+        let (filled, wait_filled) = mpsc::channel();
+        let (done, wait_done) = mpsc::channel::<()>();
+        let worker = thread::spawn(move || {
+            let mut pool = Pool::new();
+            pool.alloc(1, 10 * KIB).unwrap();
+            filled.send(()).unwrap();
+            wait_done.recv().unwrap();
+        });
+        wait_filled.recv().unwrap();
+        assert_eq!(trace.figures().allocated, 0);
+        done.send(()).unwrap();
+        worker.join().unwrap();
+        assert_eq!(trace.finish().freed, 10 * KIB as u64);
+    });
+}

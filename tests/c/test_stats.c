@@ -16,6 +16,7 @@
 #include "cymem_rs.h"
 
 #include "check.h"
+#include "live_pools.h"
 
 static CymemPoolStats stats_of(const CymemPool *pool)
 {
@@ -23,23 +24,6 @@ static CymemPoolStats stats_of(const CymemPool *pool)
     memset(&s, 0xAB, sizeof s);
     CHECK(cymem_pool_stats(pool, &s) == CYMEM_OK);
     return s;
-}
-
-/* The entry named `name` among the live pools, copied into *out; 1 if found. */
-static int find_pool(const char *name, CymemPoolInfo *out)
-{
-    size_t n = cymem_live_pools(NULL, 0), count, i;
-    CymemPoolInfo *all = (CymemPoolInfo *)calloc(n + 8, sizeof *all);
-    int found = 0;
-    count = cymem_live_pools(all, n + 8);
-    for (i = 0; i < count && i < n + 8; i++) {
-        if (strcmp(all[i].name, name) == 0) {
-            *out = all[i];
-            found = 1;
-        }
-    }
-    free(all);
-    return found;
 }
 
 static void test_counters_follow_every_operation(CymemPool *(*make)(void))

@@ -113,6 +113,35 @@ def test_cython_pools_in_threads_make_one_peak(cython_module):
         assert (held["bytes"], held["blocks"], held["alive"]) == (MIB, 8, False)
 
 
+def test_a_pool_on_a_live_thread_counts_at_once():
+    # Python pools share the GIL, so their counts are not held back by the
+    # thread that allocated (which stays alive here, below one step).
+    filled = threading.Event()
+    done = threading.Event()
+
+    def work():
+        pool = Pool(name="py-live-thread")
+        blocks = [pool.alloc(1, KIB) for _ in range(10)]
+        filled.set()
+        done.wait()
+        del blocks, pool
+
+    reset_peak()
+    base = peak()["current"]
+    with trace() as t:
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        filled.wait()
+        try:
+            assert (t.allocated, t.peak) == (10 * KIB, 10 * KIB)
+            assert peak()["current"] == base + 10 * KIB
+        finally:
+            done.set()
+            worker.join()
+    assert (t.allocated, t.freed) == (10 * KIB, 10 * KIB)
+    assert peak()["current"] == base
+
+
 def test_a_trace_counts_small_blocks_within_one_step():
     pool = Pool()
     with trace() as t:
