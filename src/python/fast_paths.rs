@@ -18,7 +18,7 @@
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::Relaxed};
 use std::sync::OnceLock;
 
 use pyo3::ffi;
@@ -28,12 +28,57 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 use super::address::Address;
 use super::pool::Pool;
 
-/// The `Pool` and `Address` type objects, for the check that a call is of
-/// exactly that type (CPython does not pass `tp_vectorcall` on to
-/// subclasses; this does not rely on it). They live as long as the
-/// interpreter: the module holds them.
-static POOL_TYPE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
-static ADDRESS_TYPE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
+/// A type whose calls take a fast path: the type object, and its `__new__`
+/// and `__init__` slots once the fast path is installed. Python code that
+/// assigns `Pool.__init__` (say) changes a slot: calls then go through
+/// `type.__call__`, which runs it. (CPython does not pass `tp_vectorcall`
+/// on to subclasses; the type check does not rely on it.)
+struct FastType {
+    class: AtomicPtr<ffi::PyTypeObject>,
+    new: AtomicUsize,
+    init: AtomicUsize,
+}
+
+impl FastType {
+    const fn new() -> Self {
+        FastType {
+            class: AtomicPtr::new(ptr::null_mut()),
+            new: AtomicUsize::new(0),
+            init: AtomicUsize::new(0),
+        }
+    }
+
+    /// Remembers `class` as it is now. The type objects live as long as the
+    /// interpreter: the module holds them.
+    fn set(&self, class: &Bound<'_, PyType>) {
+        let slots = class_slots(class);
+        self.new
+            .store(slots.tp_new.map_or(0, |f| f as usize), Relaxed);
+        self.init
+            .store(slots.tp_init.map_or(0, |f| f as usize), Relaxed);
+        self.class.store(class.as_type_ptr(), Relaxed);
+    }
+
+    /// Whether `class` is this type.
+    fn is(&self, class: *mut ffi::PyTypeObject) -> bool {
+        class == self.class.load(Relaxed)
+    }
+
+    /// Whether `class` is this type, with the slots it had.
+    ///
+    /// # Safety
+    /// `class` must be a live type object.
+    unsafe fn is_unchanged(&self, class: *mut ffi::PyTypeObject) -> bool {
+        // SAFETY: a live type object (the caller's contract).
+        let slots = unsafe { &*class };
+        self.is(class)
+            && slots.tp_new.map_or(0, |f| f as usize) == self.new.load(Relaxed)
+            && slots.tp_init.map_or(0, |f| f as usize) == self.init.load(Relaxed)
+    }
+}
+
+static POOL_TYPE: FastType = FastType::new();
+static ADDRESS_TYPE: FastType = FastType::new();
 
 /// pyo3's `tp_new` of `Address`, which [`address_tp_new`] falls back on.
 static ADDRESS_PYO3_NEW: OnceLock<ffi::newfunc> = OnceLock::new();
@@ -45,8 +90,6 @@ static PYO3_SIZE: OnceLock<Py<PyAny>> = OnceLock::new();
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     let pool = py.get_type::<Pool>();
     let address = py.get_type::<Address>();
-    POOL_TYPE.store(pool.as_ptr(), Relaxed);
-    ADDRESS_TYPE.store(address.as_ptr(), Relaxed);
     set_slots(&pool, |slots| slots.tp_vectorcall = Some(pool_vectorcall));
     set_slots(&address, |slots| {
         slots.tp_vectorcall = Some(address_vectorcall);
@@ -56,7 +99,15 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
             }
         }
     });
+    POOL_TYPE.set(&pool);
+    ADDRESS_TYPE.set(&address);
     install_size_getter(py, &pool)
+}
+
+/// A type object's slots, to read.
+fn class_slots<'a>(class: &'a Bound<'_, PyType>) -> &'a ffi::PyTypeObject {
+    // SAFETY: the type object is alive while `class` is.
+    unsafe { &*class.as_type_ptr() }
 }
 
 /// Changes slots of a type object.
@@ -130,14 +181,16 @@ impl Vectorcall {
     /// The fields must be as CPython passed them to a type's vectorcall.
     unsafe fn fast_or_type_call(
         &self,
-        class: &AtomicPtr<ffi::PyObject>,
+        class: &FastType,
         arity: isize,
         fast: impl FnOnce(Python<'_>, &[*mut ffi::PyObject]) -> Option<*mut ffi::PyObject>,
     ) -> *mut ffi::PyObject {
         // SAFETY: CPython calls a type's vectorcall attached to the interpreter.
         let py = unsafe { Python::assume_attached() };
-        if self.callable == class.load(Relaxed)
-            // SAFETY: `kwnames` is as CPython passed it.
+        // SAFETY: `callable` is a live type object (CPython calls a type's
+        // vectorcall with the type), `kwnames` as CPython passed it.
+        if unsafe { class.is_unchanged(self.callable.cast()) }
+            // SAFETY: as above.
             && unsafe { positional_only(self.nargsf, self.kwnames) } == Some(arity)
         {
             let positional = if arity == 0 {
@@ -165,7 +218,7 @@ unsafe extern "C" fn address_tp_new(
     // SAFETY: CPython calls `tp_new` attached to the interpreter.
     let py = unsafe { Python::assume_attached() };
     // SAFETY: CPython passes `tp_new` a live tuple and NULL or a live dict.
-    if subtype.cast() == ADDRESS_TYPE.load(Relaxed) && unsafe { no_keywords(kwds) } {
+    if ADDRESS_TYPE.is(subtype) && unsafe { no_keywords(kwds) } {
         // SAFETY: a live tuple, as above.
         if unsafe { ffi::PyTuple_GET_SIZE(args) } == 2 {
             // SAFETY: a live tuple of 2 items.

@@ -149,3 +149,22 @@ def test_size_is_a_read_only_descriptor_of_every_pool():
     assert sub.size == 0
     with pytest.raises(TypeError):
         Pool.size.__get__(object())
+
+
+def test_an_init_assigned_to_the_type_runs_for_every_call():
+    calls = []
+
+    def init(self, *args, **kwargs):
+        calls.append((type(self), args))
+
+    Pool.__init__ = init
+    Address.__init__ = init
+    try:
+        pool, address = Pool(), Address(1, 8)
+    finally:
+        del Pool.__init__
+        del Address.__init__
+    assert calls == [(Pool, ()), (Address, (1, 8))]
+    assert pool.size == 0 and address.size == 8
+    Pool(), Address(1, 8)
+    assert len(calls) == 2
