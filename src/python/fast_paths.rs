@@ -449,7 +449,7 @@ unsafe extern "C" fn pool_size(
     };
     // SAFETY: a Pool, as above.
     let pool = unsafe { object.cast_unchecked::<Pool>() };
-    match pool.get().core.0.with(|core| core.size()) {
+    match pool.get().with_core_inline(|core| core.size()) {
         // SAFETY: attached.
         Ok(size) => unsafe { ffi::PyLong_FromSize_t(size) },
         // Unusable (after a fork) or reentered: pyo3's getter raises the error.

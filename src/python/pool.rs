@@ -100,6 +100,29 @@ impl Pool {
             .map_err(|e| pool_exception(Operation::Free, e))
     }
 
+    /// `SharedPool::with` for the hottest paths: only the lock-free path of
+    /// GIL builds is inlined, the locked one (free-threaded builds) is a call.
+    #[inline(always)]
+    pub(crate) fn with_core_inline<R>(
+        &self,
+        f: impl FnOnce(&mut CorePool) -> R,
+    ) -> Result<R, PoolError> {
+        #[inline(never)]
+        fn locked<R>(
+            core: &SharedPool,
+            f: impl FnOnce(&mut CorePool) -> R,
+        ) -> Result<R, PoolError> {
+            // A closure of its own: `with` is then a function apart from the
+            // inlined one below, not one shared call LLVM would keep out of line.
+            core.with(|pool| f(pool))
+        }
+        if self.core.0.is_locked() {
+            locked(&self.core.0, f)
+        } else {
+            self.core.0.with(f)
+        }
+    }
+
     /// [`Pool::with_core`] for a core operation that can fail itself.
     fn run_core<T>(
         &self,
@@ -541,10 +564,8 @@ impl Drop for Pool {
     fn drop(&mut self) {
         // Most pools die with no cleanup to run and not in debug mode: one
         // look tells. A pool unusable after a `fork` is left alone (and leaked).
-        let Ok((cleanups, debug)) = self
-            .core
-            .0
-            .with(|pool| (pool.cleanups().next().is_some(), pool.is_debug()))
+        let Ok((cleanups, debug)) =
+            self.with_core_inline(|pool| (pool.cleanups().next().is_some(), pool.is_debug()))
         else {
             return;
         };
