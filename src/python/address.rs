@@ -43,19 +43,7 @@ unsafe impl Sync for BlockPtr {}
 impl Address {
     #[new]
     pub(crate) fn new(_py: Python<'_>, number: usize, elem_size: usize) -> PyResult<Self> {
-        let alloc_err = |e: PoolError| pool_exception(Operation::Alloc, e);
-        let size = block_bytes(number, elem_size).map_err(alloc_err)?;
-        let allocator = default_allocator();
-        // 0 bytes still gets its own address, as in the pool.
-        let ptr = allocator
-            .alloc_zeroed(size.max(1))
-            .ok_or(PoolError::OutOfMemory { bytes: size })
-            .map_err(alloc_err)?;
-        Ok(Address {
-            ptr: BlockPtr(ptr.cast()),
-            size,
-            allocator,
-        })
+        Address::try_new(number, elem_size).map_err(|e| pool_exception(Operation::Alloc, e))
     }
 
     /// The block's address as an int.
@@ -100,6 +88,21 @@ impl Address {
 }
 
 impl Address {
+    /// A zeroed block of `number * elem_size` bytes from the default allocator.
+    pub(crate) fn try_new(number: usize, elem_size: usize) -> Result<Self, PoolError> {
+        let size = block_bytes(number, elem_size)?;
+        let allocator = default_allocator();
+        // 0 bytes still gets its own address, as in the pool.
+        let ptr = allocator
+            .alloc_zeroed(size.max(1))
+            .ok_or(PoolError::OutOfMemory { bytes: size })?;
+        Ok(Address {
+            ptr: BlockPtr(ptr.cast()),
+            size,
+            allocator,
+        })
+    }
+
     /// The field C reads, for the C API's offset check.
     pub(crate) fn ptr_field(&self) -> *const c_void {
         (&self.ptr as *const BlockPtr).cast()

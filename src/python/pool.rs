@@ -64,6 +64,32 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// `Pool()`: what [`Pool::new`] makes with no arguments, without parsing
+    /// any. (`Err` leaves no trace: the caller may retry through `new`.)
+    /// Inlined, so the pool is built where the caller puts it, not copied.
+    #[inline(always)]
+    pub(crate) fn new_default(py: Python<'_>) -> Result<Self, PoolError> {
+        let label = Label {
+            name: None,
+            origin: caller_origin(py),
+        };
+        let mut core = CorePool::try_with_allocator_labelled(default_allocator(), label)?;
+        if let Some(options) = DebugOptions::from_env() {
+            core.try_enable_debug(options)?;
+        }
+        // No limit to set, and no observer: tracemalloc sees PyMem's blocks.
+        Ok(Pool::around(core, None, None))
+    }
+
+    fn around(core: CorePool, pymalloc: Option<Py<PyMalloc>>, pyfree: Option<Py<PyFree>>) -> Self {
+        Pool {
+            core: new_core(core),
+            pymalloc,
+            pyfree,
+            refs: OnceLock::new(),
+        }
+    }
+
     /// Runs `f` on the core pool; RuntimeError if the pool is unusable in
     /// this child of a `fork` (another thread was inside it at the fork), or
     /// if a call on it is in progress (its custom allocator called back).
@@ -72,6 +98,29 @@ impl Pool {
             .0
             .with(f)
             .map_err(|e| pool_exception(Operation::Free, e))
+    }
+
+    /// `SharedPool::with` for the hottest paths: only the lock-free path of
+    /// GIL builds is inlined, the locked one (free-threaded builds) is a call.
+    #[inline(always)]
+    pub(crate) fn with_core_inline<R>(
+        &self,
+        f: impl FnOnce(&mut CorePool) -> R,
+    ) -> Result<R, PoolError> {
+        #[inline(never)]
+        fn locked<R>(
+            core: &SharedPool,
+            f: impl FnOnce(&mut CorePool) -> R,
+        ) -> Result<R, PoolError> {
+            // A closure of its own: `with` is then a function apart from the
+            // inlined one below, not one shared call LLVM would keep out of line.
+            core.with(|pool| f(pool))
+        }
+        if self.core.0.is_locked() {
+            locked(&self.core.0, f)
+        } else {
+            self.core.0.with(f)
+        }
     }
 
     /// [`Pool::with_core`] for a core operation that can fail itself.
@@ -165,14 +214,10 @@ impl Pool {
         core.set_limit(limit).map_err(alloc_error)?;
         // tracemalloc sees PyMem's blocks already.
         core.set_observer(tracemalloc::observer(arena || !pymem));
-        Ok(Pool {
-            core: new_core(core),
-            pymalloc,
-            pyfree,
-            refs: OnceLock::new(),
-        })
+        Ok(Pool::around(core, pymalloc, pyfree))
     }
 
+    /// Bytes in live blocks.
     /// Bytes in live blocks.
     #[getter]
     fn size(&self) -> PyResult<usize> {
@@ -517,10 +562,18 @@ impl Drop for Pool {
     /// raise, so damage is reported as an unraisable MemoryCorruptionError
     /// (`sys.unraisablehook`; printed to stderr by default).
     fn drop(&mut self) {
-        // Outside the pool's lock, while the blocks are still live.
-        self.core.0.run_cleanups();
-        // A pool unusable after a `fork` is left alone (and leaked).
-        if !matches!(self.core.0.with(|pool| pool.is_debug()), Ok(true)) {
+        // Most pools die with no cleanup to run and not in debug mode: one
+        // look tells. A pool unusable after a `fork` is left alone (and leaked).
+        let Ok((cleanups, debug)) =
+            self.with_core_inline(|pool| (pool.cleanups().next().is_some(), pool.is_debug()))
+        else {
+            return;
+        };
+        if cleanups {
+            // Outside the pool's lock, while the blocks are still live.
+            self.core.0.run_cleanups();
+        }
+        if !debug {
             return;
         }
         if let Err(err) = self.core.0.run(|pool| pool.free_all_checked()) {
