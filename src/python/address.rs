@@ -4,11 +4,11 @@ use std::ffi::{c_int, c_void};
 use std::ptr::NonNull;
 
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyInt, PyString};
 
 use super::allocators::default_allocator;
 use super::buffer::{get_buffer, Export, Exporter, RawBuffer};
-use super::errors::{pool_exception, py_format, Operation};
+use super::errors::{pool_exception, py_format, py_int, Operation};
 use super::view::BlockView;
 use crate::allocator::Allocator;
 use crate::error::PoolError;
@@ -48,18 +48,18 @@ impl Address {
 
     /// The block's address as an int.
     #[getter]
-    fn addr(&self) -> usize {
-        self.ptr.0.as_ptr() as usize
+    fn addr<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyInt>> {
+        py_int(py, self.ptr.0.as_ptr() as usize)
     }
 
     /// The block's size in bytes.
     #[getter]
-    fn size(&self) -> usize {
-        self.size
+    fn size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyInt>> {
+        py_int(py, self.size)
     }
 
     fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
-        let (addr, size) = (self.addr(), self.size);
+        let (addr, size) = (self.block_addr(), self.size);
         py_format(py, format_args!("<cymem_rs.Address {addr:#x} size={size}>"))
     }
 

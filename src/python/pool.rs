@@ -6,13 +6,13 @@ use std::sync::OnceLock;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyInt, PyList, PyString};
 use pyo3::PyTraverseError;
 
 use super::allocators::{
     allocator_for, default_allocator, default_free, default_malloc, is_pymem, PyFree, PyMalloc,
 };
-use super::errors::{error, pool_exception, py_format, py_string, Operation};
+use super::errors::{error, pool_exception, py_format, py_int, py_string, Operation};
 use super::report::{caller_origin, stats_object};
 use super::scope::{python_cleanup, python_cleanup_data, run_python_cleanup, Scope};
 use super::tracemalloc;
@@ -220,8 +220,8 @@ impl Pool {
     /// Bytes in live blocks.
     /// Bytes in live blocks.
     #[getter]
-    fn size(&self) -> PyResult<usize> {
-        self.with_core(|pool| pool.size())
+    fn size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyInt>> {
+        py_int(py, self.with_core(|pool| pool.size())?)
     }
 
     /// Whether blocks are bump-allocated (`Pool(arena=True)`).
@@ -232,8 +232,8 @@ impl Pool {
 
     /// Number of live blocks.
     #[getter]
-    fn block_count(&self) -> PyResult<usize> {
-        self.with_core(|pool| pool.block_count())
+    fn block_count<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyInt>> {
+        py_int(py, self.with_core(|pool| pool.block_count())?)
     }
 
     /// A snapshot of the live blocks: {address: size}.
@@ -284,12 +284,20 @@ impl Pool {
     }
 
     /// Allocates a zeroed block of `number * elem_size` bytes; returns its address.
-    fn alloc(&self, py: Python<'_>, number: usize, elem_size: usize) -> PyResult<usize> {
+    fn alloc<'py>(
+        &self,
+        py: Python<'py>,
+        number: usize,
+        elem_size: usize,
+    ) -> PyResult<Bound<'py, PyInt>> {
         if number == 0 || elem_size == 0 {
             warn_zero_alloc(py)?;
         }
-        self.run_core(Operation::Alloc, |pool| pool.alloc(number, elem_size))
-            .map(|p| p.as_ptr() as usize)
+        let block = self.run_core(Operation::Alloc, |pool| pool.alloc(number, elem_size))?;
+        py_int(py, block.as_ptr() as usize).inspect_err(|_| {
+            // The caller never learns the address: the block goes back now.
+            let _ = self.run_core(Operation::Free, |pool| pool.free(block.as_ptr()));
+        })
     }
 
     /// Releases the block at `addr` (KeyError if the pool does not hold it).
@@ -299,11 +307,18 @@ impl Pool {
     }
 
     /// Grows the block at `addr` to `new_size` bytes; returns its new address.
-    fn realloc(&self, addr: usize, new_size: usize) -> PyResult<usize> {
-        self.run_core(Operation::Realloc, |pool| {
+    /// (Should the int of the new address not fit in memory, MemoryError is
+    /// raised with the block moved; it is listed in `addresses`.)
+    fn realloc<'py>(
+        &self,
+        py: Python<'py>,
+        addr: usize,
+        new_size: usize,
+    ) -> PyResult<Bound<'py, PyInt>> {
+        let block = self.run_core(Operation::Realloc, |pool| {
             pool.realloc(addr as *mut c_void, new_size)
-        })
-        .map(|p| p.as_ptr() as usize)
+        })?;
+        py_int(py, block.as_ptr() as usize)
     }
 
     /// A zero-copy view of the live block at `addr` through the buffer
@@ -332,8 +347,8 @@ impl Pool {
 
     /// The most bytes live at once since the pool was made or `reset_peak()`.
     #[getter]
-    fn peak_size(&self) -> PyResult<usize> {
-        self.with_core(|pool| pool.stats().peak_size)
+    fn peak_size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyInt>> {
+        py_int(py, self.with_core(|pool| pool.stats().peak_size)?)
     }
 
     /// Starts a new high-water mark from the bytes live now.
