@@ -104,7 +104,7 @@ WORKLOADS = {
         "title": "(f) Pool() from Python",
         "unit": "Pool (Python loop)",
         "baselines": ["object"],
-        "target_speedup": 1.0,
+        "target_speedup": 1 / 0.75,  # at most 0.75 of cymem's time
     },
     "f_size": {
         "title": "(f) mem.size from Python",
@@ -226,9 +226,12 @@ def timing_rows(ms: list[Measurement], arena: bool, arena_note: str) -> list[dic
     def ratios(num: Measurement, den: Measurement) -> dict:
         return summarize([a / b for a, b in zip(num.samples, den.samples)])
 
+    measured = {m.workload for m in ms}
     rows = []
     for w, spec in WORKLOADS.items():
         base_w = w.replace("_arena", "")
+        if base_w not in measured:
+            continue
         row = {
             "workload": w,
             "title": spec["title"],
@@ -404,6 +407,22 @@ def run_callgrind(
 # ------------------------------------------------------------------ memory
 
 MEMORY_IMPLS = ["cymem", "cymem_rs", "cymem_rs_arena", "raw_pymem", "raw_calloc"]
+# The footprint of an empty Pool: cymem_rs / cymem RSS per pool, at most.
+POOL_MEMORY_TARGET = 0.60
+
+
+def run_driver(*args: str) -> dict:
+    """`driver.py ARGS` in a fresh process: the JSON it prints last."""
+    proc = subprocess.run(
+        [sys.executable, str(C.HERE / "driver.py"), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"driver.py {' '.join(args[:3])} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run_memory(paths: dict, n: int, size: int, arena: bool, log) -> dict:
@@ -413,25 +432,9 @@ def run_memory(paths: dict, n: int, size: int, arena: bool, log) -> dict:
             continue
         path = paths["cymem" if impl == "cymem" else "cymem_rs"]
         for method in ("rss", "tracemalloc"):
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    str(C.HERE / "driver.py"),
-                    "memory",
-                    impl,
-                    str(n),
-                    str(size),
-                    method,
-                    str(path),
-                ],
-                check=False,
-                capture_output=True,
-                text=True,
-                cwd=tempfile.gettempdir(),
+            raw[f"{impl}/{method}"] = run_driver(
+                "memory", impl, str(n), str(size), method, str(path)
             )
-            if proc.returncode != 0:
-                raise RuntimeError(f"memory {impl}/{method} failed:\n{proc.stderr[-3000:]}")
-            raw[f"{impl}/{method}"] = json.loads(proc.stdout.strip().splitlines()[-1])
         log(f"  memory {impl}: done")
     # Where each implementation's 64-byte blocks themselves live, so that the
     # block storage can be taken out of each measure, leaving the bookkeeping.
@@ -461,6 +464,27 @@ def run_memory(paths: dict, n: int, size: int, arena: bool, log) -> dict:
             ) / n
         per_block[impl] = entry
     return {"n": n, "size": size, "raw": raw, "per_block": per_block}
+
+
+def run_pool_memory(n: int, log) -> dict:
+    """RSS growth per empty pool, n kept alive, each implementation in its own
+    process (`driver.py pools`)."""
+    per_pool = {}
+    for impl in ("cymem", "cymem_rs"):
+        raw = run_driver("pools", impl, str(n))
+        per_pool[impl] = {
+            "rss_per_pool": raw["bytes"] / n,
+            "malloc_per_pool": raw["malloc_bytes"] / n if "malloc_bytes" in raw else None,
+        }
+        log(f"  empty pools {impl}: {per_pool[impl]['rss_per_pool']:.0f} B each")
+    ratio = per_pool["cymem_rs"]["rss_per_pool"] / per_pool["cymem"]["rss_per_pool"]
+    return {
+        "n": n,
+        "per_pool": per_pool,
+        "ratio": ratio,
+        "target_ratio": POOL_MEMORY_TARGET,
+        "meets_target": ratio <= POOL_MEMORY_TARGET,
+    }
 
 
 # ------------------------------------------------------------------ machine
@@ -524,6 +548,9 @@ def sanity(results: dict) -> list[str]:
     for key, v in cg.get("per_op", {}).items():
         if not ok(v["per_op"]):
             bad.append(f"callgrind {key}: {v['per_op']!r} Ir/op")
+    for impl, v in results.get("pool_memory", {}).get("per_pool", {}).items():
+        if not ok(v["rss_per_pool"]):
+            bad.append(f"empty pools {impl}: {v['rss_per_pool']!r} B each")
     mem = results.get("memory", {})
     for impl, v in mem.get("per_block", {}).items():
         for k, x in v.items():
@@ -552,6 +579,7 @@ def main() -> int:
         help="callgrind iterations for (a) and (b) (default 200000 1000000; quick 5000 50000)",
     )
     ap.add_argument("--memory-n", type=int, help="live blocks for bookkeeping (default 1000000)")
+    ap.add_argument("--pools-n", type=int, help="empty pools kept alive (default 200000)")
     ap.add_argument("--no-callgrind", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--build-dir", type=Path, default=C.DEFAULT_BUILD_DIR)
@@ -561,18 +589,31 @@ def main() -> int:
         help="where results.json, chart.png, REPORT.md go "
         "(default: build/bench; quick: build/bench/quick)",
     )
+    ap.add_argument(
+        "--only",
+        help="comma-separated workloads to run (e.g. e,f_new,f_size,d; "
+        f"default all: {','.join(w for w in WORKLOADS if not w.endswith('_arena'))}); "
+        "an arena row follows its heap row",
+    )
     ap.add_argument("--seed", type=int, default=12345, help="shuffle seed of the round order")
     ap.add_argument("--rebuild", action="store_true", help="recompile the modules")
     args = ap.parse_args()
 
     quick = args.quick
+    only = set(args.only.split(",")) if args.only else None
+    if only and only - set(WORKLOADS):
+        ap.error(f"unknown workloads: {', '.join(sorted(only - set(WORKLOADS)))}")
     rounds = args.rounds or (3 if quick else 11)
     min_ms = args.min_time_ms or (10.0 if quick else 60.0)
     cg_n = dict(CALLGRIND_N_QUICK if quick else CALLGRIND_N)
     if args.callgrind_n:
         cg_n["a"], cg_n["b"] = args.callgrind_n
     mem_n = args.memory_n or (100_000 if quick else 1_000_000)
-    out_dir = args.out_dir or (C.DEFAULT_OUT_DIR / "quick" if quick else C.DEFAULT_OUT_DIR)
+    pools_n = args.pools_n or (20_000 if quick else 200_000)
+    # Absolute: the run changes into the build directory below.
+    out_dir = (
+        args.out_dir or (C.DEFAULT_OUT_DIR / "quick" if quick else C.DEFAULT_OUT_DIR)
+    ).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     args.build_dir.mkdir(parents=True, exist_ok=True)
     os.chdir(args.build_dir)
@@ -596,6 +637,9 @@ def main() -> int:
     mods["cymem_rs"].prepare(B_ALLOCS)
 
     ms = make_measurements(mods, arena)
+    if only:
+        ms = [m for m in ms if m.workload.replace("_arena", "") in only]
+        cg_n = {w: n for w, n in cg_n.items() if w in only}
     gc.disable()
     log(f"calibrating {len(ms)} measurements to >= {min_ms:g} ms each ...")
     for m in ms:
@@ -645,9 +689,12 @@ def main() -> int:
             log,
             baselines=not quick,
         )
-    if not args.no_memory:
+    if not args.no_memory and not only:
         log(f"bookkeeping: {mem_n} live blocks of 64 B ...")
         results["memory"] = run_memory(paths, mem_n, 64, arena, log)
+    if not args.no_memory and (not only or "f_new" in only):
+        log(f"empty pools: {pools_n:,} kept alive ...")
+        results["pool_memory"] = run_pool_memory(pools_n, log)
 
     meta["loadavg_end"] = os.getloadavg()
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)

@@ -16,6 +16,11 @@
         `tracemalloc` (bytes traced by tracemalloc, i.e. PyMem/PyObject
         allocations only).
 
+    driver.py pools IMPL N
+        Keeps N empty pools (`Pool()`) alive in a list made beforehand, in a
+        fresh process, and prints as JSON how much the process grew (RSS, and
+        glibc's in-use bytes): the footprint of an empty pool.
+
 IMPL: cymem, cymem_rs, cymem_rs_arena, or a baseline (calloc, pymem, bump,
 object; for memory: raw_pymem, raw_calloc).
 """
@@ -195,6 +200,26 @@ def memory(impl: str, n: int, size: int, method: str, path: str) -> None:
     print(json.dumps(result))
 
 
+def pools(impl: str, n: int) -> None:
+    import json
+
+    malloc_in_use = mallinfo_reader()
+    kept = [None] * n
+    # Warm the code paths (and the registry's first records) before the baseline.
+    warm = [new_pool(impl) for _ in range(64)]
+    del warm
+    gc.collect()
+    gc.disable()
+    before, malloc_before = rss_bytes(), malloc_in_use()
+    for i in range(n):
+        kept[i] = new_pool(impl)
+    after, malloc_after = rss_bytes(), malloc_in_use()
+    result = {"impl": impl, "n": n, "bytes": after - before}
+    if malloc_before is not None:
+        result["malloc_bytes"] = malloc_after - malloc_before
+    print(json.dumps(result))
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         raise SystemExit(__doc__)
@@ -202,6 +227,8 @@ def main(argv: list[str]) -> None:
         callgrind(argv[1], argv[2], int(argv[3]), int(argv[4]), argv[5])
     elif argv[0] == "memory" and len(argv) == 6:
         memory(argv[1], int(argv[2]), int(argv[3]), argv[4], argv[5])
+    elif argv[0] == "pools" and len(argv) == 3:
+        pools(argv[1], int(argv[2]))
     else:
         raise SystemExit(__doc__)
 

@@ -265,6 +265,28 @@ def memory_table(mem: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def pool_memory_table(pools: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["", "cymem", "cymem_rs", "cymem_rs / cymem", "target", "met?"]
+    per = pools["per_pool"]
+
+    def num(x) -> str:
+        return "—" if x is None else f"{x:.0f} B"
+
+    verdict = [
+        f"{pools['ratio']:.2f}",
+        f"<= {pools['target_ratio']:.2f}",
+        "yes" if pools["meets_target"] else "**NO**",
+    ]
+    rows = [
+        [label, num(per["cymem"][key]), num(per["cymem_rs"][key]), *cells]
+        for label, key, cells in (
+            ("RSS per empty pool", "rss_per_pool", verdict),
+            ("of which glibc malloc in-use", "malloc_per_pool", ["", "", ""]),
+        )
+    ]
+    return header, rows
+
+
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     line = lambda cells: " | ".join(str(c).ljust(w) for c, w in zip(cells, widths))
@@ -321,6 +343,10 @@ def console_tables(results: dict) -> str:
             "(per block; REPORT.md says what each column includes)"
         )
         parts.append(text_table(*memory_table(mem)))
+    pools = results.get("pool_memory")
+    if pools:
+        parts.append(f"\n== empty pools: {pools['n']:,} kept alive, RSS growth per pool")
+        parts.append(text_table(*pool_memory_table(pools)))
     warn = results["meta"].get("warning")
     if warn:
         parts.append(f"\nWARNING: {warn}")
@@ -510,6 +536,17 @@ def write_markdown(results: dict, path: Path) -> None:
             L.append("```\n" + "\n".join(profile_lines(cg, key, md=False)) + "\n```\n")
     elif cg:
         L.append(f"## Instructions per operation (callgrind)\n\nSkipped: {cg.get('skipped')}\n")
+    pools = results.get("pool_memory")
+    if pools:
+        L.append("## Memory of an empty pool\n")
+        L.append(
+            f"{pools['n']:,} `Pool()` kept alive in a list made beforehand, in a fresh "
+            "process per implementation (`driver.py pools`): the RSS growth, and glibc's "
+            "in-use growth (where cymem_rs's registry records live; the Python objects "
+            "are in pymalloc), divided by the pool count.\n"
+        )
+        L.append(md_table(*pool_memory_table(pools)))
+        L.append("")
     mem = results.get("memory")
     if mem:
         L.append("## Bookkeeping bytes per live block\n")
@@ -614,7 +651,8 @@ def write_markdown(results: dict, path: Path) -> None:
     )
     L.append(
         "Options (`bench.py --help`): `--rounds`, `--min-time-ms`, `--callgrind-n N_A N_B`, "
-        "`--memory-n`, `--no-callgrind`, `--no-memory`, `--out-dir`, `--rebuild`. "
+        "`--memory-n`, `--pools-n`, `--only W,W`, `--no-callgrind`, `--no-memory`, `--out-dir`, "
+        "`--rebuild`. "
         "Compiled modules and callgrind outputs go to `build/bench/cython/`. "
         "`python benches/cython/report.py results.json OUT_DIR` re-renders the chart and "
         "this report from saved results.\n"

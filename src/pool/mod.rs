@@ -279,7 +279,9 @@ impl Pool {
     // `forget` or `moved`, which also keep the counters.
 
     /// Adds a fresh block to the index. `Ok(false)`: already there (a broken
-    /// custom allocator), nothing changed.
+    /// custom allocator), nothing changed. (Inlined: as a call it cost the
+    /// alloc + free pair a tenth of the pool's own instructions.)
+    #[inline(always)]
     fn record(&mut self, addr: usize, bytes: usize) -> Result<bool, TableFull> {
         let added = match &mut self.source {
             Source::Heap(_) => self.table.insert(addr, bytes)?,
@@ -296,6 +298,7 @@ impl Pool {
     }
 
     /// Removes a block from the index; its size, or `None` if unknown.
+    #[inline(always)]
     fn forget(&mut self, addr: usize) -> Option<usize> {
         let bytes = match &mut self.source {
             Source::Heap(_) => self.table.remove(addr)?,

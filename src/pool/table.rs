@@ -254,6 +254,7 @@ impl BlockTable {
     /// When the block just put in the slots is freed first, the next block
     /// takes `hot` from its long-lived holder, so alloc/free pairs on a pool
     /// with older blocks reach the fast path after one pair.
+    #[inline(always)]
     pub(crate) fn insert(&mut self, addr: usize, size: usize) -> Result<bool, TableFull> {
         debug_assert_ne!(addr, EMPTY, "blocks are never at address 0");
         if addr == self.hot.addr {

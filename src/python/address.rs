@@ -4,11 +4,11 @@ use std::ffi::{c_int, c_void};
 use std::ptr::NonNull;
 
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyInt, PyString};
 
 use super::allocators::default_allocator;
 use super::buffer::{get_buffer, Export, Exporter, RawBuffer};
-use super::errors::{pool_exception, py_format, Operation};
+use super::errors::{pool_exception, py_format, py_int, Operation};
 use super::view::BlockView;
 use crate::allocator::Allocator;
 use crate::error::PoolError;
@@ -43,35 +43,23 @@ unsafe impl Sync for BlockPtr {}
 impl Address {
     #[new]
     pub(crate) fn new(_py: Python<'_>, number: usize, elem_size: usize) -> PyResult<Self> {
-        let alloc_err = |e: PoolError| pool_exception(Operation::Alloc, e);
-        let size = block_bytes(number, elem_size).map_err(alloc_err)?;
-        let allocator = default_allocator();
-        // 0 bytes still gets its own address, as in the pool.
-        let ptr = allocator
-            .alloc_zeroed(size.max(1))
-            .ok_or(PoolError::OutOfMemory { bytes: size })
-            .map_err(alloc_err)?;
-        Ok(Address {
-            ptr: BlockPtr(ptr.cast()),
-            size,
-            allocator,
-        })
+        Address::try_new(number, elem_size).map_err(|e| pool_exception(Operation::Alloc, e))
     }
 
     /// The block's address as an int.
     #[getter]
-    fn addr(&self) -> usize {
-        self.ptr.0.as_ptr() as usize
+    fn addr<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyInt>> {
+        py_int(py, self.ptr.0.as_ptr() as usize)
     }
 
     /// The block's size in bytes.
     #[getter]
-    fn size(&self) -> usize {
-        self.size
+    fn size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyInt>> {
+        py_int(py, self.size)
     }
 
     fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
-        let (addr, size) = (self.addr(), self.size);
+        let (addr, size) = (self.block_addr(), self.size);
         py_format(py, format_args!("<cymem_rs.Address {addr:#x} size={size}>"))
     }
 
@@ -100,6 +88,21 @@ impl Address {
 }
 
 impl Address {
+    /// A zeroed block of `number * elem_size` bytes from the default allocator.
+    pub(crate) fn try_new(number: usize, elem_size: usize) -> Result<Self, PoolError> {
+        let size = block_bytes(number, elem_size)?;
+        let allocator = default_allocator();
+        // 0 bytes still gets its own address, as in the pool.
+        let ptr = allocator
+            .alloc_zeroed(size.max(1))
+            .ok_or(PoolError::OutOfMemory { bytes: size })?;
+        Ok(Address {
+            ptr: BlockPtr(ptr.cast()),
+            size,
+            allocator,
+        })
+    }
+
     /// The field C reads, for the C API's offset check.
     pub(crate) fn ptr_field(&self) -> *const c_void {
         (&self.ptr as *const BlockPtr).cast()

@@ -12,7 +12,7 @@ use pyo3::exceptions::{
     PyBufferError, PyKeyError, PyMemoryError, PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyType};
+use pyo3::types::{PyInt, PyString, PyType};
 use pyo3::{ffi, PyErr, PyTypeInfo};
 
 use crate::fallible::{try_format, FixedText};
@@ -80,6 +80,18 @@ pub(crate) fn py_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py,
     // with an exception set, which is what `from_owned_ptr_or_err` takes.
     let made = unsafe { Bound::from_owned_ptr_or_err(py, made) }?;
     Ok(made.cast_into::<PyString>()?)
+}
+
+/// A Python `int` of `value`, or the error (MemoryError) that prevented it.
+/// (pyo3's own conversion of a `usize` panics when CPython runs out of
+/// memory, which reaches Python as PanicException.)
+pub(crate) fn py_int(py: Python<'_>, value: usize) -> PyResult<Bound<'_, PyInt>> {
+    // SAFETY: the GIL is held (`py`); PyLong_FromSize_t takes any value.
+    let made = unsafe { ffi::PyLong_FromSize_t(value) };
+    // SAFETY: PyLong_FromSize_t returns a new reference, or NULL with an
+    // exception set, which is what `from_owned_ptr_or_err` takes.
+    let made = unsafe { Bound::from_owned_ptr_or_err(py, made) }?;
+    Ok(made.cast_into::<PyInt>()?)
 }
 
 /// A Python `str` of formatted text (a repr); MemoryError if the text or

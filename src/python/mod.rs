@@ -7,6 +7,7 @@ mod allocators;
 mod buffer;
 mod capi;
 mod errors;
+mod fast_paths;
 mod peak;
 mod pool;
 mod report;
@@ -34,6 +35,7 @@ fn cymem_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyMalloc>()?;
     m.add_class::<PyFree>()?;
     m.add_class::<BlockView>()?;
+    fast_paths::install(py)?;
     m.add_class::<scope::Scope>()?;
     m.add(
         "Default_Malloc",

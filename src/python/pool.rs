@@ -6,13 +6,13 @@ use std::sync::OnceLock;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyInt, PyList, PyString};
 use pyo3::PyTraverseError;
 
 use super::allocators::{
     allocator_for, default_allocator, default_free, default_malloc, is_pymem, PyFree, PyMalloc,
 };
-use super::errors::{error, pool_exception, py_format, py_string, Operation};
+use super::errors::{error, pool_exception, py_format, py_int, py_string, Operation};
 use super::report::{caller_origin, stats_object};
 use super::scope::{python_cleanup, python_cleanup_data, run_python_cleanup, Scope};
 use super::tracemalloc;
@@ -64,6 +64,32 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// `Pool()`: what [`Pool::new`] makes with no arguments, without parsing
+    /// any. (`Err` leaves no trace: the caller may retry through `new`.)
+    /// Inlined, so the pool is built where the caller puts it, not copied.
+    #[inline(always)]
+    pub(crate) fn new_default(py: Python<'_>) -> Result<Self, PoolError> {
+        let label = Label {
+            name: None,
+            origin: caller_origin(py),
+        };
+        let mut core = CorePool::try_with_allocator_labelled(default_allocator(), label)?;
+        if let Some(options) = DebugOptions::from_env() {
+            core.try_enable_debug(options)?;
+        }
+        // No limit to set, and no observer: tracemalloc sees PyMem's blocks.
+        Ok(Pool::around(core, None, None))
+    }
+
+    fn around(core: CorePool, pymalloc: Option<Py<PyMalloc>>, pyfree: Option<Py<PyFree>>) -> Self {
+        Pool {
+            core: new_core(core),
+            pymalloc,
+            pyfree,
+            refs: OnceLock::new(),
+        }
+    }
+
     /// Runs `f` on the core pool; RuntimeError if the pool is unusable in
     /// this child of a `fork` (another thread was inside it at the fork), or
     /// if a call on it is in progress (its custom allocator called back).
@@ -72,6 +98,29 @@ impl Pool {
             .0
             .with(f)
             .map_err(|e| pool_exception(Operation::Free, e))
+    }
+
+    /// `SharedPool::with` for the hottest paths: only the lock-free path of
+    /// GIL builds is inlined, the locked one (free-threaded builds) is a call.
+    #[inline(always)]
+    pub(crate) fn with_core_inline<R>(
+        &self,
+        f: impl FnOnce(&mut CorePool) -> R,
+    ) -> Result<R, PoolError> {
+        #[inline(never)]
+        fn locked<R>(
+            core: &SharedPool,
+            f: impl FnOnce(&mut CorePool) -> R,
+        ) -> Result<R, PoolError> {
+            // A closure of its own: `with` is then a function apart from the
+            // inlined one below, not one shared call LLVM would keep out of line.
+            core.with(|pool| f(pool))
+        }
+        if self.core.0.is_locked() {
+            locked(&self.core.0, f)
+        } else {
+            self.core.0.with(f)
+        }
     }
 
     /// [`Pool::with_core`] for a core operation that can fail itself.
@@ -165,18 +214,14 @@ impl Pool {
         core.set_limit(limit).map_err(alloc_error)?;
         // tracemalloc sees PyMem's blocks already.
         core.set_observer(tracemalloc::observer(arena || !pymem));
-        Ok(Pool {
-            core: new_core(core),
-            pymalloc,
-            pyfree,
-            refs: OnceLock::new(),
-        })
+        Ok(Pool::around(core, pymalloc, pyfree))
     }
 
     /// Bytes in live blocks.
+    /// Bytes in live blocks.
     #[getter]
-    fn size(&self) -> PyResult<usize> {
-        self.with_core(|pool| pool.size())
+    fn size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyInt>> {
+        py_int(py, self.with_core(|pool| pool.size())?)
     }
 
     /// Whether blocks are bump-allocated (`Pool(arena=True)`).
@@ -187,8 +232,8 @@ impl Pool {
 
     /// Number of live blocks.
     #[getter]
-    fn block_count(&self) -> PyResult<usize> {
-        self.with_core(|pool| pool.block_count())
+    fn block_count<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyInt>> {
+        py_int(py, self.with_core(|pool| pool.block_count())?)
     }
 
     /// A snapshot of the live blocks: {address: size}.
@@ -239,12 +284,20 @@ impl Pool {
     }
 
     /// Allocates a zeroed block of `number * elem_size` bytes; returns its address.
-    fn alloc(&self, py: Python<'_>, number: usize, elem_size: usize) -> PyResult<usize> {
+    fn alloc<'py>(
+        &self,
+        py: Python<'py>,
+        number: usize,
+        elem_size: usize,
+    ) -> PyResult<Bound<'py, PyInt>> {
         if number == 0 || elem_size == 0 {
             warn_zero_alloc(py)?;
         }
-        self.run_core(Operation::Alloc, |pool| pool.alloc(number, elem_size))
-            .map(|p| p.as_ptr() as usize)
+        let block = self.run_core(Operation::Alloc, |pool| pool.alloc(number, elem_size))?;
+        py_int(py, block.as_ptr() as usize).inspect_err(|_| {
+            // The caller never learns the address: the block goes back now.
+            let _ = self.run_core(Operation::Free, |pool| pool.free(block.as_ptr()));
+        })
     }
 
     /// Releases the block at `addr` (KeyError if the pool does not hold it).
@@ -254,11 +307,18 @@ impl Pool {
     }
 
     /// Grows the block at `addr` to `new_size` bytes; returns its new address.
-    fn realloc(&self, addr: usize, new_size: usize) -> PyResult<usize> {
-        self.run_core(Operation::Realloc, |pool| {
+    /// (Should the int of the new address not fit in memory, MemoryError is
+    /// raised with the block moved; it is listed in `addresses`.)
+    fn realloc<'py>(
+        &self,
+        py: Python<'py>,
+        addr: usize,
+        new_size: usize,
+    ) -> PyResult<Bound<'py, PyInt>> {
+        let block = self.run_core(Operation::Realloc, |pool| {
             pool.realloc(addr as *mut c_void, new_size)
-        })
-        .map(|p| p.as_ptr() as usize)
+        })?;
+        py_int(py, block.as_ptr() as usize)
     }
 
     /// A zero-copy view of the live block at `addr` through the buffer
@@ -287,8 +347,8 @@ impl Pool {
 
     /// The most bytes live at once since the pool was made or `reset_peak()`.
     #[getter]
-    fn peak_size(&self) -> PyResult<usize> {
-        self.with_core(|pool| pool.stats().peak_size)
+    fn peak_size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyInt>> {
+        py_int(py, self.with_core(|pool| pool.stats().peak_size)?)
     }
 
     /// Starts a new high-water mark from the bytes live now.
@@ -517,10 +577,18 @@ impl Drop for Pool {
     /// raise, so damage is reported as an unraisable MemoryCorruptionError
     /// (`sys.unraisablehook`; printed to stderr by default).
     fn drop(&mut self) {
-        // Outside the pool's lock, while the blocks are still live.
-        self.core.0.run_cleanups();
-        // A pool unusable after a `fork` is left alone (and leaked).
-        if !matches!(self.core.0.with(|pool| pool.is_debug()), Ok(true)) {
+        // Most pools die with no cleanup to run and not in debug mode: one
+        // look tells. A pool unusable after a `fork` is left alone (and leaked).
+        let Ok((cleanups, debug)) =
+            self.with_core_inline(|pool| (pool.cleanups().next().is_some(), pool.is_debug()))
+        else {
+            return;
+        };
+        if cleanups {
+            // Outside the pool's lock, while the blocks are still live.
+            self.core.0.run_cleanups();
+        }
+        if !debug {
             return;
         }
         if let Err(err) = self.core.0.run(|pool| pool.free_all_checked()) {

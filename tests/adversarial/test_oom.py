@@ -29,6 +29,8 @@ REPEAT = int(os.environ.get("CYMEM_RS_REPEAT", "10"))
 # A sweep's work grows with the square of its workload.
 SWEEP_TIMEOUT = 120 * max(1, REPEAT // 10) ** 2
 KINDS = ["heap", "arena", "debug", "debug_arena", "custom"]
+# The C door also makes pools without a lock of their own.
+C_KINDS = [*KINDS, "unlocked", "unlocked_arena", "unlocked_custom"]
 LIMITS_KB = [60_000, 200_000]
 SIZES = [64, 4096, 1 << 20]
 # (block size, ulimit -v in KiB) for one pool filled: small blocks at both
@@ -280,6 +282,10 @@ static CymemPool *make(const char *kind) {
     if (!strcmp(kind, "arena")) return cymem_pool_new_arena();
     if (!strcmp(kind, "debug")) return cymem_pool_new_debug();
     if (!strcmp(kind, "debug_arena")) return cymem_pool_new_arena_debug();
+    if (!strcmp(kind, "unlocked")) return cymem_pool_new_unlocked();
+    if (!strcmp(kind, "unlocked_arena")) return cymem_pool_new_arena_unlocked();
+    if (!strcmp(kind, "unlocked_custom"))
+        return cymem_pool_new_with_allocator_unlocked(my_malloc, my_free);
     return cymem_pool_new_with_allocator(my_malloc, my_free);
 }
 
@@ -370,7 +376,7 @@ int main(int argc, char **argv) {
 @pytest.mark.parametrize(
     ("shape", "size"), [("one", size) for size in SIZES] + [("many", 64), ("many", 4096)]
 )
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", C_KINDS)
 def test_ulimit_c(c_program, kind, size, shape):
     exe = c_program("oom_ulimit", C_ULIMIT)
     for limit_kb in LIMITS_KB:
@@ -574,7 +580,7 @@ int main(int argc, char **argv) {
 )
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", C_KINDS)
 def test_failmalloc_sweep_c(c_program, failmalloc, kind):
     exe = c_program("oom_sweep", C_SWEEP)
     rounds = max(1, REPEAT // 5)
