@@ -8,7 +8,8 @@
 #
 #   bash benches/real/build.sh WHEEL     # WHEEL: the cymem_rs wheel to build on
 #
-# Environment: PYTHON (default .venv/bin/python), CYMEM_VERSION (2.0.16),
+# Environment: BENCH_REAL_DIR (default build/bench-real: where the venvs,
+# sdists and logs go), PYTHON (default .venv/bin/python), CYMEM_VERSION (2.0.16),
 # BENCH_REAL_SPACY=1 to build spaCy too (SPACY_VERSION, 3.8.18; by far the
 # longest build), and PRESHED_VERSION, THINC_VERSION, CYTHON_SPEC as in
 # tests/thirdparty/sources.sh.
@@ -19,7 +20,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/thirdparty/sources.sh
 source "$ROOT/tests/thirdparty/sources.sh"
-OUT=$ROOT/build/bench-real
+OUT=${BENCH_REAL_DIR:-$ROOT/build/bench-real}
 SDISTS=$OUT/sdists
 LOGS=$OUT/logs
 CYMEM_VERSION=${CYMEM_VERSION:-2.0.16}

@@ -33,7 +33,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-OUT = os.path.join(ROOT, "build", "bench-real")
+# Where build.sh put the two builds (the same variable as build.sh).
+OUT = os.environ.get("BENCH_REAL_DIR") or os.path.join(ROOT, "build", "bench-real")
 LIBS = ("cymem", "cymem_rs")
 sys.path.insert(0, HERE)
 from callgrind_share import share_of
