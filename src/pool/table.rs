@@ -536,6 +536,30 @@ mod tests {
         }
     }
 
+    /// The slots fill to exactly 80% before growing: the load bounds of the
+    /// bookkeeping (12.5 to 15.6 bytes per block) are met at both ends.
+    #[test]
+    fn the_slots_fill_to_exactly_four_fifths_before_growing() {
+        let mut table = BlockTable::default();
+        let mut next = 0x7000_0000usize;
+        let mut fill = |table: &mut BlockTable| {
+            next += 48;
+            assert!(table.insert_slot(next, 64).unwrap());
+        };
+        // 16 slots hold 12 (75%); the 13th entry grows them to 20.
+        while table.len < 13 {
+            fill(&mut table);
+        }
+        assert_eq!(table.addrs.len(), 20);
+        // 20 slots hold 16 (exactly 80%), and the 17th grows them to 25.
+        while table.len < 16 {
+            fill(&mut table);
+        }
+        assert_eq!(table.addrs.len(), 20, "80% is not yet too full");
+        fill(&mut table);
+        assert_eq!(table.addrs.len(), 25);
+    }
+
     #[test]
     fn addresses_are_stored_whole_for_leak_checkers() {
         let mut table = BlockTable::default();
