@@ -43,7 +43,7 @@ VENV_PY  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:
 
 .PHONY: all help lib demo demo-c demo-cython check test test-rust c-programs test-c test-python \
 	test-adversarial test-long test-compat test-pool-lock test-thirdparty check-valgrind \
-	check-sanitizers check-header check-no-python check-dist dist install lint fmt bench bench-c bench-deps header \
+	check-sanitizers check-header check-no-python check-dist dist install lint fmt bench bench-c bench-real bench-deps header \
 	fuzz mutants mutants-diff clean
 
 all: lib
@@ -269,7 +269,7 @@ fmt: $(VENV)/.tools ## Fix what `make lint` can fix: rustfmt, ruff's fixes and f
 
 # Results go to build/bench/ (results.json, REPORT.md, chart.png,
 # c_pools.{json,md}); BENCHMARKS.md is the hand-kept summary.
-bench: install ## Criterion benches of the core beside libc, the Cython suite (cymem vs cymem_rs), then bench-c
+bench: install ## Criterion benches of the core beside libc, the Cython suite (cymem vs cymem_rs), then bench-c (not bench-real: slow)
 	$(CARGO) bench --bench pool
 	bash benches/cython/run.sh
 	$(MAKE) --no-print-directory bench-c
@@ -284,6 +284,18 @@ bench-deps: ## Install talloc, APR and mimalloc (Debian/Ubuntu, apt-get; sudo if
 
 bench-c: lib | $(BUILD) ## The C library beside libc, talloc, APR pools and mimalloc heaps: build/bench/c_pools.{json,md}
 	PROFILE=$(PROFILE) bash benches/c_pools/run.sh
+
+# Not part of `make bench`: the first run builds preshed, thinc and spaCy
+# twice from their sdists (about 30 min on 2 busy cores; kept in
+# build/bench-real/, rebuilt when the wheel changes; BENCH_REAL_SPACY=0 leaves
+# spaCy out), and the timing runs every workload in fresh processes, 20 pairs
+# by default. BENCH_REAL_ARGS goes to benches/real/run.py (`--pairs 5`,
+# `--workloads thinc_beam`, `--profile-libs cymem_rs`).
+BENCH_REAL_SPACY ?= 1
+bench-real: install ## Real projects (preshed, thinc, spaCy) built on cymem and on cymem_rs, timed in alternating pairs: build/bench-real/
+	BENCH_REAL_SPACY=$(BENCH_REAL_SPACY) PYTHON=$(CURDIR)/$(VPY) \
+		bash benches/real/build.sh $$(bash tests/compat/lib.sh wheel_for $(WHEELS) $(VENV_PY))
+	$(VPY) benches/real/run.py $(BENCH_REAL_ARGS)
 
 clean: ## Remove target/ and build/
 	$(CARGO) clean

@@ -34,13 +34,12 @@ shopt -s inherit_errexit # `x=$(f)` stops at the first failing command in f too
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=$ROOT/build/thirdparty
+# shellcheck source=tests/thirdparty/sources.sh
+source "$HERE/sources.sh"
 VENV=$OUT/venv
 SDISTS=$OUT/sdists
 LOGS=$OUT/logs
 
-PRESHED_VERSION=${PRESHED_VERSION:-3.0.15}
-THINC_VERSION=${THINC_VERSION:-8.3.14}
-CYTHON_SPEC=${CYTHON_SPEC:-cython>=3.1,<4}
 PROJECTS=${PROJECTS:-preshed thinc}
 PYTEST_ARGS=${PYTEST_ARGS:-}
 if [[ -z "${PYTHON:-}" ]]; then
@@ -65,21 +64,6 @@ trap cleanup EXIT
 # Work from a neutral folder: run from the checkout, Python would import the
 # source folder cymem_rs/ (no extension module) instead of the installed wheel.
 cd "$WORKTMP"
-
-say() { printf '\n\033[1m=== %s\033[0m\n' "$*"; }
-die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
-
-# Run "$@" with its output in log file $1 (relative to $LOGS); show the tail if it fails.
-logged() {
-    local log=$LOGS/$1
-    shift
-    if ! "$@" >"$log" 2>&1; then
-        echo "command failed: $*" >&2
-        echo "--- last 60 lines of $log ---" >&2
-        tail -n 60 "$log" >&2
-        return 1
-    fi
-}
 
 # --- the venv ---------------------------------------------------------------
 
@@ -147,46 +131,6 @@ no_real_cymem
 
 # --- per-project steps ---------------------------------------------------------
 
-# fetch NAME VERSION -> path of the cached sdist
-fetch() {
-    local name=$1 version=$2 sdist
-    sdist=$(ls "$SDISTS/$name-$version".tar.gz "$SDISTS/$name-$version".zip 2>/dev/null | head -n 1 || true)
-    if [[ -z "$sdist" ]]; then
-        # --no-binary NAME: NAME's sdist, never its wheel. (`:all:` would also
-        # force the build requirements that pip needs to read the metadata,
-        # e.g. numpy and blis for thinc, to be compiled from source.)
-        "$VPY" -m pip download --no-binary "$name" --no-deps "$name==$version" -d "$SDISTS" \
-            >"$LOGS/$name-download.log" 2>&1 || { tail -n 30 "$LOGS/$name-download.log" >&2; return 1; }
-        sdist=$(ls "$SDISTS/$name-$version".tar.gz "$SDISTS/$name-$version".zip 2>/dev/null | head -n 1 || true)
-    fi
-    [[ -f "$sdist" ]] || { echo "no sdist for $name $version in $SDISTS" >&2; return 1; }
-    echo "$sdist"
-}
-
-# unpack SDIST -> fresh source tree under $WORKTMP
-unpack() {
-    local sdist=$1 dest
-    dest=$(mktemp -d "$WORKTMP/src.XXXX")
-    case "$sdist" in
-        *.zip) (cd "$dest" && "$VPY" -m zipfile -e "$sdist" .) ;;
-        *) tar -xzf "$sdist" -C "$dest" ;;
-    esac
-    local top=("$dest"/*)
-    [[ ${#top[@]} == 1 && -d "${top[0]}" ]] || { echo "unexpected sdist layout: $sdist" >&2; return 1; }
-    echo "${top[0]}"
-}
-
-# prepare NAME VERSION -> rewritten source tree (diff printed on stderr)
-prepare() {
-    local name=$1 version=$2 sdist src
-    sdist=$(fetch "$name" "$version")
-    src=$(unpack "$sdist")
-    echo "sdist $sdist -> $src" >&2
-    echo "--- what changes in $name $version (everything else is as released) ---" >&2
-    "$VPY" "$HERE/rewrite_cymem.py" "$src" >&2
-    echo "$src"
-}
-
 build_inplace() {
     local name=$1 src=$2
     echo "building in place: python setup.py build_ext --inplace -j 2 (log: $LOGS/$name-build.log)"
@@ -229,7 +173,7 @@ run_pytest() {
 project_preshed() {
     local src
     src=$(prepare preshed "$PRESHED_VERSION")
-    logged preshed-deps.log "$VPY" -m pip install "murmurhash>=0.28.0,<1.1.0"
+    logged preshed-deps.log "$VPY" -m pip install "${PRESHED_DEPS[@]}"
     no_real_cymem
     build_inplace preshed "$src"
     uses_cymem_rs "$src" preshed.maps preshed.counter preshed.bloom
@@ -247,14 +191,9 @@ project_thinc() {
     local src
     src=$(prepare thinc "$THINC_VERSION")
     "$VPY" -c 'import preshed.maps' 2>/dev/null || { echo "thinc needs preshed, which is not installed"; return 1; }
-    # thinc's other build/runtime requirements (setup.cfg) and its test
-    # requirements (coverage: its pytest config names a coverage warning class),
-    # minus cymem and preshed (built above against cymem_rs).
-    logged thinc-deps.log "$VPY" -m pip install \
-        "numpy>=2.0.0,<3.0.0" "blis>=1.3.0,<1.4.0" "murmurhash>=1.0.2,<1.1.0" \
-        "wasabi>=0.8.1,<1.2.0" "srsly>=2.4.0,<3.1.0" "catalogue>=2.0.4,<2.1.0" \
-        "confection>=1.3.2,<2.0.0" "pydantic>=2.0.0,<3.0.0" "packaging>=20.0" \
-        hypothesis mock coverage
+    # thinc's other requirements and its test requirements (coverage: its
+    # pytest config names a coverage warning class).
+    logged thinc-deps.log "$VPY" -m pip install "${THINC_DEPS[@]}" hypothesis mock coverage
     no_real_cymem
     build_inplace thinc "$src"
     uses_cymem_rs "$src" thinc.extra.search thinc.backends.linalg thinc.backends.numpy_ops
