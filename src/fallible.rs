@@ -122,6 +122,23 @@ mod tests {
     use std::fmt::Write;
 
     #[test]
+    fn try_format_allocates_exactly_the_text() {
+        let text = try_format(format_args!("{}-{:>8}", "pool", 42)).unwrap();
+        assert_eq!(text, "pool-      42");
+        // So `into_boxed_str` keeps the allocation (no copy, no failure).
+        assert_eq!(text.capacity(), text.len());
+    }
+
+    #[test]
+    fn fixed_text_is_empty_until_written() {
+        let mut buf = [0u8; 4];
+        let mut text = FixedText::new(&mut buf);
+        assert!(text.is_empty());
+        write!(text, "x").unwrap();
+        assert!(!text.is_empty());
+    }
+
+    #[test]
     fn fixed_text_cuts_at_a_character_boundary() {
         let mut buf = [0u8; 5];
         let mut text = FixedText::new(&mut buf);

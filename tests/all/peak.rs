@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use cymem_rs::registry::{peak_report, TooManyTraces, PEAK_STEP};
+use cymem_rs::registry::{peak_report, try_peak_report, TooManyTraces, PEAK_STEP};
 use cymem_rs::{peak, reset_peak, PeakPool, Pool, Trace, TraceFigures};
 
 const CHILD: &str = "CYMEM_RS_PEAK_ALONE";
@@ -237,6 +237,8 @@ fn the_peak_report_is_a_table() {
         let mut pool = Pool::named("in-the-table");
         pool.alloc(1, 1024 * KIB).unwrap();
         let text = peak_report();
+        // The fallible form (the Python door's) writes the same table.
+        assert_eq!(try_peak_report().unwrap(), text);
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[0].starts_with(
