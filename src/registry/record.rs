@@ -220,17 +220,15 @@ impl Record {
         peak::freed(self.lane(), bytes);
     }
 
-    /// A block of `old` bytes became one of `new` bytes.
+    /// A block of `old` bytes grew to `new` bytes.
     #[inline]
     pub(crate) fn resized(&self, old: usize, new: usize) {
         self.set_size(self.size.load(Relaxed) - old + new);
         Self::add(&self.reallocs, 1);
-        // The process-wide counts see the growth (or shrinkage) only.
-        if new >= old {
-            peak::allocated(self.lane(), new - old);
-        } else {
-            peak::freed(self.lane(), old - new);
-        }
+        // Blocks only grow (cymem's `realloc` rule): the process-wide counts
+        // see the growth.
+        debug_assert!(new > old, "a block grows");
+        peak::allocated(self.lane(), new - old);
     }
 
     /// All `blocks` live blocks left the pool.

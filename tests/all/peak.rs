@@ -346,3 +346,29 @@ fn declared_pools_count_at_once_from_any_thread() {
         assert_eq!(trace.finish().freed, 10 * KIB as u64);
     });
 }
+
+#[test]
+fn a_declared_pools_transient_peak_and_growth_count() {
+    alone(
+        "peak::a_declared_pools_transient_peak_and_growth_count",
+        || {
+            reset_peak();
+            let base = peak().current;
+            let trace = Trace::start().unwrap();
+            let mut pool = Pool::named("declared-transient");
+            pool.count_under_process_lock();
+            // A block of a step or more counts at once, so a peak it makes and
+            // undoes before anyone looks is still seen.
+            let big = pool.alloc(1, 1024 * KIB).unwrap();
+            pool.free(big.as_ptr()).unwrap();
+            assert_eq!(peak().peak, base + 1024 * KIB);
+            // A realloc counts its growth only.
+            let block = pool.alloc(1, 100 * KIB).unwrap();
+            pool.realloc(block.as_ptr(), 300 * KIB).unwrap();
+            let figures = trace.finish();
+            assert_eq!(figures.allocated, (1024 + 300) as u64 * KIB as u64);
+            assert_eq!(figures.freed, 1024 * KIB as u64);
+            assert_eq!(peak().current, base + 300 * KIB);
+        },
+    );
+}
