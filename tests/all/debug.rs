@@ -211,6 +211,64 @@ fn quarantine_eviction_checks_the_oldest_block_and_reports_at_free() {
     assert_eq!(counts(), (4, 4));
 }
 
+/// The quarantine's byte limit counts each block with both 16-byte guards:
+/// two freed 32-byte blocks take 2 x 64 bytes, one more than a 127-byte
+/// limit, so the second free already evicts (and checks) the first.
+#[test]
+fn the_quarantine_byte_limit_counts_blocks_with_their_guards() {
+    let options = |bytes| DebugOptions {
+        quarantine_blocks: 100,
+        quarantine_bytes: bytes,
+    };
+    let mut pool = counting_debug_pool(options(128));
+    let kept: Vec<_> = (0..2).map(|_| pool.alloc(1, 32).unwrap()).collect();
+    for p in &kept {
+        pool.free(p.as_ptr()).unwrap();
+    }
+    assert_eq!(counts(), (2, 0), "exactly at the limit, both wait");
+    drop(pool);
+
+    let mut pool = counting_debug_pool(options(127));
+    let blocks: Vec<_> = (0..2).map(|_| pool.alloc(1, 32).unwrap()).collect();
+    pool.free(blocks[0].as_ptr()).unwrap();
+    poke(blocks[0], 0, 1);
+    let (addr, ..) = corruption(pool.free(blocks[1].as_ptr()).unwrap_err());
+    assert_eq!(
+        addr,
+        blocks[0].as_ptr() as usize,
+        "evicted at the second free"
+    );
+    assert_eq!(counts(), (4, 3), "only the first block left the quarantine");
+}
+
+/// A damaged block that `check` takes out of the quarantine gives its bytes
+/// back to the byte limit: later frees evict exactly as many blocks as the
+/// remaining ones need.
+#[test]
+fn blocks_reported_by_check_leave_the_quarantine_byte_count() {
+    let mut pool = counting_debug_pool(DebugOptions {
+        quarantine_blocks: 100,
+        quarantine_bytes: 128,
+    });
+    let a = pool.alloc(1, 32).unwrap(); // 64 bytes with guards
+    let b = pool.alloc(1, 32).unwrap();
+    let c = pool.alloc(1, 64).unwrap(); // 96 bytes with guards
+    let d = pool.alloc(1, 32).unwrap();
+    pool.free(a.as_ptr()).unwrap();
+    pool.free(b.as_ptr()).unwrap();
+    poke(b, 5, 9);
+    assert_eq!(corruption(pool.check().unwrap_err()).0, b.as_ptr() as usize);
+    assert_eq!(counts(), (4, 1), "b released when reported");
+    // 64 (a) + 96 (c) is over 128: a is evicted, c stays.
+    pool.free(c.as_ptr()).unwrap();
+    assert_eq!(counts(), (4, 2));
+    // 96 (c) + 64 (d) is over 128 again: c is evicted, d stays.
+    pool.free(d.as_ptr()).unwrap();
+    assert_eq!(counts(), (4, 3));
+    drop(pool);
+    assert_eq!(counts(), (4, 4));
+}
+
 #[test]
 fn a_quarantine_of_zero_releases_at_once() {
     let mut pool = counting_debug_pool(small_quarantine(0));
@@ -390,4 +448,79 @@ fn new_options_on_a_debug_pool_keep_its_quarantine_and_numbers() {
     assert_eq!(pool.allocation_number(q.as_ptr()), Some(2));
     pool.free(q.as_ptr()).unwrap(); // the quarantine shrinks to its new limit
     assert_eq!(counts(), (2, 2));
+}
+
+/// `DebugOptions::from_env` reads `CYMEM_RS_DEBUG` once per process, so each
+/// value is tried in a child process of this test binary, which checks the
+/// answer; the parent checks the child's warning on stderr (`None`: none).
+#[test]
+fn debug_mode_from_the_environment() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::process::Command;
+
+    const CHILD: &str = "CYMEM_RS_DEBUG_ENV_EXPECT";
+    if let Some(expect) = std::env::var_os(CHILD) {
+        let on = expect == "on";
+        let found = DebugOptions::from_env();
+        assert_eq!(found, on.then(DebugOptions::default));
+        assert_eq!(DebugOptions::from_env(), found, "read once");
+        return;
+    }
+    let long = "x".repeat(100);
+    let split_char = format!("a{}", "\u{e9}".repeat(40));
+    let cases: [(&[u8], bool, Option<String>); 9] = [
+        (b"yes", true, None),
+        (b" ON ", true, None),
+        (b"", false, None),
+        (b"off", false, None),
+        (
+            b"enable",
+            false,
+            Some(r#"="enable": debug mode stays off"#.into()),
+        ),
+        (
+            long.as_bytes(),
+            false,
+            Some(format!("={:?}...:", "x".repeat(60))),
+        ),
+        // Cut at 60 bytes would split a character: the text ends before it.
+        (
+            split_char.as_bytes(),
+            false,
+            Some(format!("={:?}...:", &split_char[..59])),
+        ),
+        (b"ab\xffcd", false, Some(r#"="ab"...:"#.into())),
+        (b"\xffab", false, Some("=\"(not UTF-8)\":".into())),
+    ];
+    let exe = std::env::current_exe().expect("test binary");
+    for (value, on, warning) in cases {
+        let out = Command::new(&exe)
+            .args([
+                "debug::debug_mode_from_the_environment",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(CHILD, if on { "on" } else { "off" })
+            .env("CYMEM_RS_DEBUG", OsStr::from_bytes(value))
+            .output()
+            .expect("run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{value:?}:\n{stdout}\n{stderr}"
+        );
+        let warned: Vec<_> = stderr
+            .lines()
+            .filter(|l| l.starts_with("cymem_rs: ignoring CYMEM_RS_DEBUG"))
+            .collect();
+        match warning {
+            None => assert!(warned.is_empty(), "{value:?}: {warned:?}"),
+            Some(text) => assert!(
+                warned.len() == 1 && warned[0].contains(&text),
+                "{value:?}: {warned:?} lacks {text}"
+            ),
+        }
+    }
 }
