@@ -30,7 +30,7 @@ use std::ptr::NonNull;
 
 use bumpalo::Bump;
 
-use super::ARENA_ALIGN;
+use super::{asan, ARENA_ALIGN};
 
 /// Bytes of red zone before and after an arena block while a checker
 /// watches (16 keeps blocks aligned like `malloc`'s).
@@ -125,9 +125,7 @@ impl ArenaWatch {
             // zeroes it) and the red zones around it no-access.
             valgrind::mempool_alloc(self.handle(), block, bytes);
         }
-        asan::poison(start, self.red_zone);
-        asan::unpoison(block, bytes);
-        asan::poison(block + bytes, self.red_zone);
+        asan::announce(start, self.red_zone, bytes);
         // SAFETY: `block` is `red_zone` bytes into the allocation at the
         // non-NULL `base`, so it is not NULL either.
         unsafe { NonNull::new_unchecked(block as *mut u8) }
@@ -148,7 +146,7 @@ impl ArenaWatch {
         if self.valgrind {
             valgrind::mempool_free(self.handle(), block);
         }
-        asan::poison(block, bytes);
+        asan::retire(block, bytes);
     }
 
     /// Every block of the arena is released at once (`free_all`, `clear`):
@@ -163,11 +161,7 @@ impl ArenaWatch {
             self.stop();
             valgrind::create_mempool(self.handle(), self.red_zone);
         } else {
-            live.for_each(|(block, bytes)| match offset {
-                // A 0-byte block is backed by 1 byte.
-                0 => asan::poison(block, bytes.max(1)),
-                _ => asan::poison(block - offset, bytes + 2 * offset),
-            });
+            asan::all_released(live, offset);
         }
     }
 }
@@ -221,8 +215,9 @@ mod valgrind {
     }
 
     /// Issues a client request (a code and five arguments): valgrind's
-    /// answer, or `default` when not running under valgrind.
-    #[cfg(target_arch = "x86_64")]
+    /// answer, or `default` when not running under valgrind (and on targets
+    /// other than x86_64 and aarch64, which valgrind is not supported on
+    /// here).
     #[inline(always)]
     fn request(default: usize, args: [usize; 6]) -> usize {
         let mut result = default;
@@ -232,6 +227,7 @@ mod valgrind {
         // Under valgrind the core recognises it, reads the six words at rax
         // (`args`, alive for the asm) and writes its answer to rdx. No stack
         // is used.
+        #[cfg(target_arch = "x86_64")]
         unsafe {
             std::arch::asm!(
                 "rol rdi, 3",
@@ -245,20 +241,12 @@ mod valgrind {
                 options(nostack),
             );
         }
-        result
-    }
-
-    /// As on x86_64: the rotations of x12 add up to 128 bits and
-    /// `orr x10, x10, x10` is a no-op; valgrind reads the words at x4 and
-    /// answers in x3.
-    #[cfg(target_arch = "aarch64")]
-    #[inline(always)]
-    fn request(default: usize, args: [usize; 6]) -> usize {
-        let mut result = default;
-        // SAFETY: natively the sequence changes nothing (x12 comes back as
-        // it was, declared clobbered anyway; the orr leaves x10 as it is).
-        // Under valgrind the core reads the six words at x4 (`args`, alive
-        // for the asm) and writes its answer to x3. No stack is used.
+        // SAFETY: as on x86_64: natively the rotations of x12 add up to 128
+        // bits (x12 comes back as it was, declared clobbered anyway) and
+        // `orr x10, x10, x10` leaves x10 as it is. Under valgrind the core
+        // reads the six words at x4 (`args`, alive for the asm) and writes
+        // its answer to x3. No stack is used.
+        #[cfg(target_arch = "aarch64")]
         unsafe {
             std::arch::asm!(
                 "ror x12, x12, #3",
@@ -272,51 +260,8 @@ mod valgrind {
                 options(nostack),
             );
         }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let _ = args;
         result
     }
-
-    /// Elsewhere valgrind is not supported: every request gets its default.
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    #[inline(always)]
-    fn request(default: usize, _args: [usize; 6]) -> usize {
-        default
-    }
-}
-
-/// AddressSanitizer's manual poisoning, in builds with `--cfg cymem_rs_asan`
-/// (the runtime's functions exist only there); no-ops otherwise.
-#[cfg(cymem_rs_asan)]
-mod asan {
-    use std::ffi::c_void;
-
-    pub(super) const ENABLED: bool = true;
-
-    extern "C" {
-        fn __asan_poison_memory_region(addr: *const c_void, size: usize);
-        fn __asan_unpoison_memory_region(addr: *const c_void, size: usize);
-    }
-
-    /// Marks `len` bytes at `addr` (inside an arena chunk) unusable.
-    pub(super) fn poison(addr: usize, len: usize) {
-        // SAFETY: the runtime only changes its shadow bytes for the range;
-        // callers pass ranges inside an arena chunk, which is application
-        // memory ASan shadows, and nothing of the program's is written.
-        unsafe { __asan_poison_memory_region(addr as *const c_void, len) }
-    }
-
-    /// Marks `len` bytes at `addr` (inside an arena chunk) usable again.
-    pub(super) fn unpoison(addr: usize, len: usize) {
-        // SAFETY: as in `poison`: only the shadow of an arena chunk's range
-        // changes.
-        unsafe { __asan_unpoison_memory_region(addr as *const c_void, len) }
-    }
-}
-
-#[cfg(not(cymem_rs_asan))]
-mod asan {
-    pub(super) const ENABLED: bool = false;
-
-    pub(super) fn poison(_addr: usize, _len: usize) {}
-
-    pub(super) fn unpoison(_addr: usize, _len: usize) {}
 }

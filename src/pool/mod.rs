@@ -16,6 +16,7 @@ use table::{BlockTable, TableFull};
 
 pub mod allocator;
 mod arena_log;
+mod asan;
 pub mod debug;
 pub mod error;
 mod instrument;
@@ -644,7 +645,7 @@ impl Drop for Pool {
             if let Err(err) = self.debug_release_everything() {
                 eprintln!("cymem_rs: {err} (found when the pool was dropped)");
             }
-        } else if self.block_count() > 0 {
+        } else if self.block_count() != 0 {
             // An arena's chunks go with the Bump; only heap blocks need a
             // walk, and an empty pool (common for short-lived ones) none.
             match &self.source {

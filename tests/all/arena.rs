@@ -155,3 +155,23 @@ fn addresses_around_the_blocks_are_not_blocks() {
     }
     assert_eq!(pool.block_count(), live.len());
 }
+
+/// With no memory checker watching, an arena packs its blocks: 16-byte
+/// blocks sit 16 bytes apart (red zones are only for valgrind and ASan),
+/// and a chunk holds as many blocks as its bytes allow.
+#[test]
+#[cfg(not(cymem_rs_asan))]
+fn natively_arena_blocks_are_packed_without_red_zones() {
+    let mut pool = Pool::arena();
+    let blocks = fill(&mut pool, 1000, |_| 16);
+    let starts = chunk_starts(&blocks);
+    let mut packed = 0;
+    for k in 1..blocks.len() {
+        let (a, b) = (blocks[k - 1].0, blocks[k].0);
+        if !starts.contains(&k) {
+            assert_eq!(a.abs_diff(b), 16, "blocks {a:#x} and {b:#x}");
+            packed += 1;
+        }
+    }
+    assert!(packed >= 990, "{packed} of 999 neighbours share a chunk");
+}

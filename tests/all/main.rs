@@ -14,6 +14,9 @@ mod debug;
 mod fork;
 mod header;
 mod lifetimes;
+// valgrind runs this binary; not the ASan build of it.
+#[cfg(not(cymem_rs_asan))]
+mod memcheck;
 mod model;
 mod observer;
 mod peak;
