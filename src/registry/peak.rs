@@ -254,12 +254,12 @@ fn flush(allocated: usize, freed: usize) {
     }
     let held = held as usize;
     raise_traces(held);
-    if held > PEAK.load(Relaxed) {
-        PEAK.fetch_max(held, Relaxed);
-        let snapped = SNAPPED.load(Relaxed);
-        if held >= snapped.saturating_add(snapshot_step(snapped)) {
-            snapshot(held, false);
-        }
+    // (Flushes are rare, a step of bytes apart: no need to look before
+    // raising. A snapshot is only ever due above the peak.)
+    PEAK.fetch_max(held, Relaxed);
+    let snapped = SNAPPED.load(Relaxed);
+    if held >= snapped.saturating_add(snapshot_step(snapped)) {
+        snapshot(held, false);
     }
 }
 
@@ -373,7 +373,9 @@ impl Trace {
                 return Err(TooManyTraces);
             }
             let slot = free.trailing_zeros() as usize;
-            match TRACING.compare_exchange_weak(running, running | 1 << slot, Relaxed, Relaxed) {
+            // The slot's bit is clear in `running`: adding it sets it.
+            let claimed = running + (1 << slot);
+            match TRACING.compare_exchange_weak(running, claimed, Relaxed, Relaxed) {
                 Ok(_) => break slot,
                 Err(now) => running = now,
             }

@@ -218,15 +218,62 @@ fn traces_nest_and_their_slots_run_out() {
         let outer = Trace::start().unwrap();
         let big = pool.alloc(1, 1024 * KIB).unwrap();
         pool.free(big.as_ptr()).unwrap();
+        // Two traces run: a transient peak raises both.
         let inner = Trace::start().unwrap();
-        pool.alloc(1, 256 * KIB).unwrap();
+        let brief = pool.alloc(1, 256 * KIB).unwrap();
+        pool.free(brief.as_ptr()).unwrap();
         assert_eq!(inner.finish().peak, 256 * KIB);
+        // The inner trace's slot is free again, and only its slot.
+        drop(Trace::start().unwrap());
         assert_eq!(outer.finish().peak, 1024 * KIB);
 
         let mut running: Vec<Trace> = (0..64).map(|_| Trace::start().unwrap()).collect();
         assert_eq!(Trace::start().unwrap_err(), TooManyTraces);
+        assert_eq!(
+            TooManyTraces.to_string(),
+            "more than 64 pool-memory traces at once"
+        );
         running.pop();
         assert!(Trace::start().is_ok());
+    });
+}
+
+/// A snapshot is taken when the total rises one step above the last one
+/// (exactly one step is enough), and past 64 steps when it rises by 1/64.
+#[test]
+fn snapshots_are_taken_a_step_apart() {
+    alone("peak::snapshots_are_taken_a_step_apart", || {
+        reset_peak();
+        let base = peak().snapshot;
+        assert!(base < PEAK_STEP, "no pools hold memory yet: {base}");
+        // Allocations only (nothing freed) are counted too.
+        let mut exact = Pool::named("step-exact");
+        exact.alloc(1, PEAK_STEP).unwrap();
+        let report = peak();
+        assert_eq!(report.peak, base + PEAK_STEP);
+        assert_eq!(report.snapshot, base + PEAK_STEP, "a rise of one step");
+        assert_eq!(pool_named(&report.pools, "step-exact").bytes, PEAK_STEP);
+        let mut big = Pool::named("step-big");
+        big.alloc(1, 128 * PEAK_STEP).unwrap();
+        let snapped = base + 129 * PEAK_STEP;
+        assert_eq!(peak().snapshot, snapped);
+        // Two steps are less than 1/64 of 129 steps: no snapshot.
+        let mut small = Pool::named("step-small");
+        small.alloc(1, 2 * PEAK_STEP).unwrap();
+        let report = peak();
+        assert_eq!(
+            (report.peak, report.snapshot),
+            (snapped + 2 * PEAK_STEP, snapped)
+        );
+        assert!(report
+            .pools
+            .iter()
+            .all(|p| p.name.as_deref() != Some("step-small")));
+        // Past 1/64 of it: a snapshot that names the pool.
+        small.alloc(1, PEAK_STEP).unwrap();
+        let report = peak();
+        assert_eq!(report.snapshot, snapped + 3 * PEAK_STEP);
+        assert_eq!(pool_named(&report.pools, "step-small").bytes, 3 * PEAK_STEP);
     });
 }
 
