@@ -151,10 +151,11 @@ impl Record {
         }
     }
 
-    /// Whether the pool is unusable in this child of a `fork` (its lock was
-    /// held at the fork and still is).
+    /// Whether the pool is unusable in this child of a `fork`: its lock was
+    /// held at the fork, by a thread the child does not have, so it stays
+    /// held for good.
     pub(crate) fn is_forked(&self) -> bool {
-        self.forked.load(Relaxed) && matches!(self.lock.try_lock(), Err(TryLockError::WouldBlock))
+        self.forked.load(Relaxed)
     }
 
     /// In the child of a `fork`, with no other thread running: marks the
@@ -194,9 +195,8 @@ impl Record {
     #[inline]
     fn set_size(&self, size: usize) {
         self.size.store(size, Relaxed);
-        if size > self.peak.load(Relaxed) {
-            self.peak.store(size, Relaxed);
-        }
+        // Stored even when unchanged: the line is being written anyway.
+        self.peak.store(size.max(self.peak.load(Relaxed)), Relaxed);
     }
 
     #[inline]

@@ -401,6 +401,11 @@ unsafe extern "C" fn touch_the_pool(data: *mut c_void) {
             let block = p.blocks().next().map(|(addr, _)| addr as *mut c_void);
             p.free(block.unwrap_or(std::ptr::null_mut())).map(drop)
         }),
+        // What the pool says of itself meanwhile.
+        match shared.with(|p| p.is_releasing()) {
+            Ok(true) => Err(PoolError::Releasing),
+            other => other.map(drop),
+        },
     ];
     REENTRY.with(|r| r.borrow_mut().extend(results));
 }
@@ -419,7 +424,7 @@ fn a_shared_pool_runs_cleanups_outside_its_lock(make: fn() -> Pool) {
         .unwrap();
     shared.clear().unwrap();
     let seen = REENTRY.with(|r| std::mem::take(&mut *r.borrow_mut()));
-    assert_eq!(seen, vec![Err(PoolError::Releasing); 4]);
+    assert_eq!(seen, vec![Err(PoolError::Releasing); 5]);
     shared
         .with(|p| {
             assert_eq!(p.block_count(), 0);
@@ -451,4 +456,34 @@ fn the_live_pool_report_shows_the_limit() {
         .find(|l| l.contains("limited-for-the-report"))
         .expect("a line for the pool");
     assert!(!line.contains("limit="), "{line}");
+}
+
+unsafe extern "C" fn do_nothing(_: *mut c_void) {}
+
+/// `cleanups()` lists what waits to run, the pool's own first, then each
+/// open scope's, oldest first; a closed scope's leave the list.
+#[test]
+fn the_waiting_cleanups_are_listed_in_order() {
+    let mut pool = Pool::new();
+    let listed = |pool: &Pool| {
+        pool.cleanups()
+            .map(|(_, data)| data as usize)
+            .collect::<Vec<_>>()
+    };
+    assert!(listed(&pool).is_empty());
+    // SAFETY: `do_nothing` reads nothing; the data are plain numbers.
+    unsafe { pool.add_cleanup(do_nothing, 1 as *mut c_void) }.unwrap();
+    let mark = pool.mark().unwrap();
+    // SAFETY: as above.
+    unsafe { pool.add_cleanup(do_nothing, 2 as *mut c_void) }.unwrap();
+    // SAFETY: as above.
+    unsafe { pool.add_cleanup(do_nothing, 3 as *mut c_void) }.unwrap();
+    assert_eq!(listed(&pool), [1, 2, 3]);
+    assert!(pool
+        .cleanups()
+        .all(|(func, _)| std::ptr::fn_addr_eq(func, do_nothing as cymem_rs::pool::CleanupFn)));
+    pool.release_to(mark).unwrap();
+    assert_eq!(listed(&pool), [1]);
+    pool.clear().unwrap();
+    assert!(listed(&pool).is_empty());
 }

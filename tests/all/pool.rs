@@ -295,6 +295,21 @@ fn custom_allocator_releases_every_block_exactly_once() {
     assert_eq!(mallocs, frees, "every block freed once when the pool drops");
 }
 
+/// A heap pool says so and hands back the allocator it was given: blocks
+/// taken through that allocator come from (and are counted by) the same pair.
+#[test]
+fn a_heap_pool_reports_its_allocator_and_is_not_an_arena() {
+    let pool = counting_pool();
+    assert!(!pool.is_arena());
+    let allocator = pool.allocator().expect("a heap pool has an allocator");
+    let block = allocator.alloc_zeroed(24).expect("24 bytes");
+    assert_eq!(counts(), (1, 0), "the pool's own counting pair served it");
+    // SAFETY: `block` came from this allocator's `malloc`, released once.
+    unsafe { (allocator.free_fn())(block.as_ptr().cast()) };
+    assert_eq!(counts(), (1, 1));
+    assert!(!Pool::new().is_arena() && Pool::new().allocator().is_some());
+}
+
 #[test]
 fn allocator_failure_is_out_of_memory_and_leaves_the_pool_consistent() {
     let mut pool = counting_pool();
