@@ -50,6 +50,18 @@ pub fn try_string(text: &str) -> Result<String, OutOfMemory> {
     Ok(out)
 }
 
+/// `text` as a `Box<str>`, or `OutOfMemory`. With spare capacity it is
+/// copied (a fallible allocation) rather than shrunk in place (which aborts
+/// when the reallocation fails).
+pub fn try_boxed_str(text: String) -> Result<Box<str>, OutOfMemory> {
+    if text.len() == text.capacity() {
+        return Ok(text.into_boxed_str());
+    }
+    let exact = try_string(&text)?;
+    debug_assert_eq!(exact.len(), exact.capacity());
+    Ok(exact.into_boxed_str())
+}
+
 /// A `fmt::Write` into a `String` that reserves with `try_reserve`: a
 /// formatting error means the memory ran out (no panic, no abort).
 #[derive(Debug, Default)]

@@ -1032,9 +1032,9 @@ pub unsafe extern "C" fn cymem_pool_set_name(
     };
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe {
-        status_call(pool, "cymem_pool_set_name", |p| {
-            p.set_name(name);
-            CYMEM_OK
+        status_call(pool, "cymem_pool_set_name", |p| match p.set_name(name) {
+            Ok(()) => CYMEM_OK,
+            Err(err) => report(err),
         })
     }
 }

@@ -212,9 +212,11 @@ impl Pool {
         registry::with_name(self.stats, f)
     }
 
-    /// Renames the pool (`None`: unnamed).
-    pub fn set_name(&mut self, name: Option<String>) {
-        registry::set_name(self.stats, name);
+    /// Renames the pool (`None`: unnamed); `OutOfMemory` if the name could
+    /// not be stored (the old one stays).
+    pub fn set_name(&mut self, name: Option<String>) -> Result<(), PoolError> {
+        let bytes = name.as_ref().map_or(0, String::len);
+        registry::set_name(self.stats, name).map_err(|_| PoolError::OutOfMemory { bytes })
     }
 
     /// Changes where the reports say the pool was made.

@@ -91,7 +91,7 @@ fn workload(kind: Kind, kept: &mut Vec<Pool>, name: &mut Option<String>) -> usiz
             Err(PoolError::UnknownPointer { .. })
         ));
         if round == 1 {
-            pool.set_name(name.take());
+            check(pool.set_name(name.take()).is_ok());
             pool.set_origin(Origin::Static("sweep"));
         }
         check(pool.check().is_ok());

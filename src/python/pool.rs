@@ -365,7 +365,8 @@ impl Pool {
     #[setter]
     fn set_name(&self, name: Option<&str>) -> PyResult<()> {
         let name = name.map(owned_name).transpose()?;
-        self.with_core(|pool| pool.set_name(name))
+        self.with_core(|pool| pool.set_name(name))?
+            .map_err(|err| pool_exception(Operation::Alloc, err))
     }
 
     fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {

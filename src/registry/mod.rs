@@ -34,7 +34,7 @@ use std::cell::RefCell;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::fallible::{try_string, OutOfMemory};
+use crate::fallible::{try_boxed_str, try_string, OutOfMemory};
 
 mod fork;
 mod label;
@@ -228,6 +228,7 @@ fn take_free() -> Result<&'static Record, OutOfMemory> {
 /// A fresh (zeroed) record for a new pool. Usually no lock: the record comes
 /// from this thread's free list. `OutOfMemory` if the slab could not grow.
 pub(crate) fn register(label: Label, arena: bool) -> Result<&'static Record, OutOfMemory> {
+    let name = label.name.map(try_boxed_str).transpose()?;
     let record = take_free()?;
     // SAFETY: `take_free` handed us a record that is not live and is on no
     // free list any more, so no report reads it and no other thread took it
@@ -236,11 +237,10 @@ pub(crate) fn register(label: Label, arena: bool) -> Result<&'static Record, Out
     let meta = unsafe { &mut *record.meta.get() };
     // Drops the label of the record's previous pool, if any.
     *meta = Meta {
-        name: label.name,
+        name,
         origin: label.origin,
-        arena,
     };
-    record.clear();
+    record.clear(arena);
     // Publishes the label and zeroed counters to reports (Acquire there).
     record.live.store(true, Release);
     Ok(record)
@@ -285,11 +285,14 @@ pub(crate) fn with_name<R>(record: &Record, f: impl FnOnce(Option<&str>) -> R) -
     with_meta(record, |meta| f(meta.name.as_deref()))
 }
 
-pub(crate) fn set_name(record: &Record, name: Option<String>) {
+/// Renames a live pool, or `OutOfMemory` (the old name stays).
+pub(crate) fn set_name(record: &Record, name: Option<String>) -> Result<(), OutOfMemory> {
+    let name = name.map(try_boxed_str).transpose()?;
     // The old name is dropped after the lock is released.
     drop(with_meta(record, |meta| {
         std::mem::replace(&mut meta.name, name)
     }));
+    Ok(())
 }
 
 pub(crate) fn set_origin(record: &Record, origin: Origin) {
@@ -337,7 +340,7 @@ pub fn try_live_pools() -> Result<Vec<PoolInfo>, OutOfMemory> {
                 index,
                 name,
                 origin,
-                meta.arena,
+                record.is_arena(),
                 record.snapshot(),
                 record.limit(),
             ));

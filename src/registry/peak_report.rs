@@ -79,7 +79,7 @@ pub fn try_peak() -> Result<PeakReport, OutOfMemory> {
             let name = meta.name.as_deref().map(try_string).transpose()?;
             let origin = meta.origin.try_clone()?;
             let alive = record.live.load(Acquire);
-            found.push((index, name, origin, meta.arena, bytes, blocks, alive));
+            found.push((index, name, origin, record.is_arena(), bytes, blocks, alive));
         }
         let current: usize = reg
             .records

@@ -87,7 +87,13 @@ pub(crate) struct Record {
     /// Set when every call of the pool holds the process-wide lock of the
     /// serialised peak lane (see `peak::Lane`); written by the owner only.
     serialised: AtomicBool,
+    /// The pool is an arena pool; written before the record is published.
+    arena: AtomicBool,
 }
+
+// Two cache lines per pool, not three: every pool has a record, and the
+// memory of an empty pool is mostly its record and its Python object.
+const _: () = assert!(std::mem::size_of::<Record>() == 128);
 
 // SAFETY: the counters and `live` are atomics. `meta` is an UnsafeCell that
 // is written by one thread at a time under the protocol above: by the thread
@@ -106,9 +112,9 @@ impl fmt::Debug for Record {
 /// A record's label (see [`Record::meta`] for who may touch it).
 #[derive(Default)]
 pub(super) struct Meta {
-    pub(super) name: Option<String>,
+    /// Boxed (no spare capacity word) to keep the record in two lines.
+    pub(super) name: Option<Box<str>>,
     pub(super) origin: Origin,
-    pub(super) arena: bool,
 }
 
 // The owner's updates. Only the owning pool calls these, through `&mut Pool`,
@@ -131,6 +137,7 @@ impl Record {
             at_peak_epoch: AtomicU64::new(0),
             limit: AtomicUsize::new(0),
             serialised: AtomicBool::new(false),
+            arena: AtomicBool::new(false),
         }
     }
 
@@ -166,7 +173,9 @@ impl Record {
         }
     }
 
-    pub(super) fn clear(&self) {
+    /// Zeroes the counters for a new pool of the kind `arena` says.
+    pub(super) fn clear(&self, arena: bool) {
+        self.arena.store(arena, Relaxed);
         self.forked.store(false, Relaxed);
         self.size.store(0, Relaxed);
         self.peak.store(0, Relaxed);
@@ -175,6 +184,11 @@ impl Record {
         self.reallocs.store(0, Relaxed);
         self.limit.store(0, Relaxed);
         self.serialised.store(false, Relaxed);
+    }
+
+    /// Whether the pool is an arena pool.
+    pub(super) fn is_arena(&self) -> bool {
+        self.arena.load(Relaxed)
     }
 
     /// Sends the pool's bytes through the serialised peak lane from now on.

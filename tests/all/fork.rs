@@ -80,7 +80,7 @@ fn child_sees_a_forked_pool(shared: &'static SharedPool) -> i32 {
 #[test]
 fn a_pool_busy_in_another_thread_at_fork_is_refused_and_leaked_in_the_child() {
     let mut pool = counting_pool();
-    pool.set_name(Some(BUSY.into()));
+    pool.set_name(Some(BUSY.into())).unwrap();
     let shared: &'static SharedPool = Box::leak(Box::new(SharedPool::locked(pool)));
     shared.run(|p| p.alloc(1, 64)).unwrap();
     let (entered_tx, entered_rx) = mpsc::channel();

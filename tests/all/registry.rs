@@ -52,13 +52,40 @@ fn pools_are_sorted_by_bytes_and_renaming_shows() {
     }
     let sizes: Vec<usize> = find("reg-sort-").iter().map(|p| p.stats.size).collect();
     assert_eq!(sizes, [5000, 300, 42, 10, 0]);
-    pools[0].set_name(Some("reg-sort-renamed".into()));
+    pools[0].set_name(Some("reg-sort-renamed".into())).unwrap();
     let names: Vec<String> = find("reg-sort-")
         .into_iter()
         .filter_map(|p| p.name)
         .collect();
     assert!(names.contains(&"reg-sort-renamed".to_owned()));
     assert!(!names.contains(&"reg-sort-0".to_owned()));
+}
+
+/// Names with spare capacity (built by pushing) are kept whole, and arena
+/// pools are listed as such.
+#[test]
+fn names_with_spare_capacity_and_arena_pools_are_listed() {
+    let mut name = String::with_capacity(64);
+    name.push_str("reg-spare-");
+    name.push_str("capacity");
+    let mut pool = Pool::arena();
+    pool.set_name(Some(name)).unwrap();
+    let made = Pool::named(String::with_capacity(40) + "reg-spare-heap");
+    let listed = find("reg-spare-");
+    let kinds: Vec<(Option<&str>, bool)> = listed
+        .iter()
+        .map(|p| (p.name.as_deref(), p.arena))
+        .collect();
+    assert!(
+        kinds.contains(&(Some("reg-spare-capacity"), true)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(Some("reg-spare-heap"), false)),
+        "{kinds:?}"
+    );
+    assert_eq!(pool.name().as_deref(), Some("reg-spare-capacity"));
+    drop(made);
 }
 
 #[test]
