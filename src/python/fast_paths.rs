@@ -29,10 +29,11 @@ use super::address::Address;
 use super::pool::Pool;
 
 /// A type whose calls take a fast path: the type object, and its `__new__`
-/// and `__init__` slots once the fast path is installed. Python code that
-/// assigns `Pool.__init__` (say) changes a slot: calls then go through
-/// `type.__call__`, which runs it. (CPython does not pass `tp_vectorcall`
-/// on to subclasses; the type check does not rely on it.)
+/// and `__init__` slots once the fast path is installed. The types are
+/// immutable (see [`make_immutable`]), but a slot could still change (C code
+/// may write it; CPython 3.9 has no immutable heap types): calls then go
+/// through `type.__call__`. (CPython does not pass `tp_vectorcall` on to
+/// subclasses; the type check does not rely on it.)
 struct FastType {
     class: AtomicPtr<ffi::PyTypeObject>,
     new: AtomicUsize,
@@ -101,7 +102,29 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     });
     POOL_TYPE.set(&pool);
     ADDRESS_TYPE.set(&address);
-    install_size_getter(py, &pool)
+    install_size_getter(py, &pool)?;
+    make_immutable(&pool);
+    make_immutable(&address);
+    Ok(())
+}
+
+/// Makes a type immutable, as Cython's `cdef class` types (cymem's among
+/// them) are: assigning its attributes raises `TypeError`, and CPython 3.10+
+/// then specialises calls of it in the interpreter loop (`Pool()` written in
+/// Python goes straight to the vectorcall slot, not through the generic
+/// call path). Done last: the slots and the `size` getter are in place.
+fn make_immutable(class: &Bound<'_, PyType>) {
+    #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+    set_slots(class, |slots| slots.tp_flags |= ffi::Py_TPFLAGS_IMMUTABLETYPE);
+    #[cfg(all(Py_3_10, Py_GIL_DISABLED))]
+    set_slots(class, |slots| {
+        slots
+            .tp_flags
+            .fetch_or(ffi::Py_TPFLAGS_IMMUTABLETYPE, Relaxed);
+    });
+    // SAFETY: a live type object whose flags may have changed: CPython drops
+    // what it cached of it.
+    unsafe { ffi::PyType_Modified(class.as_type_ptr()) };
 }
 
 /// A type object's slots, to read.
