@@ -115,7 +115,9 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
 /// call path). Done last: the slots and the `size` getter are in place.
 fn make_immutable(class: &Bound<'_, PyType>) {
     #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
-    set_slots(class, |slots| slots.tp_flags |= ffi::Py_TPFLAGS_IMMUTABLETYPE);
+    set_slots(class, |slots| {
+        slots.tp_flags |= ffi::Py_TPFLAGS_IMMUTABLETYPE
+    });
     #[cfg(all(Py_3_10, Py_GIL_DISABLED))]
     set_slots(class, |slots| {
         slots

@@ -160,8 +160,7 @@ impl Registry {
     /// number.
     fn sweep_held(&mut self) -> u64 {
         let epoch = peak::epoch();
-        if self.held_epoch != epoch {
-            self.held_epoch = epoch;
+        if std::mem::replace(&mut self.held_epoch, epoch) != epoch {
             self.free.append(&mut self.held);
         }
         epoch
@@ -376,7 +375,7 @@ pub fn live_count() -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{registry, release, take_free};
+    use super::{register, registry, release, take_free, Label};
     use crate::fallible::failing::with_failures;
     use crate::Pool;
 
@@ -425,5 +424,46 @@ mod tests {
             registry().free.extend(stash);
             assert!(taken, "failing from allocation {first}");
         }
+    }
+
+    /// A pool dropped when its thread cannot queue the record (memory ran
+    /// out) hands the record straight back to the shared list: it is
+    /// reused, not lost.
+    #[test]
+    fn a_record_released_while_memory_runs_out_is_reused() {
+        let returned = std::thread::spawn(|| {
+            let record = register(Label::default(), false).unwrap();
+            // This thread has queued no dead record: queueing one allocates.
+            with_failures(1, u64::MAX, || release(record));
+            let reg = registry();
+            reg.free.iter().any(|&free| std::ptr::eq(free, record))
+        })
+        .join()
+        .unwrap();
+        assert!(returned, "the record is on the shared free list");
+    }
+
+    /// Records kept for the peak report stay out of the free list while
+    /// their snapshot is current, and return to it once a newer one is
+    /// taken.
+    #[test]
+    fn held_records_are_freed_when_the_snapshot_changes() {
+        let record = take_free().unwrap();
+        let mut reg = registry();
+        let epoch = reg.sweep_held();
+        reg.held.push(record);
+        let is = |list: &[&'static super::Record]| list.iter().any(|&r| std::ptr::eq(r, record));
+        assert_eq!(reg.sweep_held(), epoch);
+        assert!(
+            is(&reg.held) && !is(&reg.free),
+            "kept while its snapshot is current"
+        );
+        // As if a snapshot had been taken since.
+        reg.held_epoch = epoch.wrapping_sub(1);
+        assert_eq!(reg.sweep_held(), epoch);
+        assert!(
+            !is(&reg.held) && is(&reg.free),
+            "freed after a newer snapshot"
+        );
     }
 }
