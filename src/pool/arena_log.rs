@@ -419,4 +419,21 @@ mod tests {
         log.push(0x7f12_3456_7890, 24).unwrap();
         assert!(log.first.contains(&0x7f12_3456_7890));
     }
+
+    /// After `reserve_one`, pushing a block of 4 GiB or more (its size goes
+    /// to the side map) allocates nothing: an arena pool reserves before it
+    /// carves the block, so recording it cannot fail afterwards.
+    #[test]
+    fn a_huge_block_is_recorded_without_allocating_after_reserve_one() {
+        use crate::fallible::failing::with_failures;
+        let huge = SIZE_IN_LARGE as usize + 1;
+        let mut log = ArenaLog::default();
+        for (k, size) in [(0, huge), (1, 16), (2, huge), (3, 32), (4, huge), (5, huge)] {
+            log.reserve_one(size).unwrap();
+            let addr = 0x9000_0000 - k * 0x1000;
+            let (pushed, _) = with_failures(1, u64::MAX, || log.push(addr, size));
+            assert!(pushed.is_ok(), "block {k} of {size} bytes");
+            assert_eq!(log.get(addr), Some(size));
+        }
+    }
 }
