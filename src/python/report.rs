@@ -12,7 +12,10 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::ptr;
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::{Mutex, TryLockError};
 
 use pyo3::intern;
@@ -83,11 +86,13 @@ fn parts<'py>(
     Ok((file, line, function))
 }
 
-thread_local! {
-    /// The origin this thread made last: pools are often made in a loop or
-    /// by one factory line, and reusing it saves work per `Pool()`.
-    static LAST_ORIGIN: Cell<Option<&'static PyOrigin>> = const { Cell::new(None) };
-}
+/// The origin made last: pools are often made in a loop or by one factory
+/// line, and reusing it saves work per `Pool()`. Process-wide, not per
+/// thread: interned origins are never freed, so whatever pointer a thread
+/// reads is a valid origin, used only if its site matches; and reading it
+/// costs no thread-local lookup (a call into the dynamic loader, from an
+/// extension module).
+static LAST_ORIGIN: AtomicPtr<PyOrigin> = AtomicPtr::new(ptr::null_mut());
 
 /// At most this many creation sites are interned (kept for the life of the
 /// process, with their code objects): enough for every `Pool()` line of a
@@ -162,7 +167,10 @@ pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
     let at = unsafe { pyo3::ffi::PyFrame_GetLineNumber(frame) };
     // SAFETY: `code` is a new, non-NULL reference (every frame has code).
     let code = unsafe { Bound::from_owned_ptr(py, code.cast()) };
-    let last = LAST_ORIGIN.try_with(Cell::get).ok().flatten();
+    // SAFETY: non-NULL values are interned origins, which live as long as
+    // the process and are never written after interning.
+    // (Acquire: the origin's fields were written before it was stored.)
+    let last = unsafe { LAST_ORIGIN.load(Acquire).as_ref() };
     // Same code object (an interned origin holds it, so its address is not
     // reused) and same place.
     if let Some(origin) = last.filter(|o| o.at == at && o.code.as_ptr() == code.as_ptr()) {
@@ -170,7 +178,7 @@ pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
     }
     match intern(&code, at) {
         Some(interned) => {
-            let _ = LAST_ORIGIN.try_with(|last| last.set(Some(interned)));
+            LAST_ORIGIN.store(ptr::from_ref(interned).cast_mut(), Release);
             Origin::Static(&interned.text)
         }
         // Out of memory, the pool's origin stays unknown.
