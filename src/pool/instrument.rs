@@ -118,17 +118,17 @@ impl ArenaWatch {
     /// red zones; returns where it starts.
     #[inline(never)]
     fn announce(&self, base: NonNull<u8>, bytes: usize) -> NonNull<u8> {
-        let start = base.as_ptr() as usize;
-        let block = start + self.red_zone;
+        // SAFETY: the allocation at `base` spans `bytes` plus two red zones,
+        // so `red_zone` bytes in is inside it. (Derived from `base`, the
+        // block keeps its provenance: it is memory of the chunk.)
+        let block = unsafe { base.add(self.red_zone) };
         if self.valgrind {
             // memcheck makes the block addressable (undefined until the pool
             // zeroes it) and the red zones around it no-access.
-            valgrind::mempool_alloc(self.handle(), block, bytes);
+            valgrind::mempool_alloc(self.handle(), block.as_ptr() as usize, bytes);
         }
-        asan::announce(start, self.red_zone, bytes);
-        // SAFETY: `block` is `red_zone` bytes into the allocation at the
-        // non-NULL `base`, so it is not NULL either.
-        unsafe { NonNull::new_unchecked(block as *mut u8) }
+        asan::announce(base.as_ptr() as usize, self.red_zone, bytes);
+        block
     }
 
     /// The block of `bytes` at `block` (from `carve`) is released; its
