@@ -379,6 +379,15 @@ fn a_limit_below_the_live_bytes_refuses_until_enough_is_freed(make: fn() -> Pool
     let b = alloc(&mut pool, 50);
     pool.set_limit(Some(60)).unwrap();
     assert!(pool.alloc(1, 1).is_err());
+    // A realloc that does not grow is refused for that, not for the limit.
+    assert!(matches!(
+        pool.realloc(a, 50),
+        Err(PoolError::NotLarger {
+            current: 50,
+            requested: 50,
+            ..
+        })
+    ));
     pool.free(a).unwrap();
     assert!(pool.alloc(10, 1).is_ok());
     assert!(pool.alloc(1, 1).is_err());
