@@ -9,7 +9,6 @@
 //! interpreter exit (CPython stops daemon threads that take the GIL back with
 //! `pthread_exit`), and a report from a C thread must not wait for the GIL.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::c_int;
 use std::ptr;

@@ -277,6 +277,37 @@ fn snapshots_are_taken_a_step_apart() {
     });
 }
 
+/// A thread that frees blocks another thread allocated can flush first:
+/// the total dips below zero for a while. Growth counted meanwhile is not
+/// a peak (the total is not read as a huge unsigned number).
+#[test]
+fn frees_counted_before_their_allocations_make_no_peak() {
+    alone(
+        "peak::frees_counted_before_their_allocations_make_no_peak",
+        || {
+            reset_peak();
+            let base = peak().current;
+            let mut pool = Pool::named("dip");
+            // Below one step: stays in this thread's pending counts.
+            let block = pool.alloc(1, 60 * KIB).unwrap().as_ptr() as usize;
+            let pool = thread::spawn(move || {
+                pool.free(block as *mut std::ffi::c_void).unwrap();
+                cymem_rs::registry::flush_this_thread();
+                // The total is 60 KiB below the truth now; 10 KiB more of it.
+                pool.alloc(1, 10 * KIB).unwrap();
+                cymem_rs::registry::flush_this_thread();
+                pool
+            })
+            .join()
+            .unwrap();
+            let report = peak();
+            assert_eq!(report.current, base + 10 * KIB);
+            assert!(report.peak < base + 100 * KIB, "{}", report.peak);
+            drop(pool);
+        },
+    );
+}
+
 #[test]
 fn the_peak_report_is_a_table() {
     alone("peak::the_peak_report_is_a_table", || {
