@@ -246,6 +246,10 @@ fn snapshots_are_taken_a_step_apart() {
         reset_peak();
         let base = peak().snapshot;
         assert!(base < PEAK_STEP, "no pools hold memory yet: {base}");
+        // Pools holding no bytes at a snapshot are not listed.
+        let _idle = Pool::named("step-idle");
+        let mut zero = Pool::named("step-zero");
+        zero.alloc(0, 8).unwrap();
         // Allocations only (nothing freed) are counted too.
         let mut exact = Pool::named("step-exact");
         exact.alloc(1, PEAK_STEP).unwrap();
@@ -253,6 +257,7 @@ fn snapshots_are_taken_a_step_apart() {
         assert_eq!(report.peak, base + PEAK_STEP);
         assert_eq!(report.snapshot, base + PEAK_STEP, "a rise of one step");
         assert_eq!(pool_named(&report.pools, "step-exact").bytes, PEAK_STEP);
+        assert_eq!(report.pools.len(), 1, "{:?}", report.pools);
         let mut big = Pool::named("step-big");
         big.alloc(1, 128 * PEAK_STEP).unwrap();
         let snapped = base + 129 * PEAK_STEP;
