@@ -247,7 +247,14 @@ impl Record {
 
     /// All `blocks` live blocks left the pool.
     pub(crate) fn cleared(&self, blocks: usize) {
-        peak::freed(self.lane(), self.size.load(Relaxed));
+        let size = self.size.load(Relaxed);
+        // An empty pool touches no peak count: a thread's first count
+        // registers its exit flush with glibc, which allocates and aborts
+        // when memory has run out (a pool whose making failed is dropped
+        // then, often in a thread that counted nothing yet).
+        if size != 0 {
+            peak::freed(self.lane(), size);
+        }
         self.size.store(0, Relaxed);
         Self::add(&self.frees, blocks as u64);
     }
