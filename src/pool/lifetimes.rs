@@ -242,11 +242,17 @@ impl Pool {
     /// bookkeeping of limits, scopes and cleanups, made on first use.
     pub fn set_limit(&mut self, limit: Option<usize>) -> Result<(), PoolError> {
         let limit = limit.unwrap_or(0);
+        // A limit shows in reports: a deferred pool registers first.
+        let record = if limit != 0 {
+            self.registered()?
+        } else {
+            self.stats
+        };
         if limit != 0 || self.lifetimes.is_some() {
             self.lifetimes_mut()?.limit = limit;
         }
         self.shed_lifetimes();
-        self.stats.set_limit(limit);
+        record.set_limit(limit);
         Ok(())
     }
 

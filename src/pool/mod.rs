@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 use bumpalo::Bump;
 
 use crate::fallible::{try_box, OutOfMemory};
-use crate::registry::{self, Label, Origin, PoolStats, Record};
+use crate::registry::{self, Label, Origin, PoolStats, Record, UNREGISTERED};
 use allocator::Allocator;
 use arena_log::ArenaLog;
 use error::PoolError;
@@ -100,7 +100,11 @@ pub struct Pool {
     source: Source,
     /// The pool's counters, in its live-pool registry record (see
     /// [`crate::registry`]): written only here, read by reports.
+    /// `UNREGISTERED` while `pending` holds the origin of a deferred pool.
     stats: &'static Record,
+    /// Where a [deferred](Pool::deferred_under_process_lock) pool was made,
+    /// until it takes a record of its own.
+    pending: Option<Origin>,
     pins: Pins,
     /// `Some` in debug mode (see `debug.rs`); boxed to keep the pool small.
     debug: Option<Box<debug::DebugState>>,
@@ -172,6 +176,7 @@ impl Pool {
             table: BlockTable::default(),
             source: Source::Heap(allocator),
             stats: registry::register(label, false).map_err(no_room_for::<Record>)?,
+            pending: None,
             pins: Pins::default(),
             debug: None,
             observer: None,
@@ -194,11 +199,52 @@ impl Pool {
             table: BlockTable::default(),
             source: Source::Arena(arena),
             stats,
+            pending: None,
             pins: Pins::default(),
             debug: None,
             observer: None,
             lifetimes: None,
         })
+    }
+
+    /// A heap pool for callers that hold one process-wide lock for every
+    /// call on it, as [`Pool::count_under_process_lock`] declares (CPython's
+    /// GIL), made at `origin`. It joins the live-pool registry when it first
+    /// needs a record: at its first block, or when it is named, limited or
+    /// shared through a lock. Until then it owns nothing but itself, so
+    /// making and dropping an unused pool costs no registry work and no
+    /// memory beyond the struct, and making one cannot fail. Live-pool
+    /// reports list it once it has registered.
+    pub fn deferred_under_process_lock(allocator: Allocator, origin: Origin) -> Self {
+        Pool {
+            table: BlockTable::default(),
+            source: Source::Heap(allocator),
+            stats: &UNREGISTERED,
+            pending: Some(origin),
+            pins: Pins::default(),
+            debug: None,
+            observer: None,
+            lifetimes: None,
+        }
+    }
+
+    /// The pool's record, taking one first if the pool is deferred.
+    fn registered(&mut self) -> Result<&'static Record, PoolError> {
+        if self.pending.is_some() {
+            self.register_pending()?;
+        }
+        Ok(self.stats)
+    }
+
+    /// A deferred pool takes its record (`pending` stays if memory ran out).
+    #[cold]
+    #[inline(never)]
+    fn register_pending(&mut self) -> Result<(), PoolError> {
+        let record =
+            registry::register_unnamed(&mut self.pending).map_err(no_room_for::<Record>)?;
+        record.set_serialised();
+        self.stats = record;
+        Ok(())
     }
 
     /// The pool's name in live-pool reports.
@@ -216,12 +262,15 @@ impl Pool {
     /// not be stored (the old one stays).
     pub fn set_name(&mut self, name: Option<String>) -> Result<(), PoolError> {
         let bytes = name.as_ref().map_or(0, String::len);
-        registry::set_name(self.stats, name).map_err(|_| PoolError::OutOfMemory { bytes })
+        registry::set_name(self.registered()?, name).map_err(|_| PoolError::OutOfMemory { bytes })
     }
 
     /// Changes where the reports say the pool was made.
     pub fn set_origin(&mut self, origin: Origin) {
-        registry::set_origin(self.stats, origin);
+        match &mut self.pending {
+            Some(pending) => *pending = origin,
+            None => registry::set_origin(self.stats, origin),
+        }
     }
 
     /// Declares that every call on this pool, for as long as it lives, holds
@@ -232,7 +281,10 @@ impl Pool {
     /// block. A false declaration makes the peak figures imprecise, never
     /// unsafe.
     pub fn count_under_process_lock(&mut self) {
-        self.stats.set_serialised();
+        // A deferred pool counts so once it registers.
+        if self.pending.is_none() {
+            self.stats.set_serialised();
+        }
     }
 
     /// The backing allocator of a heap pool (`None` for an arena pool).
@@ -286,6 +338,9 @@ impl Pool {
     /// alloc + free pair a tenth of the pool's own instructions.)
     #[inline(always)]
     fn record(&mut self, addr: usize, bytes: usize) -> Result<bool, TableFull> {
+        if self.pending.is_some() {
+            self.register_pending().map_err(|_| TableFull)?;
+        }
         let added = match &mut self.source {
             Source::Heap(_) => self.table.insert(addr, bytes)?,
             // Arena space is never reused while logged: `addr` is fresh.
@@ -631,9 +686,10 @@ impl Pool {
 }
 
 impl Pool {
-    /// The pool's registry record (its counters, and the lock of a shared pool).
-    pub(crate) fn registry_record(&self) -> &'static Record {
-        self.stats
+    /// The pool's registry record (its counters, and the lock of a shared
+    /// pool), taking one first if the pool is deferred.
+    pub(crate) fn registry_record(&mut self) -> Result<&'static Record, PoolError> {
+        self.registered()
     }
 }
 
@@ -658,6 +714,9 @@ impl Drop for Pool {
         if let Source::Arena(arena) = &self.source {
             arena.watch.stop();
         }
-        registry::release(self.stats);
+        // A deferred pool that never registered has nothing to give back.
+        if self.pending.is_none() {
+            registry::release(self.stats);
+        }
     }
 }

@@ -211,3 +211,58 @@ fn arena_realloc_at_the_index_growth_points_fails_cleanly() {
         }
     }
 }
+
+/// A deferred pool takes its record at its first block: when no record can
+/// be had, that alloc fails with `OutOfMemory`, the block is given back,
+/// and the pool stays deferred with its origin until memory is back.
+#[test]
+fn a_deferred_pool_that_cannot_register_fails_its_first_alloc_cleanly() {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+    unsafe extern "C" fn counted_malloc(size: usize) -> *mut c_void {
+        LIVE.fetch_add(1, Relaxed);
+        // SAFETY: plain libc malloc; freed by `counted_free`.
+        unsafe { libc::malloc(size) }
+    }
+    unsafe extern "C" fn counted_free(block: *mut c_void) {
+        LIVE.fetch_sub(1, Relaxed);
+        // SAFETY: `block` came from `counted_malloc`.
+        unsafe { libc::free(block) }
+    }
+    // SAFETY: a matching, thread-safe pair (libc's, counted).
+    let allocator = unsafe { Allocator::from_raw(counted_malloc, counted_free) };
+    // More pools than the records other tests may have left free, so the
+    // registry has to grow while Rust allocations fail.
+    let mut pools: Vec<Pool> = (0..20_000)
+        .map(|_| Pool::deferred_under_process_lock(allocator, Origin::Static("oom-deferred")))
+        .collect();
+    let (failed, _) = with_failures(1, u64::MAX, || {
+        let mut failed = 0;
+        for pool in &mut pools {
+            match pool.alloc(1, 16) {
+                Ok(_) => {}
+                Err(err) => {
+                    assert!(out_of_memory(Err::<(), _>(err)), "{err:?}");
+                    assert_eq!(pool.stats(), Default::default());
+                    failed += 1;
+                }
+            }
+        }
+        failed
+    });
+    assert!(failed > 0, "the registry never had to grow");
+    // Every pool holds one counted block, or none if its alloc failed.
+    assert_eq!(LIVE.load(Relaxed), pools.len() - failed);
+    for pool in &mut pools {
+        if pool.block_count() == 0 {
+            pool.alloc(1, 16).unwrap();
+        }
+    }
+    let listed = registry::live_pools()
+        .into_iter()
+        .filter(|p| p.origin == "oom-deferred")
+        .count();
+    assert_eq!(listed, pools.len());
+    drop(pools);
+    assert_eq!(LIVE.load(Relaxed), 0);
+}

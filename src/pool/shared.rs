@@ -39,13 +39,22 @@ pub struct SharedPool {
 unsafe impl Sync for SharedPool {}
 
 impl SharedPool {
-    /// A pool whose calls are serialised by its own lock.
+    /// A pool whose calls are serialised by its own lock. Out of memory
+    /// (only a deferred pool still needs its record, which holds the lock)
+    /// it aborts, as `Box::new` does: see [`SharedPool::try_locked`].
     pub fn locked(pool: Pool) -> Self {
-        SharedPool {
-            lock: Some(pool.registry_record()),
+        SharedPool::try_locked(pool)
+            .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<Record>()))
+    }
+
+    /// [`SharedPool::locked`], or `OutOfMemory` if a deferred pool could
+    /// not take its record.
+    pub fn try_locked(mut pool: Pool) -> Result<Self, PoolError> {
+        Ok(SharedPool {
+            lock: Some(pool.registry_record()?),
             holder: AtomicUsize::new(0),
             pool: UnsafeCell::new(ManuallyDrop::new(pool)),
-        }
+        })
     }
 
     /// A pool with no lock of its own, for callers that already serialise

@@ -20,9 +20,26 @@ use super::view::BlockView;
 use crate::error::PoolError;
 use crate::fallible::try_string;
 use crate::ffi::CymemPool;
+use crate::pool::allocator::Allocator;
 use crate::pool::{DebugOptions, Mark, Pool as CorePool};
 use crate::registry::Label;
 use crate::shared::SharedPool;
+
+/// A heap pool for a Python `Pool`. Under the GIL an unnamed pool defers
+/// its registry record to its first block: `Pool()` then costs no registry
+/// work, and an unused pool no record. (A pool with a lock of its own keeps
+/// the lock in its record, so free-threaded builds register at once.)
+#[inline(always)]
+fn heap_core(allocator: Allocator, label: Label) -> Result<CorePool, PoolError> {
+    #[cfg(not(any(Py_GIL_DISABLED, cymem_rs_force_lock)))]
+    if label.name.is_none() {
+        return Ok(CorePool::deferred_under_process_lock(
+            allocator,
+            label.origin,
+        ));
+    }
+    CorePool::try_with_allocator_labelled(allocator, label)
+}
 
 /// The core pool of a Python `Pool`.
 #[inline(always)]
@@ -73,7 +90,7 @@ impl Pool {
             name: None,
             origin: caller_origin(py),
         };
-        let mut core = CorePool::try_with_allocator_labelled(default_allocator(), label)?;
+        let mut core = heap_core(default_allocator(), label)?;
         if let Some(options) = DebugOptions::from_env() {
             core.try_enable_debug(options)?;
         }
@@ -205,7 +222,7 @@ impl Pool {
         let mut core = if arena {
             CorePool::try_arena_labelled(label)
         } else {
-            CorePool::try_with_allocator_labelled(allocator, label)
+            heap_core(allocator, label)
         }
         .map_err(alloc_error)?;
         if let Some(options) = debug_options(debug) {

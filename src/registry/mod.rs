@@ -49,8 +49,8 @@ pub use peak_report::{
     format_peak, peak, peak_report, try_peak, try_peak_report, write_peak, PeakPool, PeakReport,
 };
 use record::Meta;
-pub(crate) use record::Record;
 pub use record::{PoolStats, StatsField};
+pub(crate) use record::{Record, UNREGISTERED};
 pub use report::{format_table, report, try_report, write_table};
 
 /// One live pool in a report.
@@ -229,20 +229,39 @@ fn take_free() -> Result<&'static Record, OutOfMemory> {
 pub(crate) fn register(label: Label, arena: bool) -> Result<&'static Record, OutOfMemory> {
     let name = label.name.map(try_boxed_str).transpose()?;
     let record = take_free()?;
+    Ok(publish(
+        record,
+        Meta {
+            name,
+            origin: label.origin,
+        },
+        arena,
+    ))
+}
+
+/// [`register`] for an unnamed heap pool made at `origin`, which is taken
+/// only once a record is: out of memory it stays where it is.
+pub(crate) fn register_unnamed(
+    origin: &mut Option<Origin>,
+) -> Result<&'static Record, OutOfMemory> {
+    let record = take_free()?;
+    let origin = origin.take().unwrap_or_default();
+    Ok(publish(record, Meta { name: None, origin }, false))
+}
+
+/// Hands a record taken from a free list to a new pool, labelled `meta`.
+fn publish(record: &'static Record, meta: Meta, arena: bool) -> &'static Record {
     // SAFETY: `take_free` handed us a record that is not live and is on no
     // free list any more, so no report reads it and no other thread took it
     // (the first case of `Record::meta`'s protocol): this is the only
     // reference.
-    let meta = unsafe { &mut *record.meta.get() };
+    let slot = unsafe { &mut *record.meta.get() };
     // Drops the label of the record's previous pool, if any.
-    *meta = Meta {
-        name,
-        origin: label.origin,
-    };
+    *slot = meta;
     record.clear(arena);
     // Publishes the label and zeroed counters to reports (Acquire there).
     record.live.store(true, Release);
-    Ok(record)
+    record
 }
 
 /// Unlinks a dropped pool's record: at once for reports (no lock), recycled

@@ -95,6 +95,13 @@ pub(crate) struct Record {
 // memory of an empty pool is mostly its record and its Python object.
 const _: () = assert!(std::mem::size_of::<Record>() == 128);
 
+/// The record of every pool that has not taken one of its own yet (see
+/// [`crate::pool::Pool::deferred_under_process_lock`]): never live, in no
+/// list of the registry, its lock never taken, and only ever written with
+/// the zeros it holds (an empty pool's `reset_peak` or `free_all`), so any
+/// number of pools on any threads can read it as their empty counters.
+pub(crate) static UNREGISTERED: Record = Record::new();
+
 // SAFETY: the counters and `live` are atomics. `meta` is an UnsafeCell that
 // is written by one thread at a time under the protocol above: by the thread
 // that took the record from a free list before it is published, or under the
@@ -121,10 +128,13 @@ pub(super) struct Meta {
 // so a relaxed load followed by a relaxed store never loses an update; readers
 // on other threads see each field's old or new value, never a torn one.
 impl Record {
-    pub(super) fn new() -> Self {
+    pub(super) const fn new() -> Self {
         Record {
             live: AtomicBool::new(false),
-            meta: UnsafeCell::new(Meta::default()),
+            meta: UnsafeCell::new(Meta {
+                name: None,
+                origin: Origin::Unknown,
+            }),
             lock: Mutex::new(()),
             forked: AtomicBool::new(false),
             size: AtomicUsize::new(0),

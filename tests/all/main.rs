@@ -11,6 +11,7 @@ mod arena;
 #[cfg(cymem_rs_asan)]
 mod asan;
 mod debug;
+mod deferred;
 mod fork;
 mod header;
 mod lifetimes;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use cymem_rs::registry::{peak_report, try_peak_report, TooManyTraces, PEAK_STEP};
-use cymem_rs::{peak, reset_peak, PeakPool, Pool, Trace, TraceFigures};
+use cymem_rs::{peak, reset_peak, Allocator, Origin, PeakPool, Pool, Trace, TraceFigures};
 
 const CHILD: &str = "CYMEM_RS_PEAK_ALONE";
 const KIB: usize = 1024;
@@ -381,37 +381,47 @@ fn declared_pools_count_at_once_from_any_thread() {
         use std::sync::Mutex;
         // The process-wide lock the declared pools share (the GIL's part).
         static LOCK: Mutex<()> = Mutex::new(());
-        let trace = Trace::start().unwrap();
-        let (filled, wait_filled) = mpsc::channel();
-        let (done, wait_done) = mpsc::channel::<()>();
-        // A thread that stays alive holding less than a step: a declared
-        // pool's counts are not this thread's, so they are not held back.
-        let worker = thread::spawn(move || {
-            let _held = LOCK.lock().unwrap();
+        // Declared after it was made, or made deferred (which declares it).
+        fn declared() -> Pool {
             let mut pool = Pool::named("declared");
             pool.count_under_process_lock();
-            for _ in 0..10 {
-                pool.alloc(1, KIB).unwrap();
-            }
-            drop(_held);
-            filled.send(()).unwrap();
-            wait_done.recv().unwrap();
-            let _held = LOCK.lock().unwrap();
-            drop(pool);
-        });
-        wait_filled.recv().unwrap();
-        let guard = LOCK.lock().unwrap();
-        let figures = trace.figures();
-        assert_eq!(
-            (figures.allocated, figures.peak),
-            (10 * KIB as u64, 10 * KIB)
-        );
-        let report = peak();
-        assert_eq!(report.current, 10 * KIB);
-        assert_eq!(report.peak, 10 * KIB);
-        drop(guard);
-        done.send(()).unwrap();
-        worker.join().unwrap();
+            pool
+        }
+        fn deferred() -> Pool {
+            Pool::deferred_under_process_lock(Allocator::system(), Origin::Static("declared"))
+        }
+        for make in [declared, deferred] {
+            let trace = Trace::start().unwrap();
+            let (filled, wait_filled) = mpsc::channel();
+            let (done, wait_done) = mpsc::channel::<()>();
+            // A thread that stays alive holding less than a step: a declared
+            // pool's counts are not this thread's, so they are not held back.
+            let worker = thread::spawn(move || {
+                let _held = LOCK.lock().unwrap();
+                let mut pool = make();
+                for _ in 0..10 {
+                    pool.alloc(1, KIB).unwrap();
+                }
+                drop(_held);
+                filled.send(()).unwrap();
+                wait_done.recv().unwrap();
+                let _held = LOCK.lock().unwrap();
+                drop(pool);
+            });
+            wait_filled.recv().unwrap();
+            let guard = LOCK.lock().unwrap();
+            let figures = trace.figures();
+            assert_eq!(
+                (figures.allocated, figures.peak),
+                (10 * KIB as u64, 10 * KIB)
+            );
+            let report = peak();
+            assert_eq!(report.current, 10 * KIB);
+            assert_eq!(report.peak, 10 * KIB);
+            drop(guard);
+            done.send(()).unwrap();
+            worker.join().unwrap();
+        }
         // An undeclared pool on a live thread is held back within the step.
         let trace = Trace::start().unwrap();
         let (filled, wait_filled) = mpsc::channel();

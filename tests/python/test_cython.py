@@ -236,3 +236,19 @@ def test_threads_hammering_one_pool(api, make_pool):
     for addr in keep:
         pool.free(addr)
     assert pool.block_count == 0 and pool.size == 0
+
+
+def test_a_pool_used_only_from_cython_is_listed_from_its_first_block(api):
+    import cymem_rs
+
+    code = test_a_pool_used_only_from_cython_is_listed_from_its_first_block.__code__
+    pool = Pool()
+    origin = f"{code.co_filename}:{code.co_firstlineno + 4} in {code.co_name}"
+
+    def listed():
+        return [p for p in cymem_rs.live_pools() if p.origin == origin]
+
+    assert listed() == []
+    api.alloc_addr(pool, 4, 4)
+    [info] = listed()
+    assert (info.size, info.block_count) == (16, 1)

@@ -31,10 +31,12 @@ def test_a_pool_made_without_arguments_is_a_full_default_pool():
     assert pool.pymalloc is cymem_rs.Default_Malloc and pool.pyfree is cymem_rs.Default_Free
     code = test_a_pool_made_without_arguments_is_a_full_default_pool.__code__
     origin = f"{code.co_filename}:{line} in {code.co_name}"
-    [info] = [i for i in cymem_rs.live_pools() if i.origin == origin]
-    assert info.name is None and info.size == 0 and not info.arena
+    # Listed from its first block on (an unused pool takes no record).
+    assert [i for i in cymem_rs.live_pools() if i.origin == origin] == []
     block = pool.alloc(2, 8)
     assert pool.size == 16 and pool.addresses == {block: 16}
+    [info] = [i for i in cymem_rs.live_pools() if i.origin == origin]
+    assert info.name is None and info.size == 16 and not info.arena
     pool.name = "object-paths-default"
     assert [i.origin for i in cymem_rs.live_pools() if i.name == "object-paths-default"] == [origin]
 

@@ -137,6 +137,32 @@ def test_dropped_pool_disappears_from_the_report():
     assert "test-stats-dropped" not in cymem_rs.format_report()
 
 
+def by_origin(origin: str) -> list[cymem_rs.PoolInfo]:
+    return [p for p in cymem_rs.live_pools() if p.origin == origin]
+
+
+def test_an_unnamed_pool_is_listed_from_its_first_block():
+    """`Pool()` takes no registry record until it needs one: an unused pool
+    is not listed (it holds nothing); from its first block on it is, with
+    the line that made it."""
+    code = test_an_unnamed_pool_is_listed_from_its_first_block.__code__
+    pools = [Pool(), Pool(), Pool()]
+    origin = f"{code.co_filename}:{code.co_firstlineno + 5} in {code.co_name}"
+    assert pools[0].stats == PoolStats(0, 0, 0, 0, 0, 0)
+    pools[0].reset_peak()
+    pools[0].clear()
+    assert pools[0].size == 0 and pools[0].name is None
+    assert by_origin(origin) == []
+    pools[0].alloc(2, 50)
+    [info] = by_origin(origin)
+    assert (info.size, info.block_count, info.name) == (100, 1, None)
+    pools[1].limit = 1000
+    assert [p.limit for p in by_origin(origin)] == [None, 1000]
+    del pools
+    gc.collect()
+    assert by_origin(origin) == []
+
+
 def test_the_report_keeps_no_pool_alive():
     pool = Pool(name="test-stats-weak")
     ref = weakref.ref(pool)
