@@ -129,6 +129,8 @@ fn check_consistent(pool: &mut Pool) {
 
 #[test]
 fn every_allocation_failure_is_an_error() {
+    // Takes records from the shared list while tests of it run.
+    let _alone = registry::free_list_to_myself();
     for kind in KINDS {
         let run = |first: u64, count: u64| {
             let mut kept = Vec::with_capacity(8);
@@ -152,6 +154,8 @@ fn every_allocation_failure_is_an_error() {
 
 #[test]
 fn many_pools_made_and_dropped_while_memory_runs_out() {
+    // Takes records from the shared list while tests of it run.
+    let _alone = registry::free_list_to_myself();
     // Beyond a chunk of records and a thread's batches: the registry grows,
     // and handing records back must never allocate.
     let mut pools = Vec::with_capacity(400);
@@ -229,6 +233,8 @@ fn a_deferred_pool_that_cannot_register_fails_its_first_alloc_cleanly() {
         // SAFETY: `block` came from `counted_malloc`.
         unsafe { libc::free(block) }
     }
+    // It takes every free record: tests that need one wait.
+    let _alone = registry::free_list_to_myself();
     // SAFETY: a matching, thread-safe pair (libc's, counted).
     let allocator = unsafe { Allocator::from_raw(counted_malloc, counted_free) };
     // More pools than the records other tests may have left free, so the

@@ -29,23 +29,33 @@ const EMPTY: usize = 0;
 const MIN_CAPACITY: usize = 16;
 
 /// Live blocks of one pool, keyed by address.
+///
+/// Only `hot` is kept inline: an empty pool's table is 24 bytes, a pool
+/// with one block at a time (or alloc/free pairs) never allocates the
+/// slots, and the pool's struct stays small (every Python `Pool` holds one).
 #[derive(Debug, Default)]
 pub(crate) struct BlockTable {
+    /// A block kept outside the slots (`addr` is `EMPTY` if none).
+    hot: Hot,
+    /// Boxed on the first block the slots take.
+    slots: Option<Box<Slots>>,
+}
+
+/// The open-addressing slots of a [`BlockTable`].
+#[derive(Debug, Default)]
+struct Slots {
     /// `addrs.len()` is the capacity; `EMPTY` or a block's address.
     addrs: Vec<usize>,
     /// The size of the block in the same slot, or `SIZE_IN_LARGE`.
     sizes: Vec<u16>,
     /// Live entries in the slots (`hot` not counted).
     len: usize,
-    /// A block kept outside the slots (`addr` is `EMPTY` if none).
-    hot: Hot,
     /// The block last put in the slots by `insert`.
     last_in_slots: usize,
     /// That block was freed before the next insert: alloc/free pairs.
     pairs_seen: bool,
     /// Sizes of blocks whose slot says `SIZE_IN_LARGE`.
-    /// (Boxed on first use: most pools never hold a block of 64 KiB, and a
-    /// smaller table keeps `Pool()` cheap.)
+    /// (Boxed on first use: most pools never hold a block of 64 KiB.)
     #[allow(clippy::box_collection)]
     large: Option<Box<HashMap<usize, usize, FxBuildHasher>>>,
 }
@@ -99,7 +109,7 @@ fn home(addr: usize, capacity: usize) -> usize {
     ((u128::from(hash) * capacity as u128) >> 64) as usize
 }
 
-impl BlockTable {
+impl Slots {
     #[inline]
     fn next(&self, i: usize) -> usize {
         if i + 1 == self.addrs.len() {
@@ -265,117 +275,6 @@ impl BlockTable {
         }
     }
 
-    /// Records a block: `Ok(false)`, changing nothing, if `addr` is already
-    /// live; `Err` (changing nothing) if the table could not grow.
-    ///
-    /// A block goes to `hot` when that is free, else to the slots. A block
-    /// freed before the next alloc (a scratch buffer, the alloc/free pair)
-    /// then never touches the slots, and a burst of allocs costs one probe
-    /// each, as without `hot` (always moving the newest block into `hot`
-    /// would cost a second probe per alloc: measured +70 instructions).
-    /// When the block just put in the slots is freed first, the next block
-    /// takes `hot` from its long-lived holder, so alloc/free pairs on a pool
-    /// with older blocks reach the fast path after one pair.
-    #[inline(always)]
-    pub(crate) fn insert(&mut self, addr: usize, size: usize) -> Result<bool, TableFull> {
-        debug_assert_ne!(addr, EMPTY, "blocks are never at address 0");
-        if addr == self.hot.addr {
-            return Ok(false);
-        }
-        if self.hot.addr != EMPTY {
-            if !self.pairs_seen {
-                let added = self.insert_slot(addr, size)?;
-                if added {
-                    self.last_in_slots = addr;
-                }
-                return Ok(added);
-            }
-            let added = self.insert_slot(self.hot.addr, self.hot.size)?;
-            debug_assert!(added, "hot and slots never hold the same block");
-            self.hot = Hot::default();
-            self.pairs_seen = false;
-        }
-        if self.find(addr).is_some() {
-            return Ok(false);
-        }
-        self.hot = Hot { addr, size };
-        Ok(true)
-    }
-
-    pub(crate) fn get(&self, addr: usize) -> Option<usize> {
-        if addr == self.hot.addr && addr != EMPTY {
-            return Some(self.hot.size);
-        }
-        self.find(addr).map(|i| self.size_at(i))
-    }
-
-    pub(crate) fn remove(&mut self, addr: usize) -> Option<usize> {
-        if addr == self.hot.addr && addr != EMPTY {
-            return Some(std::mem::take(&mut self.hot).size);
-        }
-        let size = self.remove_slot(addr)?;
-        if addr == self.last_in_slots {
-            self.pairs_seen = true;
-        }
-        Some(size)
-    }
-
-    /// Replaces a block's record after a successful move. Never allocates:
-    /// one entry goes, one comes in the same place (hot or the slots, whose
-    /// count does not change), and the pool called `reserve_large` first.
-    pub(crate) fn replace(&mut self, old_addr: usize, new_addr: usize, new_size: usize) {
-        if old_addr == self.hot.addr {
-            self.hot = Hot {
-                addr: new_addr,
-                size: new_size,
-            };
-            return;
-        }
-        self.remove_slot(old_addr);
-        let inserted = self.insert_slot(new_addr, new_size);
-        debug_assert!(
-            matches!(inserted, Ok(true)),
-            "the pool checked new_addr is not live"
-        );
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len + usize::from(self.hot.addr != EMPTY)
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let hot = Some((self.hot.addr, self.hot.size)).filter(|&(a, _)| a != EMPTY);
-        (0..self.addrs.len())
-            .filter(|&i| self.addrs[i] != EMPTY)
-            .map(|i| (self.addrs[i], self.size_at(i)))
-            .chain(hot)
-    }
-
-    /// Empties the table, handing every block's address to `release` once, in address
-    /// order (freeing neighbours one after another is kinder to the caches
-    /// and to malloc than the table's scattered order; measured: removing the
-    /// sort saves instructions but no time on 1M blocks).
-    pub(crate) fn drain(&mut self, release: impl FnMut(usize)) {
-        let hot = self.hot.addr;
-        let mut addrs = std::mem::take(&mut self.addrs);
-        *self = BlockTable::default();
-        addrs.retain(|&a| a != EMPTY);
-        if hot != EMPTY {
-            if addrs.len() < addrs.capacity() {
-                // Never reallocates: the slots were at most 80% full.
-                addrs.push(hot);
-            } else {
-                // No slots were ever allocated.
-                debug_assert!(addrs.is_empty());
-                let mut release = release;
-                release(hot);
-                return;
-            }
-        }
-        addrs.sort_unstable();
-        addrs.into_iter().for_each(release);
-    }
-
     /// Adds a block to the slots: `Ok(false)` if it is there already.
     fn insert_slot(&mut self, addr: usize, size: usize) -> Result<bool, TableFull> {
         let small = u16::try_from(size).ok().filter(|&s| s != SIZE_IN_LARGE);
@@ -422,8 +321,155 @@ impl BlockTable {
     }
 }
 
-#[cfg(debug_assertions)]
+/// The slots, made on first use; `TableFull` if there is no memory for them.
+#[inline]
+fn slots_of(slots: &mut Option<Box<Slots>>) -> Result<&mut Slots, TableFull> {
+    match slots {
+        Some(slots) => Ok(slots),
+        None => Ok(slots.insert(try_box(Slots::default()).map_err(|_| TableFull)?)),
+    }
+}
+
 impl BlockTable {
+    /// Records a block: `Ok(false)`, changing nothing, if `addr` is already
+    /// live; `Err` (changing nothing) if the table could not grow.
+    ///
+    /// A block goes to `hot` when that is free, else to the slots. A block
+    /// freed before the next alloc (a scratch buffer, the alloc/free pair)
+    /// then never touches the slots, and a burst of allocs costs one probe
+    /// each, as without `hot` (always moving the newest block into `hot`
+    /// would cost a second probe per alloc: measured +70 instructions).
+    /// When the block just put in the slots is freed first, the next block
+    /// takes `hot` from its long-lived holder, so alloc/free pairs on a pool
+    /// with older blocks reach the fast path after one pair.
+    #[inline(always)]
+    pub(crate) fn insert(&mut self, addr: usize, size: usize) -> Result<bool, TableFull> {
+        debug_assert_ne!(addr, EMPTY, "blocks are never at address 0");
+        if addr == self.hot.addr {
+            return Ok(false);
+        }
+        if self.hot.addr != EMPTY {
+            let slots = slots_of(&mut self.slots)?;
+            if !slots.pairs_seen {
+                let added = slots.insert_slot(addr, size)?;
+                if added {
+                    slots.last_in_slots = addr;
+                }
+                return Ok(added);
+            }
+            let added = slots.insert_slot(self.hot.addr, self.hot.size)?;
+            debug_assert!(added, "hot and slots never hold the same block");
+            slots.pairs_seen = false;
+            self.hot = Hot::default();
+        }
+        if self.find(addr).is_some() {
+            return Ok(false);
+        }
+        self.hot = Hot { addr, size };
+        Ok(true)
+    }
+
+    /// The slot holding `addr`, if any.
+    #[inline]
+    fn find(&self, addr: usize) -> Option<usize> {
+        self.slots.as_ref()?.find(addr)
+    }
+
+    pub(crate) fn get(&self, addr: usize) -> Option<usize> {
+        if addr == self.hot.addr && addr != EMPTY {
+            return Some(self.hot.size);
+        }
+        let slots = self.slots.as_ref()?;
+        slots.find(addr).map(|i| slots.size_at(i))
+    }
+
+    pub(crate) fn remove(&mut self, addr: usize) -> Option<usize> {
+        if addr == self.hot.addr && addr != EMPTY {
+            return Some(std::mem::take(&mut self.hot).size);
+        }
+        let slots = self.slots.as_deref_mut()?;
+        let size = slots.remove_slot(addr)?;
+        if addr == slots.last_in_slots {
+            slots.pairs_seen = true;
+        }
+        Some(size)
+    }
+
+    /// Replaces a block's record after a successful move. Never allocates:
+    /// one entry goes, one comes in the same place (hot or the slots, whose
+    /// count does not change), and the pool called `reserve_large` first.
+    pub(crate) fn replace(&mut self, old_addr: usize, new_addr: usize, new_size: usize) {
+        if old_addr == self.hot.addr {
+            self.hot = Hot {
+                addr: new_addr,
+                size: new_size,
+            };
+            return;
+        }
+        let slots = self
+            .slots
+            .as_deref_mut()
+            .expect("a block not in hot is in the slots");
+        slots.remove_slot(old_addr);
+        let inserted = slots.insert_slot(new_addr, new_size);
+        debug_assert!(
+            matches!(inserted, Ok(true)),
+            "the pool checked new_addr is not live"
+        );
+    }
+
+    /// Makes sure a big block's size can be recorded without allocating, so
+    /// a later `replace` cannot fail.
+    pub(crate) fn reserve_large(&mut self) -> Result<(), TableFull> {
+        slots_of(&mut self.slots)?.reserve_large()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slots.as_ref().map_or(0, |slots| slots.len) + usize::from(self.hot.addr != EMPTY)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let hot = Some((self.hot.addr, self.hot.size)).filter(|&(a, _)| a != EMPTY);
+        self.slots
+            .iter()
+            .flat_map(|slots| {
+                (0..slots.addrs.len())
+                    .filter(|&i| slots.addrs[i] != EMPTY)
+                    .map(|i| (slots.addrs[i], slots.size_at(i)))
+            })
+            .chain(hot)
+    }
+
+    /// Empties the table, handing every block's address to `release` once, in address
+    /// order (freeing neighbours one after another is kinder to the caches
+    /// and to malloc than the table's scattered order; measured: removing the
+    /// sort saves instructions but no time on 1M blocks).
+    pub(crate) fn drain(&mut self, mut release: impl FnMut(usize)) {
+        let hot = std::mem::take(&mut self.hot).addr;
+        let Some(slots) = self.slots.take() else {
+            if hot != EMPTY {
+                release(hot);
+            }
+            return;
+        };
+        let mut addrs = slots.addrs;
+        addrs.retain(|&a| a != EMPTY);
+        if hot != EMPTY {
+            // Never reallocates: the slots are at most 80% full (and, if
+            // they never grew, this is a first allocation that may fail).
+            if addrs.try_reserve(1).is_ok() {
+                addrs.push(hot);
+            } else {
+                release(hot);
+            }
+        }
+        addrs.sort_unstable();
+        addrs.into_iter().for_each(release);
+    }
+}
+
+#[cfg(debug_assertions)]
+impl Slots {
     /// The Robin Hood order: no gap before an entry off its home, and
     /// distances never drop by more than one from slot to slot.
     fn check_order(&self) {
@@ -464,6 +510,15 @@ mod tests {
 
     fn insert(table: &mut BlockTable, addr: usize, size: usize) -> bool {
         table.insert(addr, size).unwrap()
+    }
+
+    fn slots(table: &BlockTable) -> &Slots {
+        table.slots.as_deref().expect("the slots were made")
+    }
+
+    /// `BlockTable::get` on the slots alone.
+    fn lookup(slots: &Slots, addr: usize) -> Option<usize> {
+        slots.find(addr).map(|i| slots.size_at(i))
     }
 
     #[test]
@@ -552,7 +607,10 @@ mod tests {
         for n in 1..=300_000usize {
             assert!(insert(&mut table, 0x7000_0000 + n * 48, 64));
             if n >= 1000 && n % 997 == 0 {
-                let bytes = table.addrs.capacity() * 8 + table.sizes.capacity() * 2;
+                let slots = slots(&table);
+                let bytes = std::mem::size_of::<Slots>()
+                    + slots.addrs.capacity() * 8
+                    + slots.sizes.capacity() * 2;
                 assert!(bytes <= 16 * n, "{bytes} bytes for {n} blocks");
             }
         }
@@ -562,9 +620,9 @@ mod tests {
     /// bookkeeping (12.5 to 15.6 bytes per block) are met at both ends.
     #[test]
     fn the_slots_fill_to_exactly_four_fifths_before_growing() {
-        let mut table = BlockTable::default();
+        let mut table = Slots::default();
         let mut next = 0x7000_0000usize;
-        let mut fill = |table: &mut BlockTable| {
+        let mut fill = |table: &mut Slots| {
             next += 48;
             assert!(table.insert_slot(next, 64).unwrap());
         };
@@ -588,7 +646,7 @@ mod tests {
     #[test]
     fn growth_places_entries_in_order_without_probing() {
         let mut rng = Rng(0x9e37_79b9);
-        let mut table = BlockTable::default();
+        let mut table = Slots::default();
         let mut addrs = Vec::new();
         while addrs.len() < 5000 {
             let addr = (rng.next() as usize & 0xffff_ffff_fff0) | 0x10;
@@ -608,7 +666,7 @@ mod tests {
                 addrs.len()
             );
             assert!(probed.out_of_order > 0, "{probed:?}");
-            assert!(addrs.iter().all(|&a| table.get(a) == Some(64)));
+            assert!(addrs.iter().all(|&a| lookup(&table, a) == Some(64)));
         }
     }
 
@@ -624,7 +682,7 @@ mod tests {
     /// with no probing at all: the entry in slot 0 (at home) is read first.
     #[test]
     fn growth_without_a_wrapped_tail_probes_nothing() {
-        let mut table = BlockTable::default();
+        let mut table = Slots::default();
         table.rehash(MIN_CAPACITY).unwrap();
         let addrs: Vec<usize> = [0, 3, 7, 12, 15]
             .iter()
@@ -635,14 +693,14 @@ mod tests {
         }
         assert_eq!(table.addrs[0], addrs[0], "slot 0 holds its own entry");
         assert_eq!(table.rehash(MIN_CAPACITY * 2).unwrap(), Probed::default());
-        assert!(addrs.iter().all(|&a| table.get(a) == Some(8)));
+        assert!(addrs.iter().all(|&a| lookup(&table, a) == Some(8)));
     }
 
     /// Entries that wrapped from the last slot to the first are read last,
     /// after every entry of smaller hash: growing probes none of the rest.
     #[test]
     fn growth_reads_the_wrapped_tail_last() {
-        let mut table = BlockTable::default();
+        let mut table = Slots::default();
         table.rehash(MIN_CAPACITY).unwrap();
         let last = MIN_CAPACITY - 1;
         let mut addrs: Vec<usize> = [1, 4, 9]
@@ -671,7 +729,7 @@ mod tests {
                 out_of_order: 0
             }
         );
-        assert!(addrs.iter().all(|&a| table.get(a) == Some(8)));
+        assert!(addrs.iter().all(|&a| lookup(&table, a) == Some(8)));
     }
 
     /// The debug check of the Robin Hood order finds an entry off its home
@@ -679,7 +737,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "Robin Hood order broken at slot")]
     fn the_order_check_finds_a_gap_before_an_entry_off_home() {
-        let mut table = BlockTable::default();
+        let mut table = Slots::default();
         table.rehash(MIN_CAPACITY).unwrap();
         let addr = (1..)
             .map(|n: usize| n * 16)
@@ -698,7 +756,7 @@ mod tests {
         // The first block waits beside the slots, whole too.
         assert_eq!(table.hot.addr, addr);
         assert!(insert(&mut table, addr + 32, 24));
-        assert!(table.addrs.contains(&(addr + 32)));
+        assert!(slots(&table).addrs.contains(&(addr + 32)));
         assert_eq!(table.remove(addr), Some(24));
         assert!(insert(&mut table, addr + 64, 24));
         assert_eq!(
@@ -708,21 +766,64 @@ mod tests {
         );
         // Pairs behind a long-lived hot block: after one pair, hot moves on.
         assert!(insert(&mut table, addr + 96, 8));
-        assert!(table.addrs.contains(&(addr + 96)));
+        assert!(slots(&table).addrs.contains(&(addr + 96)));
         assert_eq!(table.remove(addr + 96), Some(8));
         assert!(insert(&mut table, addr + 128, 8));
         assert_eq!(table.hot.addr, addr + 128);
         assert!(
-            table.addrs.contains(&(addr + 64)),
+            slots(&table).addrs.contains(&(addr + 64)),
             "the old hot block, whole"
         );
         assert_eq!(table.len(), 3);
     }
 
+    /// A pool holding one block at a time (alloc/free pairs, a scratch
+    /// buffer) never makes the slots.
+    #[test]
+    fn one_block_at_a_time_needs_no_slots() {
+        let mut table = BlockTable::default();
+        for n in 1..100 {
+            assert!(insert(&mut table, n * 64, n));
+            assert_eq!(table.get(n * 64), Some(n));
+            assert_eq!(table.remove(n * 64), Some(n));
+        }
+        assert!(table.slots.is_none());
+        assert!(insert(&mut table, 0x40, 1));
+        assert!(insert(&mut table, 0x80, 2));
+        assert_eq!(slots(&table).len, 1);
+    }
+
+    /// Draining hands each block over once, in address order, whether the
+    /// slots were never made, are empty (made for a big block's size only),
+    /// or hold blocks beside `hot`; the table is empty and usable after.
+    #[test]
+    fn drain_releases_every_block_once_in_order() {
+        let drained = |table: &mut BlockTable| {
+            let mut out = Vec::new();
+            table.drain(|addr| out.push(addr));
+            assert_eq!((table.len(), table.iter().count()), (0, 0));
+            assert!(table.slots.is_none());
+            out
+        };
+        let mut table = BlockTable::default();
+        assert_eq!(drained(&mut table), []);
+        assert!(insert(&mut table, 0x500, 8));
+        assert_eq!(drained(&mut table), [0x500]);
+        assert!(insert(&mut table, 0x500, 8));
+        table.reserve_large().unwrap();
+        assert_eq!(drained(&mut table), [0x500]);
+        for addr in [0x900, 0x300, 0x700, 0x100] {
+            assert!(insert(&mut table, addr, 8));
+        }
+        assert_eq!(drained(&mut table), [0x100, 0x300, 0x700, 0x900]);
+        assert!(insert(&mut table, 0x900, 8));
+        assert_eq!(table.get(0x900), Some(8));
+    }
+
     #[test]
     fn an_empty_table_allocates_nothing() {
         let table = BlockTable::default();
-        assert_eq!(table.addrs.capacity(), 0);
+        assert!(table.slots.is_none());
         assert_eq!(table.get(0x10), None);
         assert_eq!(table.len(), 0);
     }

@@ -392,9 +392,19 @@ pub fn live_count() -> usize {
     reg.records.iter().filter(|r| r.live.load(Acquire)).count()
 }
 
+/// Taken by the unit tests that need the shared free list to themselves
+/// (they run in parallel threads of one process).
+#[cfg(test)]
+pub(crate) fn free_list_to_myself() -> std::sync::MutexGuard<'static, ()> {
+    static FREE_LIST_TESTS: Mutex<()> = Mutex::new(());
+    FREE_LIST_TESTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{register, registry, release, take_free, Label};
+    use super::{free_list_to_myself, register, registry, release, take_free, Label};
     use crate::fallible::failing::with_failures;
     use crate::Pool;
 
@@ -424,6 +434,7 @@ mod tests {
     /// if memory runs out while it fills its batch.
     #[test]
     fn a_free_record_is_handed_out_while_memory_runs_out() {
+        let _alone = free_list_to_myself();
         for first in 1..=3 {
             // One record left on the shared list (other tests may add more).
             let stash: Vec<_> = {
@@ -450,6 +461,7 @@ mod tests {
     /// reused, not lost.
     #[test]
     fn a_record_released_while_memory_runs_out_is_reused() {
+        let _alone = free_list_to_myself();
         let returned = std::thread::spawn(|| {
             let record = register(Label::default(), false).unwrap();
             // This thread has queued no dead record: queueing one allocates.
@@ -467,6 +479,7 @@ mod tests {
     /// taken.
     #[test]
     fn held_records_are_freed_when_the_snapshot_changes() {
+        let _alone = free_list_to_myself();
         let record = take_free().unwrap();
         let mut reg = registry();
         let epoch = reg.sweep_held();
