@@ -274,32 +274,42 @@ impl Pool {
             self.block_count() == 0,
             "Pool::with_debug needs a pool without blocks"
         );
-        match self.debug.as_deref_mut() {
+        let debug = &mut self.extras_mut()?.debug;
+        match debug.as_deref_mut() {
             // Already a debug pool: its quarantine and numbering go on.
             Some(state) => state.options = options,
             None => {
                 let state = try_box(DebugState::new(options)).map_err(no_room_for::<DebugState>)?;
-                self.debug = Some(state);
+                *debug = Some(state);
             }
         }
         Ok(())
     }
 
     /// Whether this pool is in debug mode.
+    #[inline(always)]
     pub fn is_debug(&self) -> bool {
-        self.debug.is_some()
+        // One test of the extras pointer when there are none (block paths).
+        self.extras
+            .as_deref()
+            .is_some_and(|extras| extras.debug.is_some())
     }
 
     /// The options of a debug pool.
     pub fn debug_options(&self) -> Option<DebugOptions> {
-        self.debug.as_ref().map(|state| state.options)
+        self.extras().debug.as_ref().map(|state| state.options)
     }
 
     /// A live block's allocation number (the n-th successful `alloc` of this
     /// pool, from 1; `realloc` keeps it). `None` for other pointers and for
     /// pools not in debug mode.
     pub fn allocation_number(&self, ptr: *const c_void) -> Option<u64> {
-        self.debug.as_ref()?.numbers.get(&(ptr as usize)).copied()
+        self.extras()
+            .debug
+            .as_ref()?
+            .numbers
+            .get(&(ptr as usize))
+            .copied()
     }
 
     /// Checks every live block's guards and every quarantined block's
@@ -308,7 +318,7 @@ impl Pool {
     /// guards and stays live; a damaged quarantined block is released. So
     /// each damage is reported once. Always `Ok` for a pool not in debug mode.
     pub fn check(&mut self) -> Result<(), PoolError> {
-        if self.debug.is_none() {
+        if !self.is_debug() {
             return Ok(());
         }
         if let Some(err) = self.state().pending.take() {
@@ -355,7 +365,7 @@ impl Pool {
     /// first damage found among them (and in the quarantine). Every block is
     /// released, damaged or not. Always `Ok` for a pool not in debug mode.
     pub fn free_all_checked(&mut self) -> Result<(), PoolError> {
-        if self.debug.is_none() {
+        if !self.is_debug() {
             self.free_all();
             return Ok(());
         }
@@ -363,7 +373,10 @@ impl Pool {
     }
 
     fn state(&mut self) -> &mut DebugState {
-        self.debug.as_deref_mut().expect("a debug pool")
+        self.extras
+            .as_deref_mut()
+            .and_then(|extras| extras.debug.as_deref_mut())
+            .expect("a debug pool")
     }
 
     /// Gives the source's block behind the user address `addr` (of `size`

@@ -192,43 +192,58 @@ fn out_of_memory<T>(_: T) -> PoolError {
 impl Pool {
     /// The box, made on first use (`OutOfMemory` if it cannot be).
     fn lifetimes_mut(&mut self) -> Result<&mut Lifetimes, PoolError> {
-        if self.lifetimes.is_none() {
-            let made = try_box(Lifetimes::default()).map_err(no_room_for::<Lifetimes>)?;
-            self.lifetimes = Some(made);
+        let lifetimes = &mut self.extras_mut()?.lifetimes;
+        match lifetimes {
+            Some(lt) => Ok(lt),
+            None => {
+                Ok(lifetimes
+                    .insert(try_box(Lifetimes::default()).map_err(no_room_for::<Lifetimes>)?))
+            }
         }
-        Ok(self.lifetimes_in_use())
+    }
+
+    /// The box, if the pool has one.
+    fn lifetimes_if_any(&mut self) -> Option<&mut Lifetimes> {
+        self.extras.as_deref_mut()?.lifetimes.as_deref_mut()
     }
 
     /// The box, for the block paths that took the lifetimes branch.
     fn lifetimes_in_use(&mut self) -> &mut Lifetimes {
-        self.lifetimes
-            .as_deref_mut()
+        self.lifetimes_if_any()
             .expect("the lifetimes branch runs with the box")
     }
 
     /// Drops the box when nothing in it is in use, which puts the block
     /// paths back on their fast branch.
     fn shed_lifetimes(&mut self) {
-        if self.lifetimes.as_ref().is_some_and(|lt| lt.is_idle()) {
-            self.lifetimes = None;
+        if let Some(extras) = self.extras.as_deref_mut() {
+            if extras.lifetimes.as_ref().is_some_and(|lt| lt.is_idle()) {
+                extras.lifetimes = None;
+            }
         }
+        self.shed_extras();
     }
 
     /// `Releasing` while the pool runs its cleanups.
     pub(super) fn check_not_releasing(&self) -> Result<(), PoolError> {
-        self.lifetimes
+        self.extras()
+            .lifetimes
             .as_ref()
             .map_or(Ok(()), |lt| lt.check_usable())
     }
 
     /// Whether the pool is running its cleanups.
     pub fn is_releasing(&self) -> bool {
-        self.lifetimes.as_ref().is_some_and(|lt| lt.releasing)
+        self.extras()
+            .lifetimes
+            .as_ref()
+            .is_some_and(|lt| lt.releasing)
     }
 
     /// The most bytes the pool's live blocks may hold (`None`: no limit).
     pub fn limit(&self) -> Option<usize> {
-        self.lifetimes
+        self.extras()
+            .lifetimes
             .as_ref()
             .map(|lt| lt.limit)
             .filter(|&limit| limit != 0)
@@ -248,7 +263,7 @@ impl Pool {
         } else {
             self.stats
         };
-        if limit != 0 || self.lifetimes.is_some() {
+        if limit != 0 || self.extras().lifetimes.is_some() {
             self.lifetimes_mut()?.limit = limit;
         }
         self.shed_lifetimes();
@@ -274,7 +289,10 @@ impl Pool {
 
     /// Open scopes (marks not yet released).
     pub fn scope_depth(&self) -> usize {
-        self.lifetimes.as_ref().map_or(0, |lt| lt.scopes.len())
+        self.extras()
+            .lifetimes
+            .as_ref()
+            .map_or(0, |lt| lt.scopes.len())
     }
 
     /// Closes the scope of `mark` and those opened after it: runs their
@@ -343,7 +361,7 @@ impl Pool {
     /// The cleanups waiting to run, as `(func, data)`, oldest first (the
     /// Python binding shows its callables to the garbage collector).
     pub fn cleanups(&self) -> impl Iterator<Item = (CleanupFn, *mut c_void)> + '_ {
-        let lt = self.lifetimes.as_deref();
+        let lt = self.extras().lifetimes.as_deref();
         let pool_level = lt.into_iter().flat_map(|lt| &lt.cleanups);
         let scoped = lt
             .into_iter()
@@ -363,23 +381,25 @@ impl Pool {
         // The first scope released, and whether the pool's own cleanups go.
         let (from, whole_pool) = match target {
             Release::ToMark(mark) => {
-                let lt = self
+                let extras = self.extras();
+                let lt = extras
                     .lifetimes
                     .as_deref()
                     .ok_or(PoolError::BadMark { mark: mark.0 })?;
                 let from = lt.scope_of(mark)?;
                 let released = &lt.scopes[from..];
-                self.pins
+                extras
+                    .pins
                     .check_none(|addr| released.iter().any(|s| s.blocks.contains(&addr)))?;
                 (from, false)
             }
             Release::Clear => {
-                self.pins.check_none(|_| true)?;
+                self.extras().pins.check_none(|_| true)?;
                 (0, true)
             }
             Release::Drop => (0, true),
         };
-        let Some(lt) = self.lifetimes.as_deref_mut() else {
+        let Some(lt) = self.lifetimes_if_any() else {
             return self.finish_release(target).map(|()| None);
         };
         let cleanups = lt.take_cleanups(from, whole_pool)?;
@@ -392,7 +412,7 @@ impl Pool {
 
     /// The second half of a release: frees the blocks.
     pub(crate) fn finish_release(&mut self, target: Release) -> Result<(), PoolError> {
-        if let Some(lt) = self.lifetimes.as_deref_mut() {
+        if let Some(lt) = self.lifetimes_if_any() {
             lt.releasing = false;
         }
         let result = match target {
@@ -406,7 +426,7 @@ impl Pool {
 
     /// Closes the scope of `mark` and the inner ones, freeing their blocks.
     fn free_scopes_from(&mut self, mark: Mark) -> Result<(), PoolError> {
-        let Some(lt) = self.lifetimes.as_deref_mut() else {
+        let Some(lt) = self.lifetimes_if_any() else {
             return Err(PoolError::BadMark { mark: mark.0 });
         };
         let from = lt.scope_of(mark)?;
@@ -430,7 +450,7 @@ impl Pool {
 
     /// Every block leaves the scopes (`free_all` released them).
     pub(super) fn forget_scoped_blocks(&mut self) {
-        if let Some(lt) = self.lifetimes.as_deref_mut() {
+        if let Some(lt) = self.lifetimes_if_any() {
             lt.scopes.iter_mut().for_each(|scope| scope.blocks.clear());
         }
     }
@@ -440,7 +460,7 @@ impl Pool {
     /// the outermost open scope opened). One list at a time, so nothing is
     /// allocated.
     pub(super) fn run_cleanups_at_drop(&mut self) {
-        if let Some(lt) = self.lifetimes.as_deref_mut() {
+        if let Some(lt) = self.lifetimes_if_any() {
             for scope in lt.scopes.iter_mut().rev() {
                 Cleanups(std::mem::take(&mut scope.cleanups)).run();
             }
@@ -525,8 +545,7 @@ impl Pool {
             return;
         }
         if let Some(scope) = self
-            .lifetimes
-            .as_deref_mut()
+            .lifetimes_if_any()
             .and_then(|lt| lt.scope_holding(addr))
         {
             scope.blocks.remove(&addr);

@@ -105,14 +105,41 @@ pub struct Pool {
     /// Where a [deferred](Pool::deferred_under_process_lock) pool was made,
     /// until it takes a record of its own.
     pending: Option<Origin>,
+    /// What only some pools use; `None` keeps every block path on its fast
+    /// branch, behind one test.
+    extras: Option<Box<Extras>>,
+}
+
+/// The parts of a pool that most pools never use, boxed together: the block
+/// paths test one pointer for all of them, and a pool without them stays
+/// small (every Python `Pool` holds one).
+#[derive(Debug, Default)]
+struct Extras {
     pins: Pins,
-    /// `Some` in debug mode (see `debug.rs`); boxed to keep the pool small.
+    /// `Some` in debug mode (see `debug.rs`).
     debug: Option<Box<debug::DebugState>>,
     /// Told of every block (see [`Pool::set_observer`]).
     observer: Option<&'static BlockObserver>,
-    /// `Some` once a limit, scope or cleanup is used (see `lifetimes.rs`);
-    /// boxed, and `None` keeps the block paths on their fast branch.
+    /// `Some` while a limit, scope or cleanup is in use (see `lifetimes.rs`).
     lifetimes: Option<Box<lifetimes::Lifetimes>>,
+}
+
+/// What a pool without extras reads.
+const NO_EXTRAS: &Extras = &Extras {
+    pins: Pins::NONE,
+    debug: None,
+    observer: None,
+    lifetimes: None,
+};
+
+impl Extras {
+    /// Nothing in use: the box can go.
+    fn is_unused(&self) -> bool {
+        self.pins.is_empty()
+            && self.debug.is_none()
+            && self.observer.is_none()
+            && self.lifetimes.is_none()
+    }
 }
 
 impl Default for Pool {
@@ -177,10 +204,7 @@ impl Pool {
             source: Source::Heap(allocator),
             stats: registry::register(label, false).map_err(no_room_for::<Record>)?,
             pending: None,
-            pins: Pins::default(),
-            debug: None,
-            observer: None,
-            lifetimes: None,
+            extras: None,
         })
     }
 
@@ -200,10 +224,7 @@ impl Pool {
             source: Source::Arena(arena),
             stats,
             pending: None,
-            pins: Pins::default(),
-            debug: None,
-            observer: None,
-            lifetimes: None,
+            extras: None,
         })
     }
 
@@ -221,10 +242,40 @@ impl Pool {
             source: Source::Heap(allocator),
             stats: &UNREGISTERED,
             pending: Some(origin),
-            pins: Pins::default(),
-            debug: None,
-            observer: None,
-            lifetimes: None,
+            extras: None,
+        }
+    }
+
+    /// The pool's extras (all unused if it has none).
+    #[inline(always)]
+    fn extras(&self) -> &Extras {
+        self.extras.as_deref().unwrap_or(NO_EXTRAS)
+    }
+
+    /// The pool's extras, made on first use (`OutOfMemory` if they cannot be).
+    fn extras_mut(&mut self) -> Result<&mut Extras, PoolError> {
+        if self.extras.is_none() {
+            self.extras = Some(try_box(Extras::default()).map_err(no_room_for::<Extras>)?);
+        }
+        Ok(self.extras.as_deref_mut().expect("made above"))
+    }
+
+    /// The observer, if any (one test of the extras pointer when there are
+    /// none: the block paths call it).
+    #[inline(always)]
+    fn observer(&self) -> Option<&'static BlockObserver> {
+        self.extras.as_deref().and_then(|extras| extras.observer)
+    }
+
+    /// Drops the extras once nothing in them is in use, which puts the
+    /// block paths back on their fast branch.
+    fn shed_extras(&mut self) {
+        if self
+            .extras
+            .as_ref()
+            .is_some_and(|extras| extras.is_unused())
+        {
+            self.extras = None;
         }
     }
 
@@ -348,7 +399,7 @@ impl Pool {
         };
         if added {
             self.stats.added(bytes);
-            if let Some(observer) = self.observer {
+            if let Some(observer) = self.observer() {
                 (observer.added)(addr, bytes);
             }
         }
@@ -363,7 +414,7 @@ impl Pool {
             Source::Arena(arena) => arena.log.remove(addr)?,
         };
         self.stats.removed(bytes);
-        if let Some(observer) = self.observer {
+        if let Some(observer) = self.observer() {
             (observer.removed)(addr);
         }
         Some(bytes)
@@ -389,7 +440,7 @@ impl Pool {
             }
         }
         self.stats.resized(old_size, new_size);
-        if let Some(observer) = self.observer {
+        if let Some(observer) = self.observer() {
             (observer.removed)(old_addr);
             (observer.added)(new_addr, new_size);
         }
@@ -397,16 +448,29 @@ impl Pool {
 
     /// Tells the observer, if any, that every live block is going.
     fn all_removed(&self) {
-        if let Some(observer) = self.observer {
+        if let Some(observer) = self.observer() {
             self.blocks().for_each(|(addr, _)| (observer.removed)(addr));
         }
     }
 
     /// Installs (or with `None` removes) the observer told of every block
     /// handed out and taken back from now on. Blocks live already are not
-    /// reported to it.
-    pub fn set_observer(&mut self, observer: Option<&'static BlockObserver>) {
-        self.observer = observer;
+    /// reported to it. `OutOfMemory` (nothing changed) if the pool's box of
+    /// rarely used parts could not be made.
+    pub fn set_observer(
+        &mut self,
+        observer: Option<&'static BlockObserver>,
+    ) -> Result<(), PoolError> {
+        match observer {
+            Some(_) => self.extras_mut()?.observer = observer,
+            None => {
+                if let Some(extras) = self.extras.as_deref_mut() {
+                    extras.observer = None;
+                }
+                self.shed_extras();
+            }
+        }
+        Ok(())
     }
 
     /// Makes sure `moved` cannot fail for want of memory.
@@ -501,7 +565,20 @@ impl Pool {
     /// Fails with `LimitExceeded` if the block would take the live bytes
     /// past the pool's [limit](Pool::set_limit).
     pub fn alloc(&mut self, number: usize, elem_size: usize) -> Result<NonNull<c_void>, PoolError> {
-        if self.lifetimes.is_some() {
+        if self.extras.is_some() {
+            return self.alloc_with_extras(number, elem_size);
+        }
+        self.alloc_block(number, elem_size)
+    }
+
+    /// `alloc` on a pool with extras.
+    #[inline(never)]
+    fn alloc_with_extras(
+        &mut self,
+        number: usize,
+        elem_size: usize,
+    ) -> Result<NonNull<c_void>, PoolError> {
+        if self.extras().lifetimes.is_some() {
             return self.alloc_with_lifetimes(number, elem_size);
         }
         self.alloc_block(number, elem_size)
@@ -514,7 +591,7 @@ impl Pool {
         number: usize,
         elem_size: usize,
     ) -> Result<NonNull<c_void>, PoolError> {
-        if self.debug.is_some() {
+        if self.is_debug() {
             return self.debug_alloc(number, elem_size);
         }
         let bytes = block_bytes(number, elem_size)?;
@@ -540,7 +617,16 @@ impl Pool {
     /// Releases a live block. Fails, touching no memory, if `ptr` is not one
     /// (a foreign pointer, NULL, or a block already freed). Returns its size.
     pub fn free(&mut self, ptr: *mut c_void) -> Result<usize, PoolError> {
-        if self.lifetimes.is_some() {
+        if self.extras.is_some() {
+            return self.free_with_extras(ptr);
+        }
+        self.free_block(ptr)
+    }
+
+    /// `free` on a pool with extras.
+    #[inline(never)]
+    fn free_with_extras(&mut self, ptr: *mut c_void) -> Result<usize, PoolError> {
+        if self.extras().lifetimes.is_some() {
             return self.free_with_lifetimes(ptr);
         }
         self.free_block(ptr)
@@ -550,8 +636,10 @@ impl Pool {
     #[inline(always)]
     fn free_block(&mut self, ptr: *mut c_void) -> Result<usize, PoolError> {
         let addr = ptr as usize;
-        self.pins.check_unpinned(addr)?;
-        if self.debug.is_some() {
+        if let Some(extras) = self.extras.as_deref() {
+            extras.pins.check_unpinned(addr)?;
+        }
+        if self.is_debug() {
             return self.debug_free(ptr);
         }
         let bytes = self
@@ -579,7 +667,7 @@ impl Pool {
         ptr: *mut c_void,
         new_size: usize,
     ) -> Result<NonNull<c_void>, PoolError> {
-        if self.lifetimes.is_some() {
+        if self.extras().lifetimes.is_some() {
             return self.realloc_with_lifetimes(ptr, new_size);
         }
         self.realloc_block(ptr, new_size)
@@ -593,9 +681,11 @@ impl Pool {
         new_size: usize,
     ) -> Result<NonNull<c_void>, PoolError> {
         let addr = ptr as usize;
-        self.pins.check_unpinned(addr)?;
+        if let Some(extras) = self.extras.as_deref() {
+            extras.pins.check_unpinned(addr)?;
+        }
         let old = self.growable(addr, new_size)?;
-        if self.debug.is_some() {
+        if self.is_debug() {
             return self.debug_realloc(ptr, old, new_size);
         }
         // Recording the moved block must not fail once the move happened.
@@ -676,9 +766,12 @@ impl Pool {
     ///
     /// Unlike [`Pool::clear`], runs no cleanup.
     pub fn free_all(&mut self) {
-        self.pins.clear();
+        if let Some(extras) = self.extras.as_deref_mut() {
+            extras.pins.clear();
+        }
+        self.shed_extras();
         self.forget_scoped_blocks();
-        if self.debug.is_some() {
+        if self.is_debug() {
             return self.debug_free_all();
         }
         self.release_all(0);
@@ -697,7 +790,7 @@ impl Drop for Pool {
     fn drop(&mut self) {
         // Cleanups first, while the blocks they may read are still live.
         self.run_cleanups_at_drop();
-        if self.debug.is_some() {
+        if self.is_debug() {
             // Nobody can be told but the process: say it on stderr. (Python
             // pools and `cymem_pool_destroy_checked` check before this.)
             if let Err(err) = self.debug_release_everything() {
@@ -718,5 +811,45 @@ impl Drop for Pool {
         if self.pending.is_none() {
             registry::release(self.stats);
         }
+    }
+}
+
+#[cfg(test)]
+mod extras_tests {
+    use super::{BlockObserver, Pool};
+
+    /// Every rarely used part gives the box back once it is no longer in
+    /// use, so the block paths return to their fast branch.
+    #[test]
+    fn the_extras_go_when_nothing_in_them_is_used() {
+        static OBSERVER: BlockObserver = BlockObserver {
+            added: |_, _| {},
+            removed: |_| {},
+        };
+        let mut pool = Pool::new();
+        let block = pool.alloc(1, 8).unwrap().as_ptr();
+        assert!(pool.extras.is_none());
+        pool.pin(block).unwrap();
+        pool.pin(block).unwrap();
+        pool.unpin(block).unwrap();
+        assert!(pool.extras.is_some(), "still pinned once");
+        pool.unpin(block).unwrap();
+        assert!(pool.extras.is_none());
+        pool.set_limit(Some(100)).unwrap();
+        pool.set_limit(None).unwrap();
+        assert!(pool.extras.is_none());
+        pool.set_observer(Some(&OBSERVER)).unwrap();
+        pool.set_limit(Some(100)).unwrap();
+        pool.set_limit(None).unwrap();
+        assert!(pool.extras.is_some(), "the observer is still in use");
+        pool.set_observer(None).unwrap();
+        assert!(pool.extras.is_none());
+        pool.pin(block).unwrap();
+        pool.free_all();
+        assert!(pool.extras.is_none(), "free_all drops every pin");
+        let mark = pool.mark().unwrap();
+        pool.alloc(1, 8).unwrap();
+        pool.release_to(mark).unwrap();
+        assert!(pool.extras.is_none(), "the scope is closed");
     }
 }

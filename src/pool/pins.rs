@@ -20,6 +20,9 @@ use crate::fallible::try_box;
 pub(super) struct Pins(Option<Box<HashMap<usize, usize, FxBuildHasher>>>);
 
 impl Pins {
+    /// No pins: what a pool without extras reads.
+    pub(super) const NONE: Pins = Pins(None);
+
     /// `BlockInUse` if `addr` is pinned.
     #[inline]
     pub(super) fn check_unpinned(&self, addr: usize) -> Result<(), PoolError> {
@@ -60,6 +63,11 @@ impl Pins {
     pub(super) fn clear(&mut self) {
         self.0 = None;
     }
+
+    /// No block pinned (and no map).
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
 }
 
 impl Pool {
@@ -77,10 +85,10 @@ impl Pool {
         let out_of_memory = PoolError::OutOfMemory {
             bytes: std::mem::size_of::<(usize, usize)>(),
         };
-        let map = match &mut self.pins.0 {
+        let pins = &mut self.extras_mut()?.pins;
+        let map = match &mut pins.0 {
             Some(map) => map,
-            None => self
-                .pins
+            None => pins
                 .0
                 .insert(try_box(HashMap::default()).map_err(|_| out_of_memory)?),
         };
@@ -98,7 +106,10 @@ impl Pool {
         if self.lookup(addr).is_none() {
             return Err(PoolError::UnknownPointer { addr });
         }
-        let Some(map) = self.pins.0.as_deref_mut() else {
+        let Some(pins) = self.extras.as_deref_mut().map(|extras| &mut extras.pins) else {
+            return Err(PoolError::NotPinned { addr });
+        };
+        let Some(map) = pins.0.as_deref_mut() else {
             return Err(PoolError::NotPinned { addr });
         };
         match map.get_mut(&addr) {
@@ -107,7 +118,8 @@ impl Pool {
                 map.remove(&addr);
                 if map.is_empty() {
                     // Back to the unpinned fast path, memory given back.
-                    self.pins.clear();
+                    pins.clear();
+                    self.shed_extras();
                 }
                 Ok(())
             }
@@ -120,6 +132,6 @@ impl Pool {
 
     /// How many pins a block holds (0 for an unpinned or unknown pointer).
     pub fn pins(&self, ptr: *const c_void) -> usize {
-        self.pins.count(ptr as usize)
+        self.extras().pins.count(ptr as usize)
     }
 }

@@ -230,7 +230,8 @@ impl Pool {
         }
         core.set_limit(limit).map_err(alloc_error)?;
         // tracemalloc sees PyMem's blocks already.
-        core.set_observer(tracemalloc::observer(arena || !pymem));
+        core.set_observer(tracemalloc::observer(arena || !pymem))
+            .map_err(alloc_error)?;
         Ok(Pool::around(core, pymalloc, pyfree))
     }
 

@@ -45,7 +45,7 @@ fn debug_arena() -> Pool {
 fn every_block_event_is_reported(make: fn() -> Pool) {
     SEEN.with(|seen| seen.borrow_mut().clear());
     let mut pool = make();
-    pool.set_observer(Some(&OBSERVER));
+    pool.set_observer(Some(&OBSERVER)).unwrap();
     let blocks: Vec<*mut c_void> = (1..=20)
         .map(|n| pool.alloc(n, 8).unwrap().as_ptr())
         .collect();
@@ -89,12 +89,12 @@ fn blocks_before_the_observer_are_not_reported(make: fn() -> Pool) {
     SEEN.with(|seen| seen.borrow_mut().clear());
     let mut pool = make();
     let early = pool.alloc(1, 64).unwrap().as_ptr();
-    pool.set_observer(Some(&OBSERVER));
+    pool.set_observer(Some(&OBSERVER)).unwrap();
     let late = pool.alloc(1, 64).unwrap().as_ptr();
     assert_eq!(seen().keys().copied().collect::<Vec<_>>(), [late as usize]);
     pool.free(late).unwrap();
     assert!(seen().is_empty());
-    pool.set_observer(None);
+    pool.set_observer(None).unwrap();
     pool.alloc(1, 8).unwrap();
     pool.free(early).unwrap();
     assert!(seen().is_empty(), "a removed observer hears nothing");
