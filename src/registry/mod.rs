@@ -345,7 +345,11 @@ pub fn try_live_pools() -> Result<Vec<PoolInfo>, OutOfMemory> {
         let reg = registry();
         let live = || reg.records.iter().filter(|r| r.live.load(Acquire));
         found.try_reserve_exact(live().count())?;
-        for (index, record) in live().enumerate().take(found.capacity()) {
+        // Pools made meanwhile on other threads are published without the
+        // lock: room is made for them too, rather than cutting the list at
+        // the first count (which would drop a pool alive all along).
+        for (index, record) in live().enumerate() {
+            found.try_reserve(1)?;
             // SAFETY: the record was live when loaded and `reg` holds the
             // registry lock (the second case of `Record::meta`'s protocol),
             // so nobody writes `meta`; if its pool drops meanwhile, the

@@ -245,3 +245,34 @@ fn a_pool_with_a_limit_keeps_the_table_aligned() {
     assert_eq!(column(lines[1], "first"), at, "{table}");
     assert_eq!(column(lines[2], "second"), at, "{table}");
 }
+
+/// Pools made on other threads while a report is being built (they are
+/// published without the registry lock) never push a pool that was alive
+/// all along out of it.
+#[test]
+fn a_pool_alive_throughout_a_report_is_in_it() {
+    // Kept after many others, so it sits late in the registry's order,
+    // where a report cut short would lose it; the others' records go back
+    // to be taken by the threads below.
+    let before: Vec<Pool> = (0..1000).map(|_| Pool::new()).collect();
+    let _kept = Pool::named("reg-throughout");
+    drop(before);
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let pools: Vec<Pool> = (0..64).map(|_| Pool::new()).collect();
+                    drop(pools);
+                }
+            })
+        })
+        .collect();
+    let missed = (0..2000)
+        .filter(|_| find("reg-throughout").is_empty())
+        .count();
+    stop.store(true, Ordering::Relaxed);
+    churn.into_iter().for_each(|t| t.join().unwrap());
+    assert_eq!(missed, 0, "missing from {missed} of 2000 reports");
+}
