@@ -1086,8 +1086,10 @@ pub unsafe extern "C" fn cymem_pool_set_origin(
     // SAFETY: `pool` is NULL or a live handle (`# Safety`).
     unsafe {
         status_call(pool, "cymem_pool_set_origin", |p| {
-            p.set_origin(origin);
-            CYMEM_OK
+            match p.set_origin(origin) {
+                Ok(()) => CYMEM_OK,
+                Err(err) => report(err),
+            }
         })
     }
 }

@@ -28,5 +28,5 @@ pub use pool::allocator::Allocator;
 pub use pool::error::{Corruption, PoolError};
 pub use pool::shared::SharedPool;
 pub use pool::{DebugOptions, Pool};
-pub use registry::{live_pools, Label, Origin, OriginSource, PoolInfo, PoolStats};
+pub use registry::{live_pools, DeferredOrigin, Label, Origin, OriginSource, PoolInfo, PoolStats};
 pub use registry::{peak, reset_peak, PeakPool, PeakReport, Trace, TraceFigures};

@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 use bumpalo::Bump;
 
 use crate::fallible::{try_box, OutOfMemory};
-use crate::registry::{self, Label, Origin, PoolStats, Record, UNREGISTERED};
+use crate::registry::{self, DeferredOrigin, Label, Origin, PoolStats, Record};
 use allocator::Allocator;
 use arena_log::ArenaLog;
 use error::PoolError;
@@ -100,11 +100,9 @@ pub struct Pool {
     source: Source,
     /// The pool's counters, in its live-pool registry record (see
     /// [`crate::registry`]): written only here, read by reports.
-    /// `UNREGISTERED` while `pending` holds the origin of a deferred pool.
+    /// A [deferred](Pool::deferred_under_process_lock) pool has its
+    /// creation site's stand-in here (never live) until it takes its own.
     stats: &'static Record,
-    /// Where a [deferred](Pool::deferred_under_process_lock) pool was made,
-    /// until it takes a record of its own.
-    pending: Option<Origin>,
     /// What only some pools use; `None` keeps every block path on its fast
     /// branch, behind one test.
     extras: Option<Box<Extras>>,
@@ -203,7 +201,6 @@ impl Pool {
             table: BlockTable::default(),
             source: Source::Heap(allocator),
             stats: registry::register(label, false).map_err(no_room_for::<Record>)?,
-            pending: None,
             extras: None,
         })
     }
@@ -223,25 +220,26 @@ impl Pool {
             table: BlockTable::default(),
             source: Source::Arena(arena),
             stats,
-            pending: None,
             extras: None,
         })
     }
 
     /// A heap pool for callers that hold one process-wide lock for every
     /// call on it, as [`Pool::count_under_process_lock`] declares (CPython's
-    /// GIL), made at `origin`. It joins the live-pool registry when it first
+    /// GIL), made at `origin` (one per creation site). It joins the live-pool registry when it first
     /// needs a record: at its first block, or when it is named, limited or
     /// shared through a lock. Until then it owns nothing but itself, so
     /// making and dropping an unused pool costs no registry work and no
     /// memory beyond the struct, and making one cannot fail. Live-pool
     /// reports list it once it has registered.
-    pub fn deferred_under_process_lock(allocator: Allocator, origin: Origin) -> Self {
+    pub fn deferred_under_process_lock(
+        allocator: Allocator,
+        origin: &'static DeferredOrigin,
+    ) -> Self {
         Pool {
             table: BlockTable::default(),
             source: Source::Heap(allocator),
-            stats: &UNREGISTERED,
-            pending: Some(origin),
+            stats: &origin.0,
             extras: None,
         }
     }
@@ -281,18 +279,31 @@ impl Pool {
 
     /// The pool's record, taking one first if the pool is deferred.
     fn registered(&mut self) -> Result<&'static Record, PoolError> {
-        if self.pending.is_some() {
-            self.register_pending()?;
+        if self.is_deferred() {
+            self.register_deferred()?;
         }
         Ok(self.stats)
     }
 
-    /// A deferred pool takes its record (`pending` stays if memory ran out).
+    /// Whether the pool still has its creation site's stand-in record.
+    #[inline(always)]
+    fn is_deferred(&self) -> bool {
+        !self.stats.is_live()
+    }
+
+    /// A deferred pool takes its record (and stays deferred if memory ran
+    /// out).
     #[cold]
     #[inline(never)]
-    fn register_pending(&mut self) -> Result<(), PoolError> {
-        let record =
-            registry::register_unnamed(&mut self.pending).map_err(no_room_for::<Record>)?;
+    fn register_deferred(&mut self) -> Result<(), PoolError> {
+        // SAFETY: a pool's own record is live from `register` until the
+        // pool drops, so a pool whose record is not live holds the record
+        // that `deferred_under_process_lock` took from a `DeferredOrigin`
+        // (`repr(transparent)` over it), which lives for ever.
+        let site = unsafe { &*std::ptr::from_ref(self.stats).cast::<DeferredOrigin>() };
+        let origin = site.origin().try_clone().map_err(no_room_for::<Origin>)?;
+        let label = Label { name: None, origin };
+        let record = registry::register(label, false).map_err(no_room_for::<Record>)?;
         record.set_serialised();
         self.stats = record;
         Ok(())
@@ -317,11 +328,11 @@ impl Pool {
     }
 
     /// Changes where the reports say the pool was made.
-    pub fn set_origin(&mut self, origin: Origin) {
-        match &mut self.pending {
-            Some(pending) => *pending = origin,
-            None => registry::set_origin(self.stats, origin),
-        }
+    /// `OutOfMemory` (nothing changed) if a deferred pool could not take
+    /// its record first.
+    pub fn set_origin(&mut self, origin: Origin) -> Result<(), PoolError> {
+        registry::set_origin(self.registered()?, origin);
+        Ok(())
     }
 
     /// Declares that every call on this pool, for as long as it lives, holds
@@ -333,7 +344,7 @@ impl Pool {
     /// unsafe.
     pub fn count_under_process_lock(&mut self) {
         // A deferred pool counts so once it registers.
-        if self.pending.is_none() {
+        if !self.is_deferred() {
             self.stats.set_serialised();
         }
     }
@@ -389,8 +400,8 @@ impl Pool {
     /// alloc + free pair a tenth of the pool's own instructions.)
     #[inline(always)]
     fn record(&mut self, addr: usize, bytes: usize) -> Result<bool, TableFull> {
-        if self.pending.is_some() {
-            self.register_pending().map_err(|_| TableFull)?;
+        if self.is_deferred() {
+            self.register_deferred().map_err(|_| TableFull)?;
         }
         let added = match &mut self.source {
             Source::Heap(_) => self.table.insert(addr, bytes)?,
@@ -808,7 +819,7 @@ impl Drop for Pool {
             arena.watch.stop();
         }
         // A deferred pool that never registered has nothing to give back.
-        if self.pending.is_none() {
+        if !self.is_deferred() {
             registry::release(self.stats);
         }
     }

@@ -9,7 +9,7 @@ use super::{DebugOptions, Pool};
 use crate::allocator::Allocator;
 use crate::error::PoolError;
 use crate::fallible::failing::with_failures;
-use crate::registry::{self, Label, Origin};
+use crate::registry::{self, DeferredOrigin, Label, Origin};
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -92,7 +92,7 @@ fn workload(kind: Kind, kept: &mut Vec<Pool>, name: &mut Option<String>) -> usiz
         ));
         if round == 1 {
             check(pool.set_name(name.take()).is_ok());
-            pool.set_origin(Origin::Static("sweep"));
+            check(pool.set_origin(Origin::Static("sweep")).is_ok());
         }
         check(pool.check().is_ok());
         let listed = registry::try_live_pools();
@@ -239,8 +239,9 @@ fn a_deferred_pool_that_cannot_register_fails_its_first_alloc_cleanly() {
     let allocator = unsafe { Allocator::from_raw(counted_malloc, counted_free) };
     // More pools than the records other tests may have left free, so the
     // registry has to grow while Rust allocations fail.
+    static SITE: DeferredOrigin = DeferredOrigin::new(Origin::Static("oom-deferred"));
     let mut pools: Vec<Pool> = (0..20_000)
-        .map(|_| Pool::deferred_under_process_lock(allocator, Origin::Static("oom-deferred")))
+        .map(|_| Pool::deferred_under_process_lock(allocator, &SITE))
         .collect();
     let (failed, _) = with_failures(1, u64::MAX, || {
         let mut failed = 0;

@@ -3,7 +3,8 @@
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use once_cell::race::OnceBox;
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyString};
@@ -13,12 +14,12 @@ use super::allocators::{
     allocator_for, default_allocator, default_free, default_malloc, is_pymem, PyFree, PyMalloc,
 };
 use super::errors::{error, pool_exception, py_format, py_int, py_string, Operation};
-use super::report::{caller_origin, stats_object};
+use super::report::{caller_site, stats_object, CallerSite};
 use super::scope::{python_cleanup, python_cleanup_data, run_python_cleanup, Scope};
 use super::tracemalloc;
 use super::view::BlockView;
 use crate::error::PoolError;
-use crate::fallible::try_string;
+use crate::fallible::{try_box, try_string};
 use crate::ffi::CymemPool;
 use crate::pool::allocator::Allocator;
 use crate::pool::{DebugOptions, Mark, Pool as CorePool};
@@ -30,15 +31,17 @@ use crate::shared::SharedPool;
 /// work, and an unused pool no record. (A pool with a lock of its own keeps
 /// the lock in its record, so free-threaded builds register at once.)
 #[inline(always)]
-fn heap_core(allocator: Allocator, label: Label) -> Result<CorePool, PoolError> {
+fn heap_core(
+    allocator: Allocator,
+    name: Option<String>,
+    site: CallerSite,
+) -> Result<CorePool, PoolError> {
     #[cfg(not(any(Py_GIL_DISABLED, cymem_rs_force_lock)))]
-    if label.name.is_none() {
-        return Ok(CorePool::deferred_under_process_lock(
-            allocator,
-            label.origin,
-        ));
+    if let (None, CallerSite::Interned(site)) = (&name, &site) {
+        return Ok(CorePool::deferred_under_process_lock(allocator, site));
     }
-    CorePool::try_with_allocator_labelled(allocator, label)
+    let origin = site.into_origin();
+    CorePool::try_with_allocator_labelled(allocator, Label { name, origin })
 }
 
 /// The core pool of a Python `Pool`.
@@ -71,12 +74,21 @@ fn new_core(pool: CorePool) -> CymemPool {
 #[repr(C)]
 pub struct Pool {
     pub(crate) core: CymemPool,
+    /// Made when `Pool()` is given allocator objects, or on the first
+    /// `own_pyref` or `refs`: most pools never need it, and a pointer keeps
+    /// every pool small. (Lock-free: `__traverse__` reads it without the
+    /// interpreter.)
+    parts: OnceBox<PyParts>,
+}
+
+/// The Python objects a pool may hold.
+#[derive(Default)]
+struct PyParts {
     /// The allocator objects given to `Pool()`; `None`: the defaults
     /// (`Default_Malloc`/`Default_Free`), so a plain `Pool()` looks nothing up.
     pymalloc: Option<Py<PyMalloc>>,
     pyfree: Option<Py<PyFree>>,
-    /// Made on the first `own_pyref` or `refs`: most pools never need it.
-    /// (A std OnceLock: `__traverse__` must read it without the interpreter.)
+    /// Made on the first `own_pyref` or `refs`.
     refs: OnceLock<Py<PyList>>,
 }
 
@@ -86,25 +98,52 @@ impl Pool {
     /// Inlined, so the pool is built where the caller puts it, not copied.
     #[inline(always)]
     pub(crate) fn new_default(py: Python<'_>) -> Result<Self, PoolError> {
-        let label = Label {
-            name: None,
-            origin: caller_origin(py),
-        };
-        let mut core = heap_core(default_allocator(), label)?;
+        let mut core = heap_core(default_allocator(), None, caller_site(py))?;
         if let Some(options) = DebugOptions::from_env() {
             core.try_enable_debug(options)?;
         }
         // No limit to set, and no observer: tracemalloc sees PyMem's blocks.
-        Ok(Pool::around(core, None, None))
+        Ok(Pool {
+            core: new_core(core),
+            parts: OnceBox::new(),
+        })
     }
 
-    fn around(core: CorePool, pymalloc: Option<Py<PyMalloc>>, pyfree: Option<Py<PyFree>>) -> Self {
-        Pool {
-            core: new_core(core),
-            pymalloc,
-            pyfree,
-            refs: OnceLock::new(),
+    /// A pool around `core`, holding the allocator objects it was given;
+    /// `OutOfMemory` if they could not be stored.
+    fn around(
+        core: CorePool,
+        pymalloc: Option<Py<PyMalloc>>,
+        pyfree: Option<Py<PyFree>>,
+    ) -> Result<Self, PoolError> {
+        let parts = OnceBox::new();
+        if pymalloc.is_some() || pyfree.is_some() {
+            let made = try_box(PyParts {
+                pymalloc,
+                pyfree,
+                refs: OnceLock::new(),
+            })
+            .map_err(|_| PoolError::OutOfMemory {
+                bytes: std::mem::size_of::<PyParts>(),
+            })?;
+            let _ = parts.set(made);
         }
+        Ok(Pool {
+            core: new_core(core),
+            parts,
+        })
+    }
+
+    /// The pool's Python parts, made if need be.
+    fn parts(&self) -> PyResult<&PyParts> {
+        if let Some(parts) = self.parts.get() {
+            return Ok(parts);
+        }
+        let made = try_box(PyParts::default()).map_err(|_| PyMemoryError::new_err(()))?;
+        // Another thread may have set them first (free-threaded builds):
+        // theirs are kept and ours dropped.
+        let _ = self.parts.set(made);
+        Ok(self.parts.get().expect("set just above"))
     }
 
     /// Runs `f` on the core pool; RuntimeError if the pool is unusable in
@@ -149,16 +188,17 @@ impl Pool {
         self.core.0.run(f).map_err(|e| pool_exception(op, e))
     }
 
-    fn refs_list(&self, py: Python<'_>) -> &Py<PyList> {
-        if let Some(refs) = self.refs.get() {
-            return refs;
+    fn refs_list(&self, py: Python<'_>) -> PyResult<&Py<PyList>> {
+        let refs = &self.parts()?.refs;
+        if let Some(list) = refs.get() {
+            return Ok(list);
         }
         // Making the list can start a garbage collection whose callbacks or
         // finalizers call back into this pool and make a list first (inside
         // `get_or_init` that would deadlock): the first list set is kept.
         let list = PyList::empty(py).unbind();
-        let _ = self.refs.set(list);
-        self.refs.get().expect("set just above")
+        let _ = refs.set(list);
+        Ok(refs.get().expect("set just above"))
     }
 }
 
@@ -214,15 +254,14 @@ impl Pool {
                 (allocator_for(m.get(), f.get()), is_pymem(m.get(), f.get()))
             }
         };
-        let label = Label {
-            name: name.map(owned_name).transpose()?,
-            origin: caller_origin(py),
-        };
+        let name = name.map(owned_name).transpose()?;
+        let site = caller_site(py);
         let alloc_error = |err| pool_exception(Operation::Alloc, err);
         let mut core = if arena {
-            CorePool::try_arena_labelled(label)
+            let origin = site.into_origin();
+            CorePool::try_arena_labelled(Label { name, origin })
         } else {
-            heap_core(allocator, label)
+            heap_core(allocator, name, site)
         }
         .map_err(alloc_error)?;
         if let Some(options) = debug_options(debug) {
@@ -232,7 +271,7 @@ impl Pool {
         // tracemalloc sees PyMem's blocks already.
         core.set_observer(tracemalloc::observer(arena || !pymem))
             .map_err(alloc_error)?;
-        Ok(Pool::around(core, pymalloc, pyfree))
+        Pool::around(core, pymalloc, pyfree).map_err(alloc_error)
     }
 
     /// Bytes in live blocks.
@@ -276,13 +315,13 @@ impl Pool {
 
     /// Objects kept alive by this pool (see `own_pyref`).
     #[getter]
-    fn refs(&self, py: Python<'_>) -> Py<PyList> {
-        self.refs_list(py).clone_ref(py)
+    fn refs(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
+        Ok(self.refs_list(py)?.clone_ref(py))
     }
 
     #[getter]
     fn pymalloc(&self, py: Python<'_>) -> PyResult<Py<PyMalloc>> {
-        match &self.pymalloc {
+        match self.parts.get().and_then(|parts| parts.pymalloc.as_ref()) {
             Some(m) => Ok(m.clone_ref(py)),
             None => Ok(default_malloc(py)?.clone_ref(py)),
         }
@@ -290,7 +329,7 @@ impl Pool {
 
     #[getter]
     fn pyfree(&self, py: Python<'_>) -> PyResult<Py<PyFree>> {
-        match &self.pyfree {
+        match self.parts.get().and_then(|parts| parts.pyfree.as_ref()) {
             Some(f) => Ok(f.clone_ref(py)),
             None => Ok(default_free(py)?.clone_ref(py)),
         }
@@ -298,7 +337,7 @@ impl Pool {
 
     /// Keeps `obj` alive as long as the pool.
     fn own_pyref(&self, py: Python<'_>, obj: Py<PyAny>) -> PyResult<()> {
-        self.refs_list(py).bind(py).append(obj)
+        self.refs_list(py)?.bind(py).append(obj)
     }
 
     /// Allocates a zeroed block of `number * elem_size` bytes; returns its address.
@@ -502,14 +541,16 @@ impl Pool {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(refs) = self.refs.get() {
-            visit.call(refs)?;
-        }
-        if let Some(m) = &self.pymalloc {
-            visit.call(m)?;
-        }
-        if let Some(f) = &self.pyfree {
-            visit.call(f)?;
+        if let Some(parts) = self.parts.get() {
+            if let Some(refs) = parts.refs.get() {
+                visit.call(refs)?;
+            }
+            if let Some(m) = &parts.pymalloc {
+                visit.call(m)?;
+            }
+            if let Some(f) = &parts.pyfree {
+                visit.call(f)?;
+            }
         }
         // The callables of Python cleanups: a cleanup that refers back to
         // its pool (a bound method of the pool's owner) is a cycle the

@@ -27,7 +27,7 @@ use super::errors::{exception, py_string, Operation};
 use crate::fallible::{try_box_or_back, try_format, try_string, OutOfMemory};
 use crate::ffi::CYMEM_ERR_OUT_OF_MEMORY;
 use crate::registry::PoolStats;
-use crate::registry::{self, Origin, PoolInfo};
+use crate::registry::{self, DeferredOrigin, Origin, PoolInfo};
 
 /// A Python creation site: its code object and where in it, with the text
 /// reports show (`file:line in function`), made once when the site is first
@@ -36,18 +36,44 @@ struct PyOrigin {
     code: Py<PyAny>,
     /// 3.11+: the instruction's byte offset; older Pythons: the line.
     at: c_int,
-    text: Box<str>,
+    /// What reports show, shared by every pool made here (deferred ones
+    /// through their stand-in record).
+    site: DeferredOrigin,
 }
 
 impl PyOrigin {
+    /// Kept for the life of the process (see `intern`), as is its text.
     fn new(code: Bound<'_, PyAny>, at: c_int) -> Result<Self, OutOfMemory> {
+        let text: &'static str = Box::leak(describe(&code, at)?);
         Ok(PyOrigin {
-            text: describe(&code, at)?,
+            site: DeferredOrigin::new(Origin::Static(text)),
             code: code.unbind(),
             at,
         })
     }
 }
+
+/// Where a Python pool is being made.
+pub(crate) enum CallerSite {
+    /// A creation site kept for the life of the process.
+    Interned(&'static DeferredOrigin),
+    /// A site that could not be interned (out of memory), described.
+    Described(Origin),
+}
+
+impl CallerSite {
+    pub(crate) fn into_origin(self) -> Origin {
+        match self {
+            // Interned sites hold static text: copying it allocates nothing.
+            CallerSite::Interned(site) => site.origin().clone(),
+            CallerSite::Described(origin) => origin,
+        }
+    }
+}
+
+/// The site of pools made where no Python frame is known, or with origin
+/// tracking off.
+static SOMEWHERE_IN_PYTHON: DeferredOrigin = DeferredOrigin::new(Origin::Static("Python"));
 
 /// `file:line in function` for an instruction of a code object (`Python` if
 /// it cannot be read), or `OutOfMemory`. C-level attribute reads only (a
@@ -147,14 +173,14 @@ pub(crate) fn track_origins(enabled: bool) -> bool {
 
 /// Where the running Python code is (the innermost Python frame; Cython
 /// functions have none, so for them it is their nearest Python caller).
-pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
+pub(crate) fn caller_site(py: Python<'_>) -> CallerSite {
     if !TRACK_ORIGINS.load(Relaxed) {
-        return Origin::Static("Python");
+        return CallerSite::Interned(&SOMEWHERE_IN_PYTHON);
     }
     // SAFETY: the GIL is held; the frame is borrowed and used right away.
     let frame = unsafe { pyo3::ffi::PyEval_GetFrame() };
     if frame.is_null() {
-        return Origin::Static("Python");
+        return CallerSite::Interned(&SOMEWHERE_IN_PYTHON);
     }
     // SAFETY: `frame` is a live frame; PyFrame_GetCode returns a new reference.
     let code = unsafe { pyo3::ffi::PyFrame_GetCode(frame) };
@@ -173,15 +199,17 @@ pub(crate) fn caller_origin(py: Python<'_>) -> Origin {
     // Same code object (an interned origin holds it, so its address is not
     // reused) and same place.
     if let Some(origin) = last.filter(|o| o.at == at && o.code.as_ptr() == code.as_ptr()) {
-        return Origin::Static(&origin.text);
+        return CallerSite::Interned(&origin.site);
     }
     match intern(&code, at) {
         Some(interned) => {
             LAST_ORIGIN.store(ptr::from_ref(interned).cast_mut(), Release);
-            Origin::Static(&interned.text)
+            CallerSite::Interned(&interned.site)
         }
         // Out of memory, the pool's origin stays unknown.
-        None => describe(&code, at).map_or(Origin::Static("Python"), Origin::Text),
+        None => CallerSite::Described(
+            describe(&code, at).map_or(Origin::Static("Python"), Origin::Text),
+        ),
     }
 }
 

@@ -57,7 +57,7 @@ impl Origin {
 
     /// A copy for a report, or `OutOfMemory` (shared and static origins
     /// are copied without allocating).
-    pub(super) fn try_clone(&self) -> Result<Origin, OutOfMemory> {
+    pub(crate) fn try_clone(&self) -> Result<Origin, OutOfMemory> {
         Ok(match self {
             Origin::Text(text) => Origin::Text(try_string(text)?.into_boxed_str()),
             other => other.clone(),

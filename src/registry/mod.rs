@@ -48,9 +48,10 @@ pub use peak::{flush_this_thread, reset_peak, TooManyTraces, Trace, TraceFigures
 pub use peak_report::{
     format_peak, peak, peak_report, try_peak, try_peak_report, write_peak, PeakPool, PeakReport,
 };
+pub use record::DeferredOrigin;
 use record::Meta;
+pub(crate) use record::Record;
 pub use record::{PoolStats, StatsField};
-pub(crate) use record::{Record, UNREGISTERED};
 pub use report::{format_table, report, try_report, write_table};
 
 /// One live pool in a report.
@@ -237,16 +238,6 @@ pub(crate) fn register(label: Label, arena: bool) -> Result<&'static Record, Out
         },
         arena,
     ))
-}
-
-/// [`register`] for an unnamed heap pool made at `origin`, which is taken
-/// only once a record is: out of memory it stays where it is.
-pub(crate) fn register_unnamed(
-    origin: &mut Option<Origin>,
-) -> Result<&'static Record, OutOfMemory> {
-    let record = take_free()?;
-    let origin = origin.take().unwrap_or_default();
-    Ok(publish(record, Meta { name: None, origin }, false))
 }
 
 /// Hands a record taken from a free list to a new pool, labelled `meta`.

@@ -95,12 +95,39 @@ pub(crate) struct Record {
 // memory of an empty pool is mostly its record and its Python object.
 const _: () = assert!(std::mem::size_of::<Record>() == 128);
 
-/// The record of every pool that has not taken one of its own yet (see
-/// [`crate::pool::Pool::deferred_under_process_lock`]): never live, in no
-/// list of the registry, its lock never taken, and only ever written with
-/// the zeros it holds (an empty pool's `reset_peak` or `free_all`), so any
-/// number of pools on any threads can read it as their empty counters.
-pub(crate) static UNREGISTERED: Record = Record::new();
+/// Where deferred pools were made (see
+/// [`crate::pool::Pool::deferred_under_process_lock`]): one per creation
+/// site, shared by the pools made there until each takes a record of its
+/// own. It is a record that is never live, in no list of the registry, its
+/// lock never taken, and only ever written with the zeros it holds (an
+/// empty pool's `reset_peak` or `free_all`), so any number of pools on any
+/// threads read it as their empty counters, and a pool is deferred exactly
+/// while its record is not live.
+#[repr(transparent)]
+pub struct DeferredOrigin(pub(crate) Record);
+
+impl DeferredOrigin {
+    /// The stand-in of pools made at `origin`.
+    pub const fn new(origin: Origin) -> Self {
+        DeferredOrigin(Record::labelled(origin))
+    }
+
+    /// Where its pools were made.
+    pub(crate) fn origin(&self) -> &Origin {
+        // SAFETY: the label of a stand-in is written only by `new`; it is
+        // never handed to a pool as its own record nor put in a registry
+        // list, so nothing writes it afterwards and shared reads are sound.
+        unsafe { &(*self.0.meta.get()).origin }
+    }
+}
+
+impl fmt::Debug for DeferredOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DeferredOrigin")
+            .field(self.origin())
+            .finish()
+    }
+}
 
 // SAFETY: the counters and `live` are atomics. `meta` is an UnsafeCell that
 // is written by one thread at a time under the protocol above: by the thread
@@ -129,12 +156,13 @@ pub(super) struct Meta {
 // on other threads see each field's old or new value, never a torn one.
 impl Record {
     pub(super) const fn new() -> Self {
+        Record::labelled(Origin::Unknown)
+    }
+
+    const fn labelled(origin: Origin) -> Self {
         Record {
             live: AtomicBool::new(false),
-            meta: UnsafeCell::new(Meta {
-                name: None,
-                origin: Origin::Unknown,
-            }),
+            meta: UnsafeCell::new(Meta { name: None, origin }),
             lock: Mutex::new(()),
             forked: AtomicBool::new(false),
             size: AtomicUsize::new(0),
@@ -199,6 +227,13 @@ impl Record {
     /// Whether the pool is an arena pool.
     pub(super) fn is_arena(&self) -> bool {
         self.arena.load(Relaxed)
+    }
+
+    /// Whether the record is a live pool's own (not a deferred pool's
+    /// stand-in). Only its pool's thread asks, and only its pool changes it.
+    #[inline(always)]
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.load(Relaxed)
     }
 
     /// Sends the pool's bytes through the serialised peak lane from now on.

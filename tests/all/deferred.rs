@@ -6,10 +6,14 @@
 use std::ffi::c_void;
 use std::thread;
 
-use cymem_rs::{live_pools, Allocator, Origin, Pool, PoolInfo, PoolStats, SharedPool};
+use cymem_rs::{
+    live_pools, Allocator, DeferredOrigin, Origin, Pool, PoolInfo, PoolStats, SharedPool,
+};
 
+/// A deferred pool made at a site of its own (sites live for ever).
 fn deferred(origin: &'static str) -> Pool {
-    Pool::deferred_under_process_lock(Allocator::system(), Origin::Static(origin))
+    let site = Box::leak(Box::new(DeferredOrigin::new(Origin::Static(origin))));
+    Pool::deferred_under_process_lock(Allocator::system(), site)
 }
 
 fn listed(origin: &str) -> Vec<PoolInfo> {
@@ -78,12 +82,14 @@ fn a_name_or_a_limit_registers_it() {
 #[test]
 fn the_origin_set_before_registering_is_the_one_reported() {
     let mut pool = deferred("deferred-origin-before");
-    pool.set_origin(Origin::Static("deferred-origin-after"));
+    pool.set_origin(Origin::Static("deferred-origin-after"))
+        .unwrap();
     pool.alloc(1, 16).unwrap();
     assert!(listed("deferred-origin-before").is_empty());
     assert_eq!(listed("deferred-origin-after").len(), 1);
     // And after registering, through the record.
-    pool.set_origin(Origin::Static("deferred-origin-last"));
+    pool.set_origin(Origin::Static("deferred-origin-last"))
+        .unwrap();
     assert_eq!(listed("deferred-origin-last").len(), 1);
 }
 
@@ -111,4 +117,28 @@ fn sharing_it_through_a_lock_registers_it() {
         }
     });
     assert_eq!(listed("deferred-locked-other")[0].stats.size, 8);
+}
+
+#[test]
+fn pools_made_at_one_site_share_nothing_but_their_origin() {
+    static SITE: DeferredOrigin = DeferredOrigin::new(Origin::Static("deferred-shared-site"));
+    let made = || Pool::deferred_under_process_lock(Allocator::system(), &SITE);
+    let (mut a, mut b, mut unused) = (made(), made(), made());
+    a.alloc(1, 10).unwrap();
+    b.alloc(2, 10).unwrap();
+    // The unused one still reads zeros: the site's counters never move.
+    unused.reset_peak();
+    unused.free_all();
+    assert_eq!(unused.stats(), PoolStats::default());
+    let sizes: Vec<usize> = listed("deferred-shared-site")
+        .iter()
+        .map(|p| p.stats.size)
+        .collect();
+    assert_eq!(sizes, [20, 10]);
+    drop(a);
+    assert_eq!(listed("deferred-shared-site").len(), 1);
+    assert_eq!(
+        format!("{SITE:?}"),
+        r#"DeferredOrigin(Origin("deferred-shared-site"))"#
+    );
 }

@@ -8,7 +8,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use cymem_rs::registry::{peak_report, try_peak_report, TooManyTraces, PEAK_STEP};
-use cymem_rs::{peak, reset_peak, Allocator, Origin, PeakPool, Pool, Trace, TraceFigures};
+use cymem_rs::{
+    peak, reset_peak, Allocator, DeferredOrigin, Origin, PeakPool, Pool, Trace, TraceFigures,
+};
 
 const CHILD: &str = "CYMEM_RS_PEAK_ALONE";
 const KIB: usize = 1024;
@@ -388,7 +390,8 @@ fn declared_pools_count_at_once_from_any_thread() {
             pool
         }
         fn deferred() -> Pool {
-            Pool::deferred_under_process_lock(Allocator::system(), Origin::Static("declared"))
+            static SITE: DeferredOrigin = DeferredOrigin::new(Origin::Static("declared"));
+            Pool::deferred_under_process_lock(Allocator::system(), &SITE)
         }
         for make in [declared, deferred] {
             let trace = Trace::start().unwrap();

@@ -198,7 +198,8 @@ fn reports_race_safely_with_creation_and_drop_of_locked_pools() {
 #[test]
 fn a_changed_origin_is_what_reports_show() {
     let mut pool = Pool::named("reg-origin");
-    pool.set_origin(Origin::Static("made by the loader"));
+    pool.set_origin(Origin::Static("made by the loader"))
+        .unwrap();
     let [info] = find("reg-origin").try_into().unwrap();
     assert_eq!(info.origin, "made by the loader");
     let report = cymem_rs::registry::try_report().unwrap();
