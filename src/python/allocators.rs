@@ -7,7 +7,7 @@ use pyo3::types::PyString;
 
 use super::errors::py_format;
 
-use crate::allocator::{Allocator, FreeFn, MallocFn};
+use crate::allocator::{Accelerators, Allocator, FreeFn, MallocFn};
 
 /// A C `malloc`-like function wrapped as a Python object.
 /// Layout: C code reads `malloc` right after the object header (the offset is
@@ -97,13 +97,17 @@ pub(crate) fn default_free(py: Python<'_>) -> PyResult<&Py<PyFree>> {
 /// `Address()` are often called in loops.
 pub(crate) fn default_allocator() -> Allocator {
     use pyo3::ffi::{PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc};
+    static PYMEM: Accelerators = Accelerators {
+        calloc: PyMem_Calloc,
+        realloc: PyMem_Realloc,
+    };
     // SAFETY: PyMem_Malloc and PyMem_Free are C malloc/free for CPython's
     // heap; the pools and Addresses using them call them only with the GIL
     // held (every entry point is a Python or Cython call), as CPython asks.
     let pair = unsafe { Allocator::from_raw(PyMem_Malloc, PyMem_Free) };
     // SAFETY: PyMem_Calloc and PyMem_Realloc serve the same heap, so
     // PyMem_Free releases their blocks and PyMem_Realloc accepts PyMem_Malloc's.
-    unsafe { pair.with_accelerators(Some(PyMem_Calloc), Some(PyMem_Realloc)) }
+    unsafe { pair.with_accelerators(&PYMEM) }
 }
 
 /// Whether a malloc/free pair is `Default_Malloc`/`Default_Free` (PyMem).

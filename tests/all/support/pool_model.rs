@@ -37,6 +37,7 @@ use std::ffi::c_void;
 use std::fmt;
 use std::sync::OnceLock;
 
+use cymem_rs::allocator::Accelerators;
 use cymem_rs::pool::Mark;
 use cymem_rs::{Allocator, Pool, PoolError};
 
@@ -131,10 +132,14 @@ impl Mode {
             Mode::CountingAccel | Mode::FaultyAccel => {
                 // SAFETY: as for the plain pair above.
                 let pair = unsafe { Allocator::from_raw(dirty_malloc, checked_free) };
+                static ACCELERATORS: Accelerators = Accelerators {
+                    calloc: zeroing_calloc,
+                    realloc: dirty_realloc,
+                };
                 // SAFETY: the calloc and realloc wrappers use the same libc
                 // heap and the same books, so `checked_free` releases their
                 // blocks and `dirty_realloc` accepts `dirty_malloc`'s.
-                unsafe { pair.with_accelerators(Some(zeroing_calloc), Some(dirty_realloc)) }
+                unsafe { pair.with_accelerators(&ACCELERATORS) }
             }
         }
     }
