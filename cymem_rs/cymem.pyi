@@ -79,7 +79,10 @@ class PoolInfo(NamedTuple):
     limit: int | None
 
 def live_pools() -> list[PoolInfo]:
-    """The pools alive now, most bytes first (holds no reference to them)."""
+    """The pools alive now, most bytes first (holds no reference to them).
+
+    An unnamed `Pool()` is listed from its first block (or name, or limit) on.
+    """
 
 def format_report(*, peak: bool = False) -> str:
     """The live-pool report as an aligned text table (with `peak=True`, the

@@ -335,6 +335,7 @@ fn info_object<'py>(py: Python<'py>, p: &PoolInfo) -> PyResult<Bound<'py, PyAny>
 
 /// The pools alive now (Python, Cython and C pools of this module), most
 /// bytes first, as `PoolInfo` named tuples. Holds no reference to any pool.
+/// An unnamed `Pool()` is listed from its first block (or name, or limit) on.
 #[pyfunction]
 pub(crate) fn live_pools(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     let pools = registry::try_live_pools().map_err(out_of_memory)?;

@@ -10,10 +10,12 @@ use cymem_rs::{
     live_pools, Allocator, DeferredOrigin, Origin, Pool, PoolInfo, PoolStats, SharedPool,
 };
 
-/// A deferred pool made at a site of its own (sites live for ever).
-fn deferred(origin: &'static str) -> Pool {
-    let site = Box::leak(Box::new(DeferredOrigin::new(Origin::Static(origin))));
-    Pool::deferred_under_process_lock(Allocator::system(), site)
+/// A deferred pool made at a creation site of its own.
+macro_rules! deferred {
+    ($origin:literal) => {{
+        static SITE: DeferredOrigin = DeferredOrigin::new(Origin::Static($origin));
+        Pool::deferred_under_process_lock(Allocator::system(), &SITE)
+    }};
 }
 
 fn listed(origin: &str) -> Vec<PoolInfo> {
@@ -25,7 +27,7 @@ fn listed(origin: &str) -> Vec<PoolInfo> {
 
 #[test]
 fn an_unused_pool_is_unlisted_and_empty_until_its_first_block() {
-    let mut pool = deferred("deferred-first-block");
+    let mut pool = deferred!("deferred-first-block");
     // Every read, and the calls that change nothing, leave it unregistered.
     assert_eq!(pool.stats(), PoolStats::default());
     assert_eq!((pool.size(), pool.block_count()), (0, 0));
@@ -54,11 +56,11 @@ fn an_unused_pool_is_unlisted_and_empty_until_its_first_block() {
 
 #[test]
 fn an_unused_pool_that_drops_leaves_no_trace() {
-    let pools: Vec<Pool> = (0..1000).map(|_| deferred("deferred-unused")).collect();
+    let pools: Vec<Pool> = (0..1000).map(|_| deferred!("deferred-unused")).collect();
     assert!(listed("deferred-unused").is_empty());
     drop(pools);
     // The registry still hands out clean records.
-    let mut pool = deferred("deferred-unused-after");
+    let mut pool = deferred!("deferred-unused-after");
     pool.alloc(1, 8).unwrap();
     let [info] = listed("deferred-unused-after").try_into().unwrap();
     assert_eq!((info.stats.size, info.stats.block_count), (8, 1));
@@ -66,13 +68,13 @@ fn an_unused_pool_that_drops_leaves_no_trace() {
 
 #[test]
 fn a_name_or_a_limit_registers_it() {
-    let mut named = deferred("deferred-named");
+    let mut named = deferred!("deferred-named");
     named.set_name(Some("deferred-named-pool".into())).unwrap();
     let [info] = listed("deferred-named").try_into().unwrap();
     assert_eq!(info.name.as_deref(), Some("deferred-named-pool"));
     assert_eq!(named.name().as_deref(), Some("deferred-named-pool"));
 
-    let mut limited = deferred("deferred-limited");
+    let mut limited = deferred!("deferred-limited");
     limited.set_limit(Some(100)).unwrap();
     let [info] = listed("deferred-limited").try_into().unwrap();
     assert_eq!(info.limit, Some(100));
@@ -81,7 +83,7 @@ fn a_name_or_a_limit_registers_it() {
 
 #[test]
 fn the_origin_set_before_registering_is_the_one_reported() {
-    let mut pool = deferred("deferred-origin-before");
+    let mut pool = deferred!("deferred-origin-before");
     pool.set_origin(Origin::Static("deferred-origin-after"))
         .unwrap();
     pool.alloc(1, 16).unwrap();
@@ -95,7 +97,7 @@ fn the_origin_set_before_registering_is_the_one_reported() {
 
 #[test]
 fn debug_mode_and_arena_free_blocks_register_at_the_first_block() {
-    let mut pool = deferred("deferred-debug");
+    let mut pool = deferred!("deferred-debug");
     pool.enable_debug(Default::default());
     assert!(listed("deferred-debug").is_empty());
     let block = pool.alloc(1, 40).unwrap();
@@ -106,10 +108,10 @@ fn debug_mode_and_arena_free_blocks_register_at_the_first_block() {
 
 #[test]
 fn sharing_it_through_a_lock_registers_it() {
-    let shared = SharedPool::try_locked(deferred("deferred-locked")).unwrap();
+    let shared = SharedPool::try_locked(deferred!("deferred-locked")).unwrap();
     assert!(shared.is_locked());
     assert_eq!(listed("deferred-locked").len(), 1);
-    let other = SharedPool::locked(deferred("deferred-locked-other"));
+    let other = SharedPool::locked(deferred!("deferred-locked-other"));
     assert_eq!(listed("deferred-locked-other").len(), 1);
     thread::scope(|scope| {
         for pool in [&shared, &other] {
