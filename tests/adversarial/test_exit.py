@@ -156,6 +156,7 @@ def test_stats_and_pool_info_are_still_the_named_tuples():
                            "total_allocs=2, total_frees=1, total_reallocs=0)"), repr(s)
         assert pickle.loads(pickle.dumps(s)) == s and hash(s) == hash(tuple(s))
         anonymous = cymem_rs.Pool()
+        anonymous.alloc(1, 1)  # an unnamed pool is listed from its first block on
         infos = {p.name: p for p in cymem_rs.live_pools()}
         info = infos["nt"]
         assert type(info) is PoolInfo and info._fields == ("name",) + s._fields + (
