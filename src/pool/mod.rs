@@ -226,12 +226,12 @@ impl Pool {
 
     /// A heap pool for callers that hold one process-wide lock for every
     /// call on it, as [`Pool::count_under_process_lock`] declares (CPython's
-    /// GIL), made at `origin` (one per creation site). It joins the live-pool registry when it first
-    /// needs a record: at its first block, or when it is named, limited or
-    /// shared through a lock. Until then it owns nothing but itself, so
-    /// making and dropping an unused pool costs no registry work and no
-    /// memory beyond the struct, and making one cannot fail. Live-pool
-    /// reports list it once it has registered.
+    /// GIL), made at `origin` (one per creation site). It joins the
+    /// live-pool registry when it first needs a record: at its first block,
+    /// or when it is named, limited or shared through a lock. Until then it
+    /// owns nothing but itself, so making and dropping an unused pool costs
+    /// no registry work and no memory beyond the struct, and making one
+    /// cannot fail. Live-pool reports list it once it has registered.
     pub fn deferred_under_process_lock(
         allocator: Allocator,
         origin: &'static DeferredOrigin,
