@@ -599,6 +599,26 @@ mod tests {
         assert!(!insert(&mut table, 0x40, 16));
         assert_eq!(table.get(0x40), Some(8));
         assert_eq!(table.get(0), None);
+        // Also when `hot` is free and the block sits in the slots.
+        assert!(insert(&mut table, 0x80, 8));
+        assert_eq!(table.remove(0x40), Some(8));
+        assert!(!insert(&mut table, 0x80, 32));
+        assert_eq!((table.get(0x80), table.len()), (Some(8), 1));
+    }
+
+    /// After `reserve_large`, replacing a block in the slots by a big one
+    /// allocates nothing (the pool reserves before it moves a block, and
+    /// recording the move must not fail).
+    #[test]
+    fn a_replace_after_reserve_large_allocates_nothing() {
+        use crate::fallible::failing::with_failures;
+        let mut table = BlockTable::default();
+        assert!(insert(&mut table, 0x40, 8));
+        assert!(insert(&mut table, 0x80, 8));
+        table.reserve_large().unwrap();
+        let ((), made) = with_failures(1, u64::MAX, || table.replace(0x80, 0xc0, 70_000));
+        assert_eq!(made, 0);
+        assert_eq!((table.get(0xc0), table.get(0x80)), (Some(70_000), None));
     }
 
     #[test]
