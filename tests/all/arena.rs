@@ -44,12 +44,37 @@ fn free_at(pool: &mut Pool, live: &mut Vec<(usize, usize)>, k: usize) {
     ));
 }
 
-/// Where a block sits above the one allocated just before it: the arena
-/// moved to another chunk (chunks are filled from the top down).
+/// Where a block does not sit right below the one allocated just before
+/// it: the arena moved to another chunk, above or below the last (chunks
+/// are filled from the top down; a block takes its size, at least 1,
+/// rounded up to 16 bytes, plus two 16-byte red zones while a memory
+/// checker watches).
 fn chunk_starts(blocks: &[(usize, usize)]) -> Vec<usize> {
     (1..blocks.len())
-        .filter(|&k| blocks[k].0 > blocks[k - 1].0)
+        .filter(|&k| {
+            let step = blocks[k].1.max(1).next_multiple_of(16);
+            let below = blocks[k - 1].0.checked_sub(blocks[k].0);
+            below != Some(step) && below != Some(step + 32)
+        })
         .collect()
+}
+
+/// The helper above finds a new chunk wherever malloc put it (a test of a
+/// test: a chunk placed below the last one went unseen, which made the
+/// packing test below fail on some heap layouts).
+#[test]
+fn chunk_starts_sees_new_chunks_above_and_below() {
+    let packed = [(0x1_0000, 16), (0xfff0, 0), (0xffd0, 20)];
+    assert!(chunk_starts(&packed).is_empty());
+    let below = [(0x1_0000, 16), (0xfff0, 16), (0xbfd0, 16), (0xbfc0, 16)];
+    assert_eq!(chunk_starts(&below), [2]);
+    let above = [(0x1_0000, 16), (0x5_0000, 16), (0x4_fff0, 16)];
+    assert_eq!(chunk_starts(&above), [1]);
+    let watched = [(0x1_0000, 16), (0xffd0, 16)];
+    assert!(
+        chunk_starts(&watched).is_empty(),
+        "two 16-byte red zones apart"
+    );
 }
 
 /// Sizes that differ from block to block (so a size read from the wrong
